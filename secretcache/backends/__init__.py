@@ -1,0 +1,25 @@
+"""Backends: where the cache gets values from. ``AwsBackend`` and ``AgentBackend`` load on first use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import BATCH_LIMIT, SecretsBackend
+
+if TYPE_CHECKING:
+    from .agent import AgentBackend
+    from .aws import AwsBackend
+
+__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "SecretsBackend"]
+
+_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

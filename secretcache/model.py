@@ -1,0 +1,278 @@
+"""SecretValue (one immutable version of a secret) and SecretRef (the reference forms we accept).
+
+Reference forms:
+
+- a secret id: a name (``prod/db``), a full ARN or a partial ARN;
+- ``<secret-id>#<json-key>``: one top-level key of a JSON secret;
+- the ECS/Batch ``valueFrom`` ARN ``arn:aws:secretsmanager:R:A:secret:NAME:json-key:version-stage:version-id``;
+- the CloudFormation dynamic reference
+  ``{{resolve:secretsmanager:SECRET-ID:SecretString:json-key:version-stage:version-id}}``,
+  also embedded in a longer string (see :func:`render_template`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidReferenceError, SecretFormatError
+
+__all__ = [
+    "MAX_SECRET_BYTES",
+    "SecretRef",
+    "SecretValue",
+    "find_references",
+    "is_reference",
+    "render_template",
+]
+
+MAX_SECRET_BYTES = 65_536
+"""Secrets Manager's limit on a SecretString or SecretBinary."""
+
+_NAME_RE = re.compile(r"[A-Za-z0-9/_+=.@\-]{1,512}")
+_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):secretsmanager:"
+    r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):secret:(?P<rest>.+)"
+)
+_TEMPLATE_RE = re.compile(r"\{\{resolve:secretsmanager:(.*?)\}\}")
+_MAX_SHOWN = 200
+
+
+def _shown(reference: str) -> str:
+    """The reference as it appears in an error message: bounded, so a pasted blob cannot flood logs."""
+    return reference if len(reference) <= _MAX_SHOWN else reference[:_MAX_SHOWN] + "..."
+
+
+def _bad(reference: str, why: str) -> InvalidReferenceError:
+    return InvalidReferenceError(f"invalid secret reference {_shown(reference)!r}: {why}", reference=reference)
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SecretValue:
+    """One version of a secret, as GetSecretValue returned it. Immutable; repr never shows the value.
+
+    Exactly one of ``secret_string`` and ``secret_binary`` is set. ``json()`` parses once per
+    version and hands each caller its own copy, so mutating a result never changes the cache.
+    """
+
+    name: str
+    arn: str | None = None
+    version_id: str | None = None
+    version_stages: tuple[str, ...] = ()
+    secret_string: str | None = None
+    secret_binary: bytes | None = None
+    created_date: datetime | None = None
+    _json: tuple[dict[str, Any], bool, dict[str, str]] | None = field(default=None, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        string, binary = self.secret_string, self.secret_binary
+        if (string is None) == (binary is None):
+            raise SecretFormatError(
+                f"secret {self.name!r}: a version holds exactly one of SecretString and SecretBinary",
+                secret_id=self.name,
+            )
+        if string is not None and not isinstance(string, str):
+            raise SecretFormatError(
+                f"secret {self.name!r}: SecretString must be str, got {type(string).__name__}", secret_id=self.name
+            )
+        if binary is not None and not isinstance(binary, (bytes, bytearray, memoryview)):
+            raise SecretFormatError(
+                f"secret {self.name!r}: SecretBinary must be bytes, got {type(binary).__name__}", secret_id=self.name
+            )
+        if isinstance(binary, (bytearray, memoryview)):
+            object.__setattr__(self, "secret_binary", bytes(binary))
+        size = len(string.encode()) if string is not None else len(self.secret_binary or b"")
+        if size > MAX_SECRET_BYTES:
+            raise SecretFormatError(
+                f"secret {self.name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit",
+                secret_id=self.name,
+            )
+        if not isinstance(self.version_stages, tuple):
+            object.__setattr__(self, "version_stages", tuple(self.version_stages))
+
+    def __repr__(self) -> str:
+        kind = "string" if self.secret_string is not None else "binary"
+        return (
+            f"SecretValue(name={self.name!r}, version_id={self.version_id!r}, "
+            f"version_stages={self.version_stages!r}, {kind}=<redacted>)"
+        )
+
+    __str__ = __repr__
+
+    def _json_state(self) -> tuple[dict[str, Any], bool, dict[str, str]]:
+        """(parsed object, whether it is flat, rendered fields), parsed once per version."""
+        if self._json is not None:
+            return self._json
+        if self.secret_string is None:
+            raise SecretFormatError(f"secret {self.name!r} is binary, not a JSON string", secret_id=self.name)
+        try:
+            obj = json.loads(self.secret_string)
+        except json.JSONDecodeError as e:
+            # The decode error's .doc is the whole secret text: break the chain, keep the position.
+            raise SecretFormatError(
+                f"secret {self.name!r} is not valid JSON (line {e.lineno}, column {e.colno})", secret_id=self.name
+            ) from None
+        if not isinstance(obj, dict):
+            raise SecretFormatError(
+                f"secret {self.name!r} is JSON but not an object (got {type(obj).__name__})", secret_id=self.name
+            )
+        flat = not any(isinstance(v, (dict, list)) for v in obj.values())
+        state: tuple[dict[str, Any], bool, dict[str, str]] = (obj, flat, {})
+        object.__setattr__(self, "_json", state)  # a cache of a pure function of the immutable value
+        return state
+
+    def json(self) -> dict[str, Any]:
+        """The value parsed as a JSON object: a fresh copy each call (cheap when the object is flat)."""
+        obj, flat, _ = self._json_state()
+        return dict(obj) if flat else copy.deepcopy(obj)
+
+    def field(self, key: str) -> str:
+        """One top-level JSON key as a string; non-string values are rendered as JSON (``1000``, ``true``)."""
+        obj, _, rendered = self._json_state()
+        try:
+            return rendered[key]
+        except KeyError:
+            pass
+        if key not in obj:
+            raise SecretFormatError(f"secret {self.name!r} has no JSON key {key!r}", secret_id=self.name)
+        raw = obj[key]
+        text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+        rendered[key] = text
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A parsed reference: which secret, which version, and optionally one JSON key."""
+
+    secret_id: str
+    json_key: str | None = None
+    version_stage: str | None = None
+    version_id: str | None = None
+
+    @classmethod
+    def parse(cls, reference: str) -> SecretRef:
+        """Parse any accepted form; raise :class:`InvalidReferenceError` naming the reference."""
+        return _parse_cached(reference)
+
+    def __str__(self) -> str:
+        text = self.secret_id if self.json_key is None else f"{self.secret_id}#{self.json_key}"
+        if self.version_stage:
+            text += f" (stage {self.version_stage})"
+        if self.version_id:
+            text += f" (version {self.version_id})"
+        return text
+
+
+def validate_secret_id(secret_id: object, *, reference: str | None = None) -> str:
+    """Check a secret id (name, ARN or partial ARN) and return it."""
+    if not isinstance(secret_id, str):
+        raise InvalidReferenceError(
+            f"secret id must be a str, got {type(secret_id).__name__}", reference=None
+        )
+    shown = reference if reference is not None else secret_id
+    if not secret_id:
+        raise _bad(shown, "the secret id is empty")
+    if secret_id.startswith("arn:"):
+        m = _ARN_RE.fullmatch(secret_id)
+        if m is None or ":" in m["rest"] or not _NAME_RE.fullmatch(m["rest"]):
+            raise _bad(shown, "not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)")
+        return secret_id
+    if not _NAME_RE.fullmatch(secret_id):
+        raise _bad(shown, "a secret name uses 1-512 letters, digits and /_+=.@-")
+    return secret_id
+
+
+def _empty_to_none(text: str) -> str | None:
+    return text or None
+
+
+def _versioned(reference: str, secret_id: str, key: str, stage: str, version: str) -> SecretRef:
+    if stage and version:
+        raise _bad(reference, "give a version stage or a version id, not both")
+    return SecretRef(validate_secret_id(secret_id, reference=reference), _empty_to_none(key),
+                     _empty_to_none(stage), _empty_to_none(version))
+
+
+def _parse_arn_form(reference: str) -> SecretRef:
+    m = _ARN_RE.fullmatch(reference)
+    if m is None:
+        raise _bad(reference, "not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)")
+    parts = m["rest"].split(":")
+    base = reference[: m.start("rest")] + parts[0]
+    if len(parts) == 1:
+        return SecretRef(validate_secret_id(base, reference=reference))
+    if len(parts) == 4:
+        return _versioned(reference, base, parts[1], parts[2], parts[3])
+    raise _bad(reference, "an ECS valueFrom ARN ends in :json-key:version-stage:version-id (all three, empty allowed)")
+
+
+def _parse_template_body(reference: str, body: str) -> SecretRef:
+    if body.startswith("arn:"):
+        pieces = body.split(":")
+        secret_id, rest = ":".join(pieces[:7]), pieces[7:]
+    else:
+        secret_id, *rest = body.split(":")
+    if len(rest) > 4:
+        raise _bad(reference, "too many fields after the secret id")
+    rest += [""] * (4 - len(rest))
+    kind, key, stage, version = rest
+    if kind not in ("", "SecretString"):
+        raise _bad(reference, f"the field after the secret id must be SecretString, got {kind!r}")
+    return _versioned(reference, secret_id, key, stage, version)
+
+
+def _parse(reference: str) -> SecretRef:
+    if not isinstance(reference, str):
+        raise InvalidReferenceError(f"a secret reference must be a str, got {type(reference).__name__}")
+    if not reference:
+        raise _bad(reference, "the reference is empty")
+    if reference.startswith("{{"):
+        m = _TEMPLATE_RE.fullmatch(reference)
+        if m is None:
+            raise _bad(reference, "expected {{resolve:secretsmanager:SECRET-ID[:SecretString[:key[:stage[:id]]]]}}")
+        return _parse_template_body(reference, m[1])
+    secret_id, sep, key = reference.partition("#")
+    if sep:
+        if not key:
+            raise _bad(reference, "the JSON key after '#' is empty")
+        return SecretRef(validate_secret_id(secret_id, reference=reference), key)
+    if reference.startswith("arn:"):
+        return _parse_arn_form(reference)
+    return SecretRef(validate_secret_id(reference))
+
+
+_parse_memo: dict[str, SecretRef] = {}
+
+
+def _parse_cached(reference: str) -> SecretRef:
+    try:
+        return _parse_memo[reference]
+    except (KeyError, TypeError):
+        pass
+    ref = _parse(reference)
+    if len(_parse_memo) < 4096:  # references come from code and config: a small, bounded memo
+        _parse_memo[reference] = ref
+    return ref
+
+
+def is_reference(value: str) -> bool:
+    """True when an environment value holds a reference we resolve: an ECS ARN or a ``{{resolve:...}}``."""
+    return (value.startswith("arn:aws") and ":secretsmanager:" in value) or "{{resolve:secretsmanager:" in value
+
+
+def find_references(text: str) -> list[SecretRef]:
+    """The ``{{resolve:secretsmanager:...}}`` references embedded in ``text``, in order."""
+    return [_parse_template_body(m[0], m[1]) for m in _TEMPLATE_RE.finditer(text)]
+
+
+def render_template(text: str, resolve: Callable[[SecretRef], str]) -> str:
+    """Replace every embedded ``{{resolve:secretsmanager:...}}`` in ``text`` with ``resolve(ref)``."""
+    if "{{resolve:" in text and _TEMPLATE_RE.search(text) is None:
+        raise _bad(text, "an unterminated or malformed {{resolve:secretsmanager:...}}")
+    return _TEMPLATE_RE.sub(lambda m: resolve(_parse_template_body(m[0], m[1])), text)
