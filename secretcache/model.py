@@ -12,13 +12,12 @@ Reference forms:
 
 from __future__ import annotations
 
-import copy
-import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 from .errors import InvalidReferenceError, SecretFormatError
 
@@ -52,48 +51,76 @@ def _bad(reference: str, why: str) -> InvalidReferenceError:
     return InvalidReferenceError(f"invalid secret reference {_shown(reference)!r}: {why}", reference=reference)
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class SecretValue:
     """One version of a secret, as GetSecretValue returned it. Immutable; repr never shows the value.
 
     Exactly one of ``secret_string`` and ``secret_binary`` is set. ``json()`` parses once per
     version and hands each caller its own copy, so mutating a result never changes the cache.
+    (A hand-written slotted class rather than a dataclass: ``dataclasses`` would add ~8 ms to
+    ``import secretcache``.)
     """
 
+    __slots__ = (
+        "_json", "arn", "created_date", "name", "secret_binary", "secret_string", "version_id", "version_stages",
+    )
     name: str
-    arn: str | None = None
-    version_id: str | None = None
-    version_stages: tuple[str, ...] = ()
-    secret_string: str | None = None
-    secret_binary: bytes | None = None
-    created_date: datetime | None = None
-    _json: tuple[dict[str, Any], bool, dict[str, str]] | None = field(default=None, init=False, compare=False)
+    arn: str | None
+    version_id: str | None
+    version_stages: tuple[str, ...]
+    secret_string: str | None
+    secret_binary: bytes | None
+    created_date: datetime | None
+    _json: tuple[dict[str, Any], bool, dict[str, str]] | None
 
-    def __post_init__(self) -> None:
-        string, binary = self.secret_string, self.secret_binary
-        if (string is None) == (binary is None):
+    def __init__(
+        self,
+        name: str,
+        arn: str | None = None,
+        version_id: str | None = None,
+        version_stages: Iterable[str] = (),
+        secret_string: str | None = None,
+        secret_binary: bytes | None = None,
+        created_date: datetime | None = None,
+    ) -> None:
+        if (secret_string is None) == (secret_binary is None):
             raise SecretFormatError(
-                f"secret {self.name!r}: a version holds exactly one of SecretString and SecretBinary",
-                secret_id=self.name,
+                f"secret {name!r}: a version holds exactly one of SecretString and SecretBinary", secret_id=name
             )
-        if string is not None and not isinstance(string, str):
+        if secret_string is not None and not isinstance(secret_string, str):
             raise SecretFormatError(
-                f"secret {self.name!r}: SecretString must be str, got {type(string).__name__}", secret_id=self.name
+                f"secret {name!r}: SecretString must be str, got {type(secret_string).__name__}", secret_id=name
             )
-        if binary is not None and not isinstance(binary, (bytes, bytearray, memoryview)):
-            raise SecretFormatError(
-                f"secret {self.name!r}: SecretBinary must be bytes, got {type(binary).__name__}", secret_id=self.name
-            )
-        if isinstance(binary, (bytearray, memoryview)):
-            object.__setattr__(self, "secret_binary", bytes(binary))
-        size = len(string.encode()) if string is not None else len(self.secret_binary or b"")
+        if secret_binary is not None:
+            if not isinstance(secret_binary, (bytes, bytearray, memoryview)):
+                raise SecretFormatError(
+                    f"secret {name!r}: SecretBinary must be bytes, got {type(secret_binary).__name__}",
+                    secret_id=name,
+                )
+            secret_binary = bytes(secret_binary)
+        size = len(secret_string.encode()) if secret_string is not None else len(secret_binary or b"")
         if size > MAX_SECRET_BYTES:
             raise SecretFormatError(
-                f"secret {self.name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit",
-                secret_id=self.name,
+                f"secret {name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit", secret_id=name
             )
-        if not isinstance(self.version_stages, tuple):
-            object.__setattr__(self, "version_stages", tuple(self.version_stages))
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "arn", arn)
+        init(self, "version_id", version_id)
+        init(self, "version_stages", tuple(version_stages))
+        init(self, "secret_string", secret_string)
+        init(self, "secret_binary", secret_binary)
+        init(self, "created_date", created_date)
+        init(self, "_json", None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"SecretValue is immutable (tried to set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"SecretValue is immutable (tried to delete {name!r})")
+
+    def __reduce__(self) -> tuple[type[SecretValue], tuple[Any, ...]]:
+        return (type(self), (self.name, self.arn, self.version_id, self.version_stages,
+                             self.secret_string, self.secret_binary, self.created_date))
 
     def __repr__(self) -> str:
         kind = "string" if self.secret_string is not None else "binary"
@@ -110,6 +137,8 @@ class SecretValue:
             return self._json
         if self.secret_string is None:
             raise SecretFormatError(f"secret {self.name!r} is binary, not a JSON string", secret_id=self.name)
+        import json  # loaded with the first JSON secret, not with the package
+
         try:
             obj = json.loads(self.secret_string)
         except json.JSONDecodeError as e:
@@ -129,7 +158,11 @@ class SecretValue:
     def json(self) -> dict[str, Any]:
         """The value parsed as a JSON object: a fresh copy each call (cheap when the object is flat)."""
         obj, flat, _ = self._json_state()
-        return dict(obj) if flat else copy.deepcopy(obj)
+        if flat:
+            return dict(obj)
+        import copy
+
+        return copy.deepcopy(obj)
 
     def field(self, key: str) -> str:
         """One top-level JSON key as a string; non-string values are rendered as JSON (``1000``, ``true``)."""
@@ -141,13 +174,17 @@ class SecretValue:
         if key not in obj:
             raise SecretFormatError(f"secret {self.name!r} has no JSON key {key!r}", secret_id=self.name)
         raw = obj[key]
-        text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+        if isinstance(raw, str):
+            text = raw
+        else:
+            import json
+
+            text = json.dumps(raw, separators=(",", ":"))
         rendered[key] = text
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class SecretRef:
+class SecretRef(NamedTuple):
     """A parsed reference: which secret, which version, and optionally one JSON key."""
 
     secret_id: str
