@@ -1,0 +1,33 @@
+"""Shared fixtures: fake AWS credentials, moto's G1 fix, the canary check, the database servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+pytest_plugins = ["tests.canary"]
+
+# No test may reach real AWS: fake credentials and a fixed Region for every boto3 client.
+for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+              "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _moto_g1_patch() -> Iterator[None]:
+    """moto 5.x keeps answering plain GetSecretValue with the old version after UpdateSecretVersionStage
+    moves AWSCURRENT (research/test-infra.md, G1). AWS does not; patch moto so rotation tests are real."""
+    from tests.moto_patch import apply_g1_patch
+
+    undo = apply_g1_patch()
+    yield
+    undo()
