@@ -235,18 +235,24 @@ class Core:
                 return self._hit(request, entry, now)
             failure = self._failures.get(request.key)
             backing_off = failure is not None and now < failure.retry_at
-            if failure is not None and backing_off and (
-                entry is None or not isinstance(failure.error, SecretUnavailableError)
-            ):
-                return self._serve_failure(request, entry, failure.error, now)  # raises a fresh copy
-            swr = self.config.stale_while_revalidate
-            if entry is not None and self.config.ttl > 0 and now < entry.fresh_until + swr:
-                outcome = self._revalidate(request, may_block)
-                if isinstance(outcome, SecretCacheError) and not isinstance(outcome, SecretUnavailableError):
-                    raise outcome.copy() from outcome  # permanent errors are never hidden behind a stale value
-                return self._hit(request, self.entries.get(request.key, entry), now)
-            if failure is not None and backing_off:
-                return self._serve_failure(request, entry, failure.error, now)
+            if failure is not None and not isinstance(failure.error, SecretUnavailableError):
+                if backing_off:
+                    raise failure.error.copy() from failure.error  # permanent: never hidden behind a stale value
+            elif entry is not None:
+                if self.config.ttl > 0 and now < entry.fresh_until + self.config.stale_while_revalidate:
+                    outcome = self._revalidate(request, may_block)
+                    if isinstance(outcome, SecretCacheError) and not isinstance(outcome, SecretUnavailableError):
+                        raise outcome.copy() from outcome
+                    return self._hit(request, self.entries.get(request.key, entry), now)
+                if failure is not None and self._may_serve_stale(entry, now):
+                    # The backend has been failing: retry in the background, serve what we have meanwhile.
+                    outcome = self._revalidate(request, may_block)
+                    if isinstance(outcome, SecretValue):
+                        return outcome
+                    return self._serve_failure(request, entry, outcome or failure.error, now)
+            if backing_off:
+                assert failure is not None
+                return self._serve_failure(request, entry, failure.error, now)  # raises: nothing to serve
         with self._lock:
             flight = self._flights.get(request.key)
             if flight is not None:
@@ -357,15 +363,15 @@ class Core:
         entry = self.entries.get(request.key) if allow_stale else None
         return self._serve_failure(request, entry, outcome, monotonic())
 
+    def _may_serve_stale(self, entry: Entry, now: float) -> bool:
+        limit = self.config.stale_if_error
+        return limit is None or now < entry.fresh_until + limit
+
     def _serve_failure(
         self, request: Request, entry: Entry | None, error: SecretCacheError, now: float
     ) -> SecretValue:
-        limit = self.config.stale_if_error
-        if (
-            entry is not None
-            and isinstance(error, SecretUnavailableError)
-            and (limit is None or now < entry.fresh_until + limit)
-        ):
+        """Serve the cached value for a transient error within stale_if_error; else raise a fresh copy."""
+        if entry is not None and isinstance(error, SecretUnavailableError) and self._may_serve_stale(entry, now):
             self.stale_served += 1
             _debug("serving stale secret %r: %s", request.secret_id, type(error).__name__)
             self._emit("stale", request, error=error, age=now - entry.fetched_at)
