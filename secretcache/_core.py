@@ -15,7 +15,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 from .backends.base import BATCH_LIMIT, SecretsBackend
-from .errors import SecretCacheError, SecretUnavailableError
+from .errors import InvalidReferenceError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
 
 if TYPE_CHECKING:
@@ -80,13 +80,16 @@ class Request(NamedTuple):
 class Entry:
     """A cached value and its clock readings (slots: a few dozen bytes beside the value)."""
 
-    __slots__ = ("fetched_at", "fresh_until", "last_read", "value")
+    __slots__ = ("fresh_until", "last_read", "value")
 
     def __init__(self, value: SecretValue, fetched_at: float, fresh_until: float) -> None:
         self.value = value
-        self.fetched_at = fetched_at
         self.fresh_until = fresh_until
-        self.last_read = fetched_at
+        self.last_read = fetched_at  # LRU order; starts at the fetch time
+
+    def age(self, now: float, ttl: float) -> float | None:
+        """Seconds since the fetch, give or take the ttl jitter (not stored: ~24 bytes per entry saved)."""
+        return None if self.fresh_until == float("inf") else max(0.0, now - (self.fresh_until - ttl))
 
 
 class _Failure:
@@ -192,9 +195,11 @@ class Core:
         """Validate a read and compute its key."""
         validate_secret_id(secret_id)
         if version_id is not None and (not isinstance(version_id, str) or not version_id):
-            raise SecretCacheError(f"secret {secret_id!r}: version_id must be a non-empty str", secret_id=secret_id)
+            raise InvalidReferenceError(
+                f"secret {secret_id!r}: version_id must be a non-empty str", secret_id=secret_id
+            )
         if version_stage is not None and (not isinstance(version_stage, str) or not version_stage):
-            raise SecretCacheError(
+            raise InvalidReferenceError(
                 f"secret {secret_id!r}: version_stage must be a non-empty str", secret_id=secret_id
             )
         key: Key
@@ -228,55 +233,77 @@ class Core:
         error while a failing key is backing off and there is nothing to serve. ``may_block=False``
         (the asyncio face) sends even an inline-configured revalidation to a worker thread.
         """
-        now = monotonic()
-        entry = self.entries.get(request.key)
-        if not force:
-            if entry is not None and now < entry.fresh_until:
-                return self._hit(request, entry, now)
+        while True:
+            now = monotonic()
+            entry = self.entries.get(request.key)
             failure = self._failures.get(request.key)
-            backing_off = failure is not None and now < failure.retry_at
-            if failure is not None and not isinstance(failure.error, SecretUnavailableError):
-                if backing_off:
-                    raise failure.error.copy() from failure.error  # permanent: never hidden behind a stale value
-            elif entry is not None:
-                if self.config.ttl > 0 and now < entry.fresh_until + self.config.stale_while_revalidate:
-                    outcome = self._revalidate(request, may_block)
-                    if isinstance(outcome, SecretCacheError) and not isinstance(outcome, SecretUnavailableError):
-                        raise outcome.copy() from outcome
-                    return self._hit(request, self.entries.get(request.key, entry), now)
-                if failure is not None and self._may_serve_stale(entry, now):
-                    # The backend has been failing: retry in the background, serve what we have meanwhile.
-                    outcome = self._revalidate(request, may_block)
-                    if isinstance(outcome, SecretValue):
-                        return outcome
-                    return self._serve_failure(request, entry, outcome or failure.error, now)
+            if not force:
+                served = self._serve(request, entry, failure, now, may_block)
+                if served is not None:
+                    return served
+            with self._lock:
+                flight = self._flights.get(request.key)
+                if flight is not None:
+                    return flight, False
+                if force or (self.entries.get(request.key) is entry and self._failures.get(request.key) is failure):
+                    flight = self._flights[request.key] = Flight()
+                    return flight, True
+            # A fetch finished between our look and the lock: decide again with its outcome, so a
+            # fresh value or a new backoff is honoured instead of starting one more backend call.
+
+    def _serve(
+        self, request: Request, entry: Entry | None, failure: _Failure | None, now: float, may_block: bool
+    ) -> SecretValue | None:
+        """The value the policy serves without waiting for a fetch, or None (raises while backing off)."""
+        if entry is not None and now < entry.fresh_until:
+            return self._hit(request, entry, now)
+        backing_off = failure is not None and now < failure.retry_at
+        if failure is not None and not isinstance(failure.error, SecretUnavailableError):
             if backing_off:
-                assert failure is not None
-                return self._serve_failure(request, entry, failure.error, now)  # raises: nothing to serve
-        with self._lock:
-            flight = self._flights.get(request.key)
-            if flight is not None:
-                return flight, False
-            flight = self._flights[request.key] = Flight()
-            return flight, True
+                raise failure.error.copy() from failure.error  # permanent: never hidden behind a stale value
+        elif entry is not None:
+            if failure is not None and self._may_serve_stale(entry, now):
+                # The backend has been failing: retry in the background, serve what we have meanwhile
+                # (counted and announced as stale, also inside the stale-while-revalidate window).
+                outcome = self._revalidate(request, entry, may_block)
+                if isinstance(outcome, SecretValue):
+                    return outcome
+                return self._serve_failure(request, entry, outcome or failure.error, now)
+            if self.config.ttl > 0 and now < entry.fresh_until + self.config.stale_while_revalidate:
+                outcome = self._revalidate(request, entry, may_block)
+                if isinstance(outcome, SecretUnavailableError) and self._may_serve_stale(entry, now):
+                    return self._serve_failure(request, entry, outcome, now)  # the inline refresh failed
+                if isinstance(outcome, SecretCacheError) and not isinstance(outcome, SecretUnavailableError):
+                    raise outcome.copy() from outcome
+                return self._hit(request, self.entries.get(request.key, entry), now)
+        if backing_off:
+            assert failure is not None
+            return self._serve_failure(request, entry, failure.error, now)  # raises: nothing to serve
+        return None
 
     def _hit(self, request: Request, entry: Entry, now: float) -> SecretValue:
         entry.last_read = now
         self.hits += 1
         if self._on_event is not None:
-            self._emit("hit", request, age=now - entry.fetched_at)
+            self._emit("hit", request, age=entry.age(now, self.config.ttl))
         return entry.value
 
-    def _revalidate(self, request: Request, may_block: bool) -> SecretValue | SecretCacheError | None:
-        """Start one refresh of a value past its ttl but within stale_while_revalidate.
+    def _revalidate(
+        self, request: Request, entry: Entry, may_block: bool
+    ) -> SecretValue | SecretCacheError | None:
+        """Start one refresh of ``entry``, a value past its ttl that may still be served.
 
-        Returns the outcome when the refresh ran inline (``background_refresh=False``), else None.
+        Returns the outcome when the refresh ran inline (``background_refresh=False``) or had just
+        finished (another reader's refresh replaced ``entry``), else None.
         """
         failure = self._failures.get(request.key)
         if failure is not None and monotonic() < failure.retry_at:
             return None  # backing off after a transient failure: keep serving what we have
         with self._lock:
-            if request.key in self._flights:
+            current = self.entries.get(request.key)
+            if current is not entry:  # refreshed (or invalidated) since the caller looked
+                return current.value if current is not None else None
+            if request.key in self._flights or self._failures.get(request.key) is not failure:
                 return None
             flight = self._flights[request.key] = Flight()
         if not may_block or (self.config.background_refresh and not self._closed):
@@ -306,6 +333,15 @@ class Core:
             outcome = e
         except Exception as e:
             outcome = _wrap_unexpected(e, request.secret_id)
+        except BaseException as e:
+            # KeyboardInterrupt, SystemExit, a greenlet timeout...: still release the waiters and the
+            # key (a flight left in place would block this key forever), then let it propagate.
+            outcome = _wrap_unexpected(e, request.secret_id)
+            self._finish(request, flight, outcome)
+            raise
+        self._finish(request, flight, outcome)
+
+    def _finish(self, request: Request, flight: Flight, outcome: SecretValue | SecretCacheError) -> None:
         refreshed = False
         with self._lock:
             if self._flights.get(request.key) is flight:
@@ -374,7 +410,7 @@ class Core:
         if entry is not None and isinstance(error, SecretUnavailableError) and self._may_serve_stale(entry, now):
             self.stale_served += 1
             _debug("serving stale secret %r: %s", request.secret_id, type(error).__name__)
-            self._emit("stale", request, error=error, age=now - entry.fetched_at)
+            self._emit("stale", request, error=error, age=entry.age(now, self.config.ttl))
             return entry.value
         raise error.copy() from error
 
