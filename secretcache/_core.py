@@ -245,7 +245,8 @@ class Core:
                 flight = self._flights.get(request.key)
                 if flight is not None:
                     return flight, False
-                if force or (self.entries.get(request.key) is entry and self._failures.get(request.key) is failure):
+                unchanged = self.entries.get(request.key) is entry and self._failures.get(request.key) is failure
+                if force or unchanged:
                     flight = self._flights[request.key] = Flight()
                     return flight, True
             # A fetch finished between our look and the lock: decide again with its outcome, so a

@@ -8,6 +8,7 @@ Hits are served inline, without leaving the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Iterable, Mapping
 from time import monotonic
@@ -40,7 +41,10 @@ async def _wait(future: Flight) -> SecretValue | SecretCacheError:
             if not waiter.done():
                 waiter.set_result(done.result())
 
-        loop.call_soon_threadsafe(settle)
+        # RuntimeError: this waiter's event loop has closed, nobody is left to wake there. Raising
+        # would stop the flight from waking the waiters registered after this one (on other loops).
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle)
 
     future.add_done_callback(deliver)
     return await waiter

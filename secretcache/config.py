@@ -13,7 +13,11 @@ def _non_negative(name: str, value: object, *, allow_none: bool = False) -> None
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"CacheConfig.{name} must be a number, got {type(value).__name__}")
-    if math.isnan(value) or value < 0:
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float range: math.isnan() would raise, and so would the clock math
+        raise ValueError(f"CacheConfig.{name} is too large (beyond the float range)") from None
+    if math.isnan(number) or number < 0:
         raise ValueError(f"CacheConfig.{name} must be >= 0, got {value!r}")
 
 

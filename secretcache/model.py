@@ -174,14 +174,19 @@ class SecretValue:
         try:
             obj = json.loads(self.secret_string)
         except json.JSONDecodeError as e:
-            # The decode error's .doc is the whole secret text: break the chain, keep the position.
-            raise SecretFormatError(
-                f"secret {self.name!r} is not valid JSON (line {e.lineno}, column {e.colno})", secret_id=self.name
-            ) from None
+            problem: str | None = f"is not valid JSON (line {e.lineno}, column {e.colno})"
+        except (ValueError, RecursionError) as e:  # an integer too long to convert, nesting too deep
+            problem = f"is not usable JSON ({type(e).__name__})"
+        else:
+            problem = None
+        if problem is not None:
+            # Raised outside the except block: the decode error's .doc is the whole secret text, so it
+            # must be neither the cause nor the (suppressed, still reachable) __context__.
+            raise SecretFormatError(f"secret {self.name!r} {problem}", secret_id=self.name)
         if not isinstance(obj, dict):
-            raise SecretFormatError(
-                f"secret {self.name!r} is JSON but not an object (got {type(obj).__name__})", secret_id=self.name
-            )
+            kind = type(obj).__name__
+            del obj  # error reporters capture frame locals: the parsed value must not be one of them
+            raise SecretFormatError(f"secret {self.name!r} is JSON but not an object (got {kind})", secret_id=self.name)
         flat = not any(isinstance(v, (dict, list)) for v in obj.values())
         state: tuple[dict[str, Any], bool, dict[str, str]] = (obj, flat, {})
         object.__setattr__(self, "_json", state)  # a cache of a pure function of the immutable value
@@ -192,9 +197,13 @@ class SecretValue:
         obj, flat, _ = self._json_state()
         if flat:
             return dict(obj)
-        import copy
+        import json
 
-        return copy.deepcopy(obj)
+        # A nested object: parse again rather than copy.deepcopy, which is slower and recurses in Python
+        # (a RecursionError at ~800 levels that json.loads, iterative in C, parsed fine).
+        assert self.secret_string is not None  # _json_state() raised for a binary secret
+        copy: dict[str, Any] = json.loads(self.secret_string)
+        return copy
 
     def field(self, key: str) -> str:
         """One top-level JSON key as a string; non-string values are rendered as JSON (``1000``, ``true``)."""
@@ -204,6 +213,7 @@ class SecretValue:
         except KeyError:
             pass
         if key not in obj:
+            del obj, rendered  # error reporters capture frame locals: the parsed value must not be one of them
             raise SecretFormatError(f"secret {self.name!r} has no JSON key {key!r}", secret_id=self.name)
         raw = obj[key]
         if isinstance(raw, str):
@@ -211,7 +221,14 @@ class SecretValue:
         else:
             import json
 
-            text = json.dumps(raw, separators=(",", ":"))
+            try:
+                text = json.dumps(raw, separators=(",", ":"))
+            except (ValueError, RecursionError) as e:  # nesting too deep, an integer too long to print
+                problem = type(e).__name__
+                del obj, rendered, raw  # error reporters capture frame locals
+                raise SecretFormatError(
+                    f"secret {self.name!r}: JSON key {key!r} cannot be rendered ({problem})", secret_id=self.name
+                ) from None
         rendered[key] = text
         return text
 
@@ -306,6 +323,11 @@ def _parse(reference: str) -> SecretRef:
         if m is None:
             raise _bad(reference, "expected {{resolve:secretsmanager:SECRET-ID[:SecretString[:key[:stage[:id]]]]}}")
         return _parse_template_body(reference, m[1])
+    if reference.startswith("arn:"):
+        m = _ARN_RE.fullmatch(reference)
+        parts = m["rest"].split(":") if m is not None else []
+        if len(parts) == 4 and "#" not in parts[0]:
+            return _parse_arn_form(reference)  # ECS valueFrom: its JSON key may itself hold a '#'
     secret_id, sep, key = reference.partition("#")
     if sep:
         if not key:

@@ -1,0 +1,468 @@
+"""Load and soak: many threads and asyncio tasks read hundreds of secrets with a tiny ttl while the
+secrets rotate and faults come and go; a bounded run that stops by itself and reports its figures.
+
+    python -m bench.bench_soak [--backend memory|moto] [--seconds 120] [--secrets 300] [--out FILE]
+
+``memory`` reads an ``InMemoryBackend`` (faults and latency injected in process: the cache's policy at
+full speed); ``moto`` reads moto's HTTP server through ``tests.faults.FaultProxy`` with a real
+``AwsBackend`` (boto3, one attempt, 0.25 s read timeout): real sockets, resets and timeouts. One
+``SecretCache`` is shared by the reader threads, one ``AsyncSecretCache`` by the reader tasks (on an
+event loop of their own); both read the same secrets from the same backend.
+
+The fault plan cycles through phases: calm, throttling, 5xx, connection failures, slow answers, and
+two permanent faults that hit only a few "doomed" secrets (access denied; marked for deletion). The run
+checks what the model promises and reports:
+
+- errors by type against the plan: transient faults must never reach a reader (every secret was
+  prefetched, so a stale value is served); a permanent fault reaches readers of the doomed secrets
+  only, from its start until backoff_max after it ends; anything else is an unexpected error;
+- every value read is a version that was written for that secret (never another secret's, never made up);
+- API calls against the model's bound: per cache and secret, consecutive calls are at least
+  min(ttl·(1-jitter), backoff_base) apart (single-flight, ttl, backoff), so calls ≤ secrets·(T/gap + 1);
+- memory over time (tracemalloc, RSS) after warm-up: flat;
+- reads/s, and how stale a value was when served (the time since the version it showed was replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import threading
+import time
+import tracemalloc
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PHASES = ("calm", "throttle", "calm", "5xx", "calm", "conn", "calm", "slow", "calm", "denied", "calm", "deleted")
+PERMANENT = {"denied": "SecretAccessDeniedError", "deleted": "SecretDeletedError"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float = 20.0
+    secrets: int = 300
+    threads: int = 8
+    tasks: int = 32
+    ttl: float = 0.5
+    jitter: float = 0.1
+    swr: float = 0.5
+    backoff_base: float = 0.25
+    backoff_max: float = 1.0
+    phase_seconds: float = 1.5
+    rotations_per_s: float = 100.0
+    doomed: int = 5
+    backend: str = "memory"
+    latency: float = 0.001
+
+
+@dataclass
+class Figures:
+    plan: dict[str, Any]
+    seconds: float = 0.0
+    reads: int = 0
+    reads_per_s: float = 0.0
+    thread_reads: int = 0
+    task_reads: int = 0
+    rotations: int = 0
+    api_calls: int = 0
+    batch_calls: int = 0
+    api_call_bound: int = 0
+    errors_expected: dict[str, int] = field(default_factory=dict)
+    errors_unexpected: dict[str, int] = field(default_factory=dict)
+    unexpected_samples: list[str] = field(default_factory=list)
+    wrong_values: int = 0
+    stale_served: int = 0
+    max_staleness_calm_s: float = 0.0
+    max_staleness_s: float = 0.0
+    memory: list[tuple[float, int, int]] = field(default_factory=list)
+    """(seconds since start, tracemalloc bytes, RSS bytes) samples after warm-up."""
+    memory_growth_bytes: int = 0
+    """Growth of the cache's own memory (traced, the harness, the test double and moto left out) between
+    the end of the first calm phase and the end of the last one: the same state, so a leak shows as growth."""
+    memory_calm: list[tuple[float, int]] = field(default_factory=list)
+    phases: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def ok(self) -> bool:
+        return (not self.errors_unexpected and not self.wrong_values and self.api_calls <= self.api_call_bound
+                and self.memory_growth_bytes <= MEMORY_TOLERANCE)
+
+
+MEMORY_TOLERANCE = 256 * 1024
+"""Allowed growth of the cache's memory between calm phases: allocator noise, never a per-read leak
+(a leaked Flight, failure or traceback per fetch would be hundreds of kB per second here)."""
+_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/tests/faults.py", "*/moto/*",
+                  "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py", "*/random.py")
+
+
+def _quiet_memory(running: threading.Event) -> int:
+    """Pause the readers, let background refreshes drain, collect garbage, and measure the caches' memory:
+    bytes traced outside the harness, the test double and moto. The same quiet state each time."""
+    running.clear()
+    try:
+        time.sleep(0.3)
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        running.set()
+    snapshot = snapshot.filter_traces([tracemalloc.Filter(False, pattern) for pattern in _NOT_THE_CACHE])
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+class Ledger:
+    """Every value written per secret and when each was replaced: to check and age what readers see."""
+
+    def __init__(self) -> None:
+        self.written: dict[str, set[str]] = {}
+        self.latest: dict[str, str] = {}
+        self.replaced_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def write(self, secret_id: str, value: str) -> None:
+        with self.lock:
+            self.written.setdefault(secret_id, set()).add(value)
+            old = self.latest.get(secret_id)
+            self.latest[secret_id] = value
+        if old is not None:
+            self.replaced_at[old] = time.monotonic()
+
+    def staleness(self, value: str) -> float:
+        replaced = self.replaced_at.get(value)
+        return 0.0 if replaced is None else time.monotonic() - replaced
+
+
+# -- targets: where the secrets live and how faults are applied -------------------------------------
+
+
+class MemoryTarget:
+    def __init__(self, plan: Plan) -> None:
+        from secretcache.testing import InMemoryBackend
+
+        self.backend = InMemoryBackend(latency=plan.latency)
+
+    def create(self, secret_id: str, value: str) -> None:
+        self.backend.put_secret(secret_id, value)
+
+    def rotate(self, secret_id: str, value: str) -> None:
+        self.backend.rotate(secret_id, value)
+
+    def fault(self, phase: str, doomed: list[str]) -> None:
+        b = self.backend
+        if phase in ("throttle", "5xx", "conn"):
+            b.fail_always(phase)
+        elif phase == "slow":
+            b.latency = 0.02
+        elif phase == "denied":
+            for secret_id in doomed:
+                b.fail_always("AccessDeniedException", secret_id=secret_id)
+        elif phase == "deleted":
+            for secret_id in doomed:
+                b.delete_secret(secret_id)
+
+    def heal(self, phase: str, doomed: list[str], latency: float) -> None:
+        self.backend.heal()
+        self.backend.latency = latency
+        if phase == "deleted":
+            for secret_id in doomed:
+                self.backend.restore_secret(secret_id)
+
+    def calls(self) -> tuple[int, int]:
+        return self.backend.calls["GetSecretValue"], self.backend.calls["BatchGetSecretValue"]
+
+    def close(self) -> None:
+        pass
+
+
+class MotoTarget:
+    def __init__(self, plan: Plan) -> None:
+        import logging
+
+        import boto3
+        from botocore.config import Config
+        from moto.server import ThreadedMotoServer
+
+        from secretcache.backends.aws import AwsBackend
+        from tests.faults import FaultProxy
+        from tests.moto_patch import apply_g1_patch
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._undo_g1 = apply_g1_patch()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        self.proxy = FaultProxy(url, slow_seconds=0.05)
+        self.admin = boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1")
+        config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=0.25,
+                        connect_timeout=1, max_pool_connections=32)
+        self.backend = AwsBackend(endpoint_url=self.proxy.url, region_name="us-east-1", config=config)
+
+    def create(self, secret_id: str, value: str) -> None:
+        self.admin.create_secret(Name=secret_id, SecretString=value)
+
+    def rotate(self, secret_id: str, value: str) -> None:
+        self.admin.put_secret_value(SecretId=secret_id, SecretString=value)
+
+    def fault(self, phase: str, doomed: list[str]) -> None:
+        modes = {"throttle": "throttle", "5xx": "500", "conn": "rst", "slow": "slow"}
+        if phase in modes:
+            self.proxy.fail(modes[phase])
+        elif phase == "denied":
+            self.proxy.targets = set(doomed)
+            self.proxy.fail("AccessDeniedException")
+        elif phase == "deleted":
+            for secret_id in doomed:
+                self.admin.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
+
+    def heal(self, phase: str, doomed: list[str], latency: float) -> None:
+        self.proxy.clear()
+        self.proxy.targets = None
+        if phase == "deleted":
+            for secret_id in doomed:
+                self.admin.restore_secret(SecretId=secret_id)
+
+    def calls(self) -> tuple[int, int]:
+        return self.proxy.count("GetSecretValue"), self.proxy.count("BatchGetSecretValue")
+
+    def close(self) -> None:
+        self.proxy.close()
+        self.server.stop()
+        self._undo_g1()
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run(plan: Plan, *, value_of: Any = None) -> Figures:
+    """Run the soak for ``plan.seconds`` (plus warm-up) and return the figures. ``value_of(i, n)`` makes the
+    n-th value of secret i (default: a JSON document); tests pass canary values."""
+    from secretcache import AsyncSecretCache, CacheConfig, SecretCache, SecretCacheError
+
+    rng = random.Random(1234)  # noqa: S311 - a reproducible workload, not a secret
+    value_of = value_of or (lambda i, n: json.dumps({"password": f"pw-{i}-{n}-{rng.random():.6f}"}))
+    target: MemoryTarget | MotoTarget = MotoTarget(plan) if plan.backend == "moto" else MemoryTarget(plan)
+    figures = Figures(plan=asdict(plan))
+    ledger = Ledger()
+    ids = [f"soak/{i:04d}" for i in range(plan.secrets)]
+    doomed = ids[: plan.doomed]
+    generation = Counter[str]()
+    for i, secret_id in enumerate(ids):
+        value = value_of(i, 0)
+        ledger.write(secret_id, value)
+        target.create(secret_id, value)
+
+    config = CacheConfig(ttl=plan.ttl, jitter=plan.jitter, stale_while_revalidate=plan.swr,
+                         backoff_base=plan.backoff_base, backoff_max=plan.backoff_max, max_size=4 * plan.secrets)
+    sync_cache = SecretCache(target.backend, config=config)
+    async_cache = AsyncSecretCache(target.backend, config=config)
+    assert not sync_cache.prefetch(ids), "warm-up prefetch failed"
+    loop = asyncio.new_event_loop()
+    assert not loop.run_until_complete(async_cache.prefetch(ids)), "warm-up prefetch failed"
+
+    stop = threading.Event()
+    running = threading.Event()  # cleared to pause the readers while memory is measured
+    running.set()
+    # The harness's own bookkeeping stays O(1) in the run's length, so tracemalloc sees the cache's memory.
+    errors: Counter[tuple[float, str, str]] = Counter()  # (time to 0.1 s, secret id, error type) -> count
+    phase_now = ["calm", 0.0]  # the phase in force and when the last fault ended
+    staleness = {"calm": 0.0, "any": 0.0}
+    counts = {"thread": 0, "task": 0, "wrong": 0}
+    count_lock = threading.Lock()
+    settle_after = plan.backoff_max + plan.ttl + plan.swr  # after a fault, the cache has recovered by then
+
+    def check(secret_id: str, value: str) -> None:
+        if value not in ledger.written[secret_id]:
+            counts["wrong"] += 1
+        elif value != ledger.latest.get(secret_id):
+            age = ledger.staleness(value)
+            staleness["any"] = max(staleness["any"], age)
+            if phase_now[0] == "calm" and time.monotonic() - float(phase_now[1]) > settle_after:
+                staleness["calm"] = max(staleness["calm"], age)
+
+    def failed(secret_id: str, error: Exception) -> None:
+        errors[(round(time.monotonic() - start, 1), secret_id, type(error).__name__)] += 1
+
+    def reader(seed: int) -> None:
+        local_rng, n = random.Random(seed), 0  # noqa: S311
+        while not stop.is_set():
+            running.wait()
+            secret_id = local_rng.choice(ids)
+            try:
+                check(secret_id, sync_cache.get_secret_string(secret_id))
+            except SecretCacheError as e:
+                failed(secret_id, e)
+            n += 1
+        with count_lock:
+            counts["thread"] += n
+
+    async def task_reader(seed: int) -> None:
+        local_rng, n = random.Random(seed), 0  # noqa: S311
+        while not stop.is_set():
+            while not running.is_set():
+                await asyncio.sleep(0.01)
+            secret_id = local_rng.choice(ids)
+            try:
+                check(secret_id, await async_cache.get_secret_string(secret_id))
+            except SecretCacheError as e:
+                failed(secret_id, e)
+            n += 1
+            if n % 16 == 0:
+                await asyncio.sleep(0)  # hits never suspend: let the other tasks run
+        counts["task"] += n
+
+    async def all_tasks() -> None:
+        await asyncio.gather(*(task_reader(1000 + i) for i in range(plan.tasks)))
+
+    def rotator() -> None:
+        period = 1.0 / plan.rotations_per_s if plan.rotations_per_s else None
+        local_rng = random.Random(7)  # noqa: S311
+        while period and not stop.wait(period):
+            secret_id = local_rng.choice(ids[plan.doomed:])  # doomed secrets change state, not value
+            generation[secret_id] += 1
+            value = value_of(ids.index(secret_id), generation[secret_id])
+            ledger.write(secret_id, value)  # before the write: a reader may see it at once
+            target.rotate(secret_id, value)
+            figures.rotations += 1
+
+    start = time.monotonic()
+    tracemalloc.start()
+    workers = [threading.Thread(target=reader, args=(i,), name=f"soak-reader-{i}") for i in range(plan.threads)]
+    workers.append(threading.Thread(target=loop.run_until_complete, args=(all_tasks(),), name="soak-tasks"))
+    workers.append(threading.Thread(target=rotator, name="soak-rotator"))
+    for w in workers:
+        w.start()
+
+    phase_log: list[tuple[float, float, str]] = []
+    warm_until = start + min(2.0, plan.seconds / 5)
+    phase_index = 0
+    next_sample = warm_until
+    while (now := time.monotonic()) < start + plan.seconds:
+        phase = PHASES[phase_index % len(PHASES)]
+        phase_start = now
+        target.fault(phase, doomed)
+        phase_now[0] = phase
+        phase_end_at = min(start + plan.seconds, phase_start + plan.phase_seconds)
+        while (now := time.monotonic()) < phase_end_at:
+            if now >= next_sample:
+                figures.memory.append((round(now - start, 2), tracemalloc.get_traced_memory()[0], _rss()))
+                next_sample = now + max(0.25, plan.seconds / 60)
+            time.sleep(0.05)
+        target.heal(phase, doomed, plan.latency)
+        if phase == "calm" and phase_start >= warm_until:
+            figures.memory_calm.append((round(time.monotonic() - start, 2), _quiet_memory(running)))
+        if phase != "calm":
+            phase_now[:] = ["calm", time.monotonic()]
+        phase_log.append((phase_start - start, time.monotonic() - start, phase))
+        phase_index += 1
+
+    stop.set()
+    for w in workers:
+        w.join(60)
+        assert not w.is_alive(), f"{w.name} did not stop"
+    figures.seconds = time.monotonic() - start
+    if os.environ.get("SOAK_TRACE"):
+        for stat in tracemalloc.take_snapshot().statistics("lineno")[:15]:
+            print(stat)
+    tracemalloc.stop()
+
+    api, batch = target.calls()
+    figures.api_calls, figures.batch_calls = api, batch
+    gap = min(plan.ttl * (1 - plan.jitter), plan.backoff_base)
+    figures.api_call_bound = 2 * plan.secrets * (int(figures.seconds / gap) + 1)  # two caches
+    figures.stale_served = sync_cache.stats.stale_served + async_cache.stats.stale_served
+    figures.thread_reads, figures.task_reads = counts["thread"], counts["task"]
+    figures.reads = counts["thread"] + counts["task"]
+    figures.reads_per_s = round(figures.reads / figures.seconds)
+    figures.wrong_values = counts["wrong"]
+    figures.phases = [(round(a, 2), round(b, 2), p) for a, b, p in phase_log]
+    figures.max_staleness_s = round(staleness["any"], 3)
+    figures.max_staleness_calm_s = round(staleness["calm"], 3)
+    _classify(figures, errors, phase_log, doomed, plan)
+    if len(figures.memory_calm) >= 2:
+        figures.memory_growth_bytes = figures.memory_calm[-1][1] - figures.memory_calm[0][1]
+    sync_cache.close()
+    loop.run_until_complete(async_cache.close())
+    loop.close()
+    target.close()
+    return figures
+
+
+def _classify(figures: Figures, errors: Counter[tuple[float, str, str]],
+              phase_log: list[tuple[float, float, str]], doomed: list[str], plan: Plan) -> None:
+    """Sort reader errors into those the fault plan allows and the rest."""
+    expected: Counter[str] = Counter()
+    unexpected: Counter[str] = Counter()
+    # A permanent fault may reach readers of the doomed secrets from its start until the backoff after
+    # its end has run out (0.1 s of rounding and 0.5 s of scheduling slack on either side).
+    windows = [(a - 0.1, b + plan.backoff_max + 0.6, PERMANENT[p]) for a, b, p in phase_log if p in PERMANENT]
+    for (t, secret_id, kind), n in sorted(errors.items()):
+        allowed = secret_id in doomed and any(a <= t <= b and kind == k for a, b, k in windows)
+        (expected if allowed else unexpected)[kind] += n
+        if not allowed and len(figures.unexpected_samples) < 10:
+            figures.unexpected_samples.append(f"t={t:.2f}s {secret_id} {kind}")
+    figures.errors_expected, figures.errors_unexpected = dict(expected), dict(unexpected)
+
+
+def report(figures: Figures) -> str:
+    mem = figures.memory
+    lines = [
+        f"soak ({figures.plan['backend']}): {figures.seconds:.1f} s, {figures.plan['secrets']} secrets, "
+        f"{figures.plan['threads']} threads + {figures.plan['tasks']} tasks, ttl {figures.plan['ttl']} s",
+        f"  reads            {figures.reads:,} ({figures.reads_per_s:,}/s; threads {figures.thread_reads:,}, "
+        f"tasks {figures.task_reads:,})",
+        f"  rotations        {figures.rotations:,}",
+        f"  API calls        {figures.api_calls:,} GetSecretValue + {figures.batch_calls} batch "
+        f"(bound {figures.api_call_bound:,}: {figures.api_calls / max(1, figures.api_call_bound):.1%})",
+        f"  errors allowed   {figures.errors_expected or 'none'}",
+        f"  errors other     {figures.errors_unexpected or 'none'} {figures.unexpected_samples[:3]}",
+        f"  wrong values     {figures.wrong_values}",
+        f"  stale served     {figures.stale_served:,} (max staleness {figures.max_staleness_s} s; in calm, "
+        f"once recovered: {figures.max_staleness_calm_s} s)",
+    ]
+    if mem:
+        lines.append(f"  memory (all)     traced {mem[0][1] / 1e6:.2f} -> {mem[-1][1] / 1e6:.2f} MB "
+                     f"(peak {max(m[1] for m in mem) / 1e6:.2f}), RSS {mem[0][2] / 1e6:.1f} -> {mem[-1][2] / 1e6:.1f} MB")
+    calm = figures.memory_calm
+    if calm:
+        lines.append(f"  memory (cache)   at calm-phase ends: {', '.join(f'{b / 1e6:.2f}' for _, b in calm)} MB; "
+                     f"growth {figures.memory_growth_bytes / 1e3:+.0f} kB (tolerance {MEMORY_TOLERANCE // 1024} kB)")
+    lines.append(f"  verdict          {'OK' if figures.ok() else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("memory", "moto"), default="memory")
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--secrets", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--tasks", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    moto = args.backend == "moto"
+    plan = Plan(seconds=args.seconds, backend=args.backend, threads=args.threads, tasks=args.tasks,
+                secrets=args.secrets or (100 if moto else 300), ttl=2.0 if moto else 0.5,
+                swr=1.0 if moto else 0.5, backoff_base=0.5 if moto else 0.25, backoff_max=2.0 if moto else 1.0,
+                phase_seconds=4.0 if moto else 1.5, rotations_per_s=20.0 if moto else 100.0)
+    figures = run(plan)
+    print(report(figures))
+    out = args.out or REPO / "bench" / "results" / f"soak_{args.backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(figures), indent=1) + "\n")
+    print(f"  figures written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0 if figures.ok() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover.
+
+boto3 is imported on the first fetch, not when the backend is built, so an ``AwsBackend`` can sit in
+a module-level default cache for free. Every botocore failure becomes one of the errors of
+:mod:`secretcache.errors`, chained to the original (``raise ... from e``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import (
+    SecretAccessDeniedError,
+    SecretCacheError,
+    SecretUnavailableError,
+    error_for_code,
+)
+from ..model import SecretValue
+from .base import BATCH_LIMIT
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_secretsmanager.type_defs import (
+        BatchGetSecretValueRequestTypeDef,
+        GetSecretValueRequestTypeDef,
+    )
+
+__all__ = ["AwsBackend"]
+
+_T = TypeVar("_T")
+_ARN_REGION = re.compile(r"(arn:[^:]+:secretsmanager:)([^:]+)(:.*)")
+
+# botocore errors that retrying later cannot fix: the configuration must change. Everything else that
+# botocore raises (connections, timeouts, credential endpoints timing out, unparsable answers) is transient.
+_CREDENTIAL_ERRORS = (
+    "NoCredentialsError", "PartialCredentialsError", "ProfileNotFound", "UnknownCredentialError",
+    "SSOError", "SSOTokenLoadError", "UnauthorizedSSOTokenError", "NoAuthTokenError",
+)
+_CONFIG_ERRORS = (
+    "NoRegionError", "UnknownEndpointError", "InvalidRegionError", "ParamValidationError", "ValidationError",
+    "ConfigParseError", "DataNotFoundError", "InvalidConfigError", "UnsupportedSignatureVersionError",
+)
+
+
+def _default_config() -> Config:
+    from botocore.config import Config
+
+    from .. import __version__
+
+    # Few, quick attempts: the cache serves stale values and backs off on its own, so a reader should
+    # not sit behind botocore's long retry ladder (10 s default timeouts, up to 20 s throttle sleeps).
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 3},
+        connect_timeout=3,
+        read_timeout=5,
+        user_agent_extra=f"secretcache/{__version__}",
+    )
+
+
+def _in_region(secret_id: str, region: str) -> str:
+    """The id of the replica in ``region``: an ARN gets its Region rewritten, a name is reused as is."""
+    m = _ARN_REGION.fullmatch(secret_id)
+    return f"{m[1]}{region}{m[3]}" if m else secret_id
+
+
+def map_botocore_error(error: Exception, secret_id: str | None) -> SecretCacheError:
+    """The typed error for a botocore / boto3 failure. Messages carry AWS's text and ids, never a value."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        code = info.get("Code") or None
+        message = " ".join(str(info.get("Message") or "").split()) or "Secrets Manager refused the request"
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return error_for_code(code, message, secret_id=secret_id, http_status=status)
+    kinds = {cls.__name__ for cls in type(error).__mro__}
+    name = type(error).__name__
+    if kinds.intersection(_CREDENTIAL_ERRORS):
+        return SecretAccessDeniedError(
+            f"no usable AWS credentials ({name}: {error}) reading secret {secret_id!r}: configure them with "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials or an instance/task "
+            "role, or pass session= / client=",
+            secret_id=secret_id,
+        )
+    if "NoRegionError" in kinds:
+        return SecretCacheError(
+            f"no AWS Region configured reading secret {secret_id!r}: pass region_name=, set AWS_REGION or "
+            "AWS_DEFAULT_REGION, or set region in ~/.aws/config",
+            secret_id=secret_id,
+        )
+    if kinds.intersection(_CONFIG_ERRORS):
+        detail = " ".join(str(error).split())  # ParamValidationError reports span lines
+        return SecretCacheError(f"invalid request for secret {secret_id!r}: {detail}", secret_id=secret_id)
+    # Connection refused/closed, timeouts, proxies, TLS, credential endpoints, unparsable responses.
+    return SecretUnavailableError(f"Secrets Manager unreachable reading secret {secret_id!r} ({name})",
+                                  secret_id=secret_id)
+
+
+def _to_value(response: Any, secret_id: str) -> SecretValue:
+    """A SecretValue from a GetSecretValue answer (or one BatchGetSecretValue entry)."""
+    string, binary = response.get("SecretString"), response.get("SecretBinary")
+    if string is None and binary is None:
+        # botocore turns a non-JSON 200 body into {"message": ...}: a broken answer, not a valueless secret.
+        raise SecretUnavailableError(
+            f"Secrets Manager answered without a value for secret {secret_id!r}", secret_id=secret_id
+        )
+    name = response.get("Name") or secret_id
+    return SecretValue(
+        # Reuse the caller's id string when it is the name: it is already held as the cache key.
+        name=secret_id if name == secret_id else name,
+        arn=response.get("ARN"),
+        version_id=response.get("VersionId"),
+        # Thousands of cached versions share a handful of labels: keep one copy of each.
+        version_stages=tuple(sys.intern(s) for s in response.get("VersionStages") or ()),
+        secret_string=string,
+        secret_binary=binary,
+        created_date=response.get("CreatedDate"),
+    )
+
+
+class AwsBackend:
+    """Secrets Manager through boto3: one client per backend (and per failover Region), created lazily.
+
+    ``client`` is used as given. Otherwise the client comes from ``session`` (default: a new
+    ``boto3.session.Session()``, the standard credential and Region chain) with ``region_name``,
+    ``endpoint_url`` (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` is honoured by boto3 itself) and ``config``
+    merged over a default of 3 attempts and 3 s / 5 s connect / read timeouts.
+
+    ``failover_regions``: when a call fails transiently (throttling, 5xx, timeout, connection), it is
+    retried against the replica in the next Region in order (an ARN's Region is rewritten, a name is
+    reused). Permanent errors (4xx) never fail over. Replica clients use each Region's standard endpoint.
+    """
+
+    def __init__(
+        self,
+        client: SecretsManagerClient | None = None,
+        *,
+        session: boto3.session.Session | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        failover_regions: Sequence[str] = (),
+        config: Config | None = None,
+    ) -> None:
+        if isinstance(failover_regions, str):
+            raise TypeError("failover_regions must be a sequence of Region names, not a str")
+        self._session = session
+        self._region_name = region_name
+        self._endpoint_url = endpoint_url
+        self._config = config
+        self.failover_regions: tuple[str, ...] = tuple(failover_regions)
+        self._clients: dict[str | None, SecretsManagerClient] = {}
+        if client is not None:
+            self._clients[None] = client
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        region = self._region_name
+        if region is None and None in self._clients:
+            region = self._clients[None].meta.region_name
+        return f"AwsBackend(region_name={region!r}, failover_regions={self.failover_regions!r})"
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        """The primary boto3 ``secretsmanager`` client (created on first access)."""
+        return self.client_for(None)
+
+    def client_for(self, region: str | None = None) -> SecretsManagerClient:
+        """The client for a failover ``region`` (``None``: the primary), created on first use, once."""
+        try:
+            return self._clients[region]
+        except KeyError:
+            pass
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = self._new_client(region)
+            return self._clients[region]
+
+    def _new_client(self, region: str | None) -> SecretsManagerClient:
+        if self._session is None:
+            import boto3  # on the first fetch only
+
+            # A private session: boto3's default session is not safe to build clients from in threads.
+            self._session = boto3.session.Session()
+        config = _default_config()
+        if self._config is not None:
+            config = config.merge(self._config)
+        if region is None:
+            return self._session.client("secretsmanager", region_name=self._region_name,
+                                        endpoint_url=self._endpoint_url, config=config)
+        if None in self._clients:  # replicas keep the primary's configuration (e.g. a user's client=)
+            config = config.merge(self._clients[None].meta.config)
+        return self._session.client("secretsmanager", region_name=region, config=config)
+
+    def _call(
+        self, secret_id: str | None, ids: Sequence[str], call: Callable[[SecretsManagerClient, list[str]], _T]
+    ) -> _T:
+        """Run ``call(client, ids)`` in the primary Region, then in each failover Region on transient errors.
+
+        ``ids`` are rewritten for each Region; ``secret_id`` names the secret in error messages.
+        """
+        regions: list[str | None] = [None, *self.failover_regions]
+        for attempt, region in enumerate(regions):
+            try:
+                client = self.client_for(region)
+                return call(client, [_in_region(i, region) if region else i for i in ids])
+            except SecretCacheError as e:  # already typed (e.g. a malformed answer)
+                if not isinstance(e, SecretUnavailableError) or attempt == len(regions) - 1:
+                    raise
+            except Exception as e:
+                if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
+                    raise
+                typed = map_botocore_error(e, secret_id)
+                if not isinstance(typed, SecretUnavailableError) or attempt == len(regions) - 1:
+                    raise typed from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> SecretValue:
+        """One GetSecretValue call (failing over to replicas on transient errors)."""
+        def call(client: SecretsManagerClient, ids: list[str]) -> SecretValue:
+            request: GetSecretValueRequestTypeDef = {"SecretId": ids[0]}
+            if version_id is not None:
+                request["VersionId"] = version_id
+            if version_stage is not None:
+                request["VersionStage"] = version_stage
+            return _to_value(client.get_secret_value(**request), secret_id)
+
+        return self._call(secret_id, [secret_id], call)
+
+    def batch_get_secret_values(
+        self, secret_ids: Sequence[str]
+    ) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
+        """AWSCURRENT values by BatchGetSecretValue: chunks of 20, following NextToken; failures by id.
+
+        A failure of a whole call (AccessDeniedException when BatchGetSecretValue is not allowed,
+        throttling, connection) raises; the cache then falls back to one GetSecretValue per secret.
+        """
+        values: list[SecretValue] = []
+        errors: dict[str, SecretCacheError] = {}
+        unique = list(dict.fromkeys(secret_ids))
+        for start in range(0, len(unique), BATCH_LIMIT):
+            chunk = unique[start:start + BATCH_LIMIT]
+            # A whole-call failure concerns no single secret: it carries secret_id None.
+            chunk_values, chunk_errors = self._call(None, chunk, functools.partial(_batch_pages, asked=chunk))
+            values += chunk_values
+            errors.update(chunk_errors)
+        return values, errors
+
+
+def _batch_pages(
+    client: SecretsManagerClient, ids: list[str], asked: list[str]
+) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
+    """Every page of one BatchGetSecretValue chunk (boto3 has no paginator for it); errors keyed as asked."""
+    original = dict(zip(ids, asked, strict=True))  # failover rewrites ARNs: report under the caller's ids
+    values: list[SecretValue] = []
+    errors: dict[str, SecretCacheError] = {}
+    token: str | None = None
+    while True:
+        request: BatchGetSecretValueRequestTypeDef = {"SecretIdList": ids}
+        if token:
+            request["NextToken"] = token
+        page = client.batch_get_secret_value(**request)
+        for entry in page.get("SecretValues", ()):
+            try:
+                values.append(_to_value(entry, entry.get("Name") or "?"))
+            except SecretCacheError:  # a malformed entry: the cache fetches that id on its own
+                continue
+        for failure in page.get("Errors", ()):
+            sent = failure.get("SecretId") or ""
+            secret_id = original.get(sent, sent)
+            message = " ".join(str(failure.get("Message") or "").split()) or "batch read failed"
+            errors[secret_id] = error_for_code(failure.get("ErrorCode"), message, secret_id=secret_id)
+        token = page.get("NextToken")
+        if not token:
+            return values, errors

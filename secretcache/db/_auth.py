@@ -1,0 +1,623 @@
+"""The rotation policy shared by every database factory: detect, refresh, retry, try AWSPENDING, give up.
+
+One connect follows DESIGN.md ("Databases"), at most three logins:
+
+1. log in with the cached credentials (AWSCURRENT, or an AWSPENDING version pinned during a rotation);
+2. on an authentication failure, one forced refresh of AWSCURRENT, shared by every connect failing at
+   that moment and rate-limited per secret; log in again if it brought other credentials;
+3. if that did not help, read AWSPENDING once and log in with it (single-user rotation between
+   setSecret and finishSecret); if it works, pin it for new connections until AWSCURRENT moves;
+4. otherwise raise the driver's own exception from the last login, with a note naming the secret
+   id and the versions tried (never a password).
+
+Any other error (server down, unknown database, too many connections) is raised at once: no retry,
+no refresh. The flow is free of I/O: :meth:`Login.flow` yields :class:`Read` steps (cache work) and
+:class:`Connect` steps (a driver login) that :func:`run_sync` or :func:`run_async` carry out, so
+sync and async drivers share it (the shape of httpx's auth flow). No driver is imported here:
+failures are recognised by duck typing (:func:`is_auth_failure`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
+
+from ..errors import SecretCacheError, SecretFormatError, SecretNotFoundError
+from ..model import SecretValue, validate_secret_id
+
+if TYPE_CHECKING:
+    from ..cache import SecretCache
+
+__all__ = ["AuthPolicy", "AuthStats", "Connect", "Credentials", "Login", "Read", "auth_stats", "is_auth_failure"]
+
+log = logging.getLogger("secretcache.db")
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+T = TypeVar("T")
+
+# -- detection -----------------------------------------------------------------------------------------
+
+MYSQL_ACCESS_DENIED = frozenset({1045, 1698})
+"""MySQL/MariaDB ER_ACCESS_DENIED_ERROR (wrong password, unknown user) and ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+(MariaDB's answer for an unknown user over TCP): locale-independent error numbers."""
+PG_INVALID_PASSWORD = "28P01"
+PG_INVALID_AUTHORIZATION = "28000"
+AUTH_MESSAGES = (
+    "password authentication failed for user",  # libpq (psycopg 3 gives no SQLSTATE at connect time)
+    "pam authentication failed",  # RDS IAM / PAM
+    "no credentials for the role",  # RDS Proxy with alternating users (SQLSTATE 28000)
+)
+"""Lower-case fragments of server messages meaning "these credentials were refused"."""
+NOT_AUTH_MESSAGES = ("is not permitted to log in", "pg_hba.conf")
+"""28000 cases a refresh cannot fix: a NOLOGIN role, a pg_hba rule. Never treated as rotation."""
+_CHAIN_LIMIT = 8
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, what it wraps (SQLAlchemy ``.orig``, wrapper ``.driver_error``) and its explicit causes.
+
+    ``__context__`` is not followed: an error raised while handling an auth failure is not one.
+    """
+    seen: set[int] = set()
+    todo = [error]
+    while todo and len(seen) < _CHAIN_LIMIT:
+        exc = todo.pop(0)
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        yield exc
+        for attr in ("orig", "driver_error", "__cause__"):
+            inner = getattr(exc, attr, None)
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+
+
+def _errno(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError):  # socket errors carry POSIX errnos, never server error codes
+        return None
+    code = exc.args[0] if exc.args else getattr(exc, "errno", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _message(exc: BaseException) -> str:
+    """The error's text, lower-cased, for matching only: never logged (psycopg's ``pgconn`` is not read)."""
+    try:
+        text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    except Exception:
+        return ""
+    return text.lower()
+
+
+def _structured_verdict(exc: BaseException) -> bool | None:
+    """True/False from an error code the driver gave; None when it gave none."""
+    errno = _errno(exc)
+    if errno is not None:  # MySQL / MariaDB drivers: (errno, message)
+        # "(using password: NO)" is an empty password: configuration, not rotation.
+        return errno in MYSQL_ACCESS_DENIED and "using password: no" not in _message(exc)
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        if sqlstate == PG_INVALID_PASSWORD:
+            return True
+        if sqlstate == PG_INVALID_AUTHORIZATION:
+            return not any(fragment in _message(exc) for fragment in NOT_AUTH_MESSAGES)
+        return False
+    return None
+
+
+def is_auth_failure(error: BaseException, *, extra_messages: tuple[str, ...] = ()) -> bool:
+    """Whether a connect error means "these credentials were refused", the only case rotation explains.
+
+    Error codes first, anywhere in the chain: MySQL/MariaDB 1045 or 1698 (not with an empty password),
+    PostgreSQL SQLSTATE 28P01 or 28000 (not NOLOGIN or pg_hba rejections). Then, because psycopg 3
+    raises connect-time failures with ``sqlstate`` None, the server message: ``password
+    authentication failed for user`` and the others in :data:`AUTH_MESSAGES`, plus
+    ``extra_messages`` (lower-case) for servers whose ``lc_messages`` is not English.
+    Everything else is not an authentication failure: unknown database, refused connection,
+    timeouts, too many connections, "no password supplied", syntax errors.
+    """
+    chain = list(_chain(error))
+    for exc in chain:
+        verdict = _structured_verdict(exc)
+        if verdict is not None:
+            return verdict
+    fragments = AUTH_MESSAGES + tuple(m.lower() for m in extra_messages)
+    for exc in chain:
+        text = _message(exc)
+        if any(f in text for f in fragments) and not any(f in text for f in NOT_AUTH_MESSAGES):
+            return True
+    return False
+
+
+# -- configuration and counters ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthPolicy:
+    """Knobs of the rotation policy. The defaults suit real rotations (hours apart, seconds long)."""
+
+    min_refresh_interval: float = 1.0
+    """Seconds during which a forced fetch of a stage is reused rather than repeated for the same failure.
+    Credentials that start failing after the last fetch began always get a fresh one (a new rotation)."""
+    known_bad_ttl: float = 10.0
+    """Seconds a refused version is remembered, so other connects skip it instead of logging in again."""
+    try_pending: bool = True
+    """Whether step 3 reads AWSPENDING (needs ``secretsmanager:GetSecretValue`` on that stage)."""
+    auth_messages: tuple[str, ...] = ()
+    """Extra server-message fragments meaning "authentication failed" (localised servers)."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_refresh_interval", "known_bad_ttl"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"AuthPolicy.{name} must be a number >= 0, got {value!r}")
+        if isinstance(self.auth_messages, str) or not all(isinstance(m, str) for m in self.auth_messages):
+            raise ValueError("AuthPolicy.auth_messages must be a tuple of str")
+
+
+DEFAULT_POLICY = AuthPolicy()
+
+
+class AuthStats(NamedTuple):
+    """What the policy did for one secret in one cache, since the process started."""
+
+    auth_failures: int = 0
+    """Logins refused (each counts once)."""
+    refreshes: int = 0
+    """Forced AWSCURRENT fetches (API calls)."""
+    pending_fetches: int = 0
+    """AWSPENDING fetches (API calls)."""
+    pending_logins: int = 0
+    """Logins that succeeded with AWSPENDING credentials (pinned or just read)."""
+    gave_up: int = 0
+    """Connects that raised the driver's error after trying everything."""
+
+
+# -- per-secret state, shared by every factory using the same cache and secret -------------------------
+
+
+class _Fetch(NamedTuple):
+    started: float
+    finished: float
+    outcome: SecretValue | SecretCacheError
+
+
+class _Pin(NamedTuple):
+    value: SecretValue
+    over: str | None
+    """The AWSCURRENT version id that was refused when the pin was made; the pin lasts while it is current."""
+
+
+def version_key(value: SecretValue) -> object:
+    """What identifies a version: its id, or the object itself for backends that give none."""
+    return value.version_id if value.version_id is not None else value
+
+
+def _short(value: SecretValue) -> str:
+    return (value.version_id or "?")[:8]
+
+
+class _SecretState:
+    """What every connect with one secret shares: refused versions, the last forced fetches, the pin."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fetch_locks = {CURRENT: threading.Lock(), PENDING: threading.Lock()}
+        self.fetches: dict[str, _Fetch] = {}
+        self.bad: dict[object, float] = {}  # version key -> when first refused
+        self.pin: _Pin | None = None
+        self.counts = [0, 0, 0, 0, 0]  # AuthStats order
+
+    def count(self, field: int) -> None:
+        with self.lock:
+            self.counts[field] += 1
+
+    def refused_since(self, key: object, ttl: float, now: float) -> float | None:
+        since = self.bad.get(key)
+        return since if since is not None and now - since < ttl else None
+
+    def mark_refused(self, key: object, ttl: float) -> float:
+        """Remember a refused version; return when it was first seen refused (within ``ttl``)."""
+        now = monotonic()
+        with self.lock:
+            self.counts[0] += 1
+            since = self.refused_since(key, ttl, now)
+            if since is None:
+                since = self.bad[key] = now
+                if len(self.bad) > 64:
+                    self.bad = {k: t for k, t in self.bad.items() if now - t < ttl}
+            return since
+
+
+_states: weakref.WeakKeyDictionary[Any, dict[str, _SecretState]] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
+
+
+def _state_for(cache: SecretCache, secret_id: str) -> _SecretState:
+    with _states_lock:
+        per_cache = _states.get(cache)
+        if per_cache is None:
+            per_cache = _states[cache] = {}
+        state = per_cache.get(secret_id)
+        if state is None:
+            state = per_cache[secret_id] = _SecretState()
+        return state
+
+
+def auth_stats(secret_id: str, *, cache: SecretCache | None = None) -> AuthStats:
+    """Counters of the rotation policy for ``secret_id`` in ``cache`` (default: the module-level cache)."""
+    state = _state_for(_resolve(cache), secret_id)
+    with state.lock:
+        return AuthStats(*state.counts)
+
+
+def _resolve(cache: SecretCache | None) -> SecretCache:
+    if cache is not None:
+        return cache
+    import secretcache
+
+    return secretcache.default_cache()
+
+
+# -- the steps a flow yields ---------------------------------------------------------------------------
+
+
+class Credentials:
+    """One set of login credentials: driver keyword arguments from one version of the secret.
+
+    Its repr names the stage and version, never the values.
+    """
+
+    __slots__ = ("params", "source", "stage", "value")
+
+    def __init__(self, value: SecretValue, stage: str, source: str, params: Mapping[str, Any]) -> None:
+        self.value = value
+        self.stage = stage
+        self.source = source
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"<Credentials {self.stage} version {_short(self.value)} ({self.source})>"
+
+    def describe(self) -> str:
+        return f"{self.stage} {_short(self.value)} ({self.source})"
+
+
+class Read(NamedTuple):
+    """Step: cache work. ``may_block``: async drivers run it in a worker thread."""
+
+    fn: Callable[[], Credentials | None]
+    may_block: bool
+
+
+class Connect(NamedTuple):
+    """Step: log in with these credentials; send back the connection, or the exception raised."""
+
+    credentials: Credentials
+
+
+Step: TypeAlias = "Read | Connect"
+Flow: TypeAlias = Generator[Step, Any, Any]
+
+
+# -- the policy ----------------------------------------------------------------------------------------
+
+
+class _Attempts:
+    """What one connect tried, for its decisions and for the note on the final error."""
+
+    def __init__(self) -> None:
+        self.refused: list[tuple[Credentials, BaseException]] = []
+        self.tried: set[object] = set()
+        self.refused_since = 0.0  # latest "first seen refused" among the versions this connect tried
+        self.current_version: str | None = None
+        self.notes: list[str] = []
+
+
+class Login:
+    """How one factory logs in with one secret: the cache, the policy and the driver's parameter mapping.
+
+    ``params_of`` turns a version of the secret into driver keyword arguments (raising
+    :class:`SecretFormatError` for a malformed secret). ``cache=None`` uses the module-level default
+    cache, looked up at each connect.
+    """
+
+    def __init__(
+        self,
+        secret_id: str,
+        params_of: Callable[[SecretValue], Mapping[str, Any]],
+        *,
+        cache: SecretCache | None = None,
+        policy: AuthPolicy | None = None,
+    ) -> None:
+        validate_secret_id(secret_id)
+        if policy is not None and not isinstance(policy, AuthPolicy):
+            raise TypeError(f"policy must be an AuthPolicy, got {type(policy).__name__}")
+        self.secret_id = secret_id
+        self.policy = policy or DEFAULT_POLICY
+        self._params_of = params_of
+        self._cache = cache
+        self._bound: tuple[SecretCache, _SecretState] | None = None
+        self._memo: Credentials | None = None  # the params of the last version seen (one object: thread-safe)
+
+    def __repr__(self) -> str:
+        return f"<Login secret={self.secret_id!r}>"
+
+    def _cache_and_state(self) -> tuple[SecretCache, _SecretState]:
+        cache = _resolve(self._cache)
+        bound = self._bound
+        if bound is None or bound[0] is not cache:
+            bound = self._bound = (cache, _state_for(cache, self.secret_id))
+        return bound
+
+    def flow(self, *, on_event_loop: bool = False) -> Flow:
+        """One connect, as the steps of DESIGN.md's rotation policy; returns the connection.
+
+        ``on_event_loop``: mark the first read blocking unless it is a cache hit (async executors
+        then run it in a worker thread); the later reads are always marked blocking.
+        """
+        attempts = _Attempts()
+        # 1. The cached credentials: AWSCURRENT, or the AWSPENDING version pinned during a rotation.
+        may_block = on_event_loop and not self._fresh_in_cache()
+        credentials = yield Read(lambda: self._cached(attempts), may_block=may_block)
+        assert credentials is not None
+        result = yield Connect(credentials)
+        if self._succeeded(credentials, result, attempts):
+            return result
+        # 2. Refused: one shared, rate-limited refresh of AWSCURRENT; log in again if it brought news.
+        credentials = yield Read(lambda: self._refreshed_current(attempts), may_block=True)
+        if credentials is not None:
+            result = yield Connect(credentials)
+            if self._succeeded(credentials, result, attempts):
+                return result
+        # 3. Still refused: AWSPENDING, once (single-user rotation between setSecret and finishSecret).
+        credentials = yield Read(lambda: self._pending(attempts), may_block=True)
+        if credentials is not None:
+            result = yield Connect(credentials)
+            if self._succeeded(credentials, result, attempts):
+                self._pin(credentials, attempts)
+                return result
+        # 4. Give up: the driver's own exception from the last login, noting the secret and what was tried.
+        raise self._give_up(attempts)
+
+    # -- step 1 ----------------------------------------------------------------------------------------
+
+    def _fresh_in_cache(self) -> bool:
+        """Whether reading AWSCURRENT is a hit, i.e. safe on an event loop (no backend call).
+
+        Reads the cache's entry table directly; if that ever changes shape the answer is False and
+        async drivers simply read in a worker thread.
+        """
+        from .. import _core
+
+        clock: Callable[[], float] = getattr(_core, "monotonic", monotonic)  # the cache's clock, not ours
+
+        cache, _ = self._cache_and_state()
+        entries = getattr(getattr(cache, "_core", None), "entries", None)
+        entry = entries.get(self.secret_id) if isinstance(entries, dict) else None
+        fresh_until = getattr(entry, "fresh_until", None)
+        return isinstance(fresh_until, float) and clock() < fresh_until
+
+    def _cached(self, attempts: _Attempts) -> Credentials:
+        cache, state = self._cache_and_state()
+        current = cache.get_secret_value(self.secret_id)
+        attempts.current_version = current.version_id
+        pin = state.pin
+        if pin is not None:
+            if pin.over == current.version_id:
+                return self._credentials(pin.value, PENDING, "pinned")
+            self._unpin(state, pin, "AWSCURRENT moved")
+        return self._credentials(current, CURRENT, "cached")
+
+    def _credentials(self, value: SecretValue, stage: str, source: str) -> Credentials:
+        # No local here holds the parameters bare: a traceback's locals show only safe reprs.
+        memo = self._memo
+        if memo is None or memo.value is not value:
+            memo = self._memo = Credentials(value, stage, source, self._params_of(value))
+        return Credentials(value, stage, source, memo.params)
+
+    # -- after each login ------------------------------------------------------------------------------
+
+    def _succeeded(self, credentials: Credentials, result: object, attempts: _Attempts) -> bool:
+        """True for a connection; False for refused credentials (recorded); any other error is raised."""
+        if not isinstance(result, BaseException):
+            if credentials.source == "pinned":
+                self._cache_and_state()[1].count(3)
+            return True
+        if not is_auth_failure(result, extra_messages=self.policy.auth_messages):
+            raise result  # not rotation: the driver's error as it is, nothing retried or refreshed
+        _, state = self._cache_and_state()
+        key = version_key(credentials.value)
+        since = state.mark_refused(key, self.policy.known_bad_ttl)
+        attempts.refused.append((credentials, result))
+        attempts.tried.add(key)
+        attempts.refused_since = max(attempts.refused_since, since)
+        if credentials.source == "pinned":
+            self._unpin(state, None, "AWSPENDING refused")
+        return False
+
+    def _usable(self, value: SecretValue, attempts: _Attempts, what: str) -> bool:
+        """False (with a note) for a version this connect tried, or one another connect saw refused
+        no earlier than this connect's own refusals (an older refusal may predate a rollback: try it)."""
+        key = version_key(value)
+        if key in attempts.tried:
+            attempts.notes.append(f"{what} returned a version already refused ({_short(value)})")
+            return False
+        _, state = self._cache_and_state()
+        since = state.refused_since(key, self.policy.known_bad_ttl, monotonic())
+        if since is not None and since >= attempts.refused_since:
+            attempts.notes.append(f"{what} returned version {_short(value)}, refused moments ago")
+            return False
+        return True
+
+    # -- steps 2 and 3 ---------------------------------------------------------------------------------
+
+    def _forced_fetch(self, stage: str, attempts: _Attempts) -> SecretValue | SecretCacheError:
+        """The newest value of ``stage``, fetching it unless a fetch can be shared.
+
+        A fetch is shared (no API call) when it started after this connect's credentials were first
+        seen refused (it already reflects the rotation that refused them) and finished less than
+        ``min_refresh_interval`` ago. Fetches of a stage are serialised per secret, so a herd of
+        failing connects waits for the one in flight and then shares it.
+        """
+        cache, state = self._cache_and_state()
+        with state.fetch_locks[stage]:
+            last = state.fetches.get(stage)
+            if (
+                last is not None
+                and last.started >= attempts.refused_since
+                and monotonic() - last.finished < self.policy.min_refresh_interval
+            ):
+                if stage == CURRENT and isinstance(last.outcome, SecretValue):
+                    return cache.get_secret_value(self.secret_id)  # as new as the shared fetch, or newer
+                return last.outcome
+            started = monotonic()
+            state.count(1 if stage == CURRENT else 2)
+            outcome: SecretValue | SecretCacheError
+            try:
+                outcome = cache.refresh(self.secret_id, version_stage=None if stage == CURRENT else stage)
+            except SecretCacheError as e:
+                outcome = e
+            state.fetches[stage] = _Fetch(started, monotonic(), outcome)
+            log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
+            return outcome
+
+    def _refreshed_current(self, attempts: _Attempts) -> Credentials | None:
+        outcome = self._forced_fetch(CURRENT, attempts)
+        if isinstance(outcome, SecretCacheError):
+            attempts.notes.append(f"refreshing AWSCURRENT failed ({type(outcome).__name__})")
+            return None
+        attempts.current_version = outcome.version_id
+        if not self._usable(outcome, attempts, "refreshing AWSCURRENT"):
+            return None
+        return self._credentials(outcome, CURRENT, "refreshed")
+
+    def _pending(self, attempts: _Attempts) -> Credentials | None:
+        if not self.policy.try_pending:
+            return None
+        outcome = self._forced_fetch(PENDING, attempts)
+        if isinstance(outcome, SecretNotFoundError):
+            attempts.notes.append("no AWSPENDING version")
+            return None
+        if isinstance(outcome, SecretCacheError):
+            attempts.notes.append(f"reading AWSPENDING failed ({type(outcome).__name__})")
+            return None
+        if not self._usable(outcome, attempts, "AWSPENDING"):
+            return None
+        try:
+            return self._credentials(outcome, PENDING, "pending")
+        except SecretFormatError as e:
+            attempts.notes.append(f"AWSPENDING unusable ({e})")
+            return None
+
+    # -- the pin ---------------------------------------------------------------------------------------
+
+    def _pin(self, credentials: Credentials, attempts: _Attempts) -> None:
+        """Use a working AWSPENDING for new connections until AWSCURRENT moves (any new version)."""
+        _, state = self._cache_and_state()
+        state.count(3)
+        with state.lock:
+            if state.pin is not None and state.pin.value is credentials.value:
+                return
+            state.pin = _Pin(credentials.value, attempts.current_version)
+        log.info(
+            "secret %r: AWSCURRENT refused, AWSPENDING version %s works; using it for new connections "
+            "until AWSCURRENT moves (rotation in progress)", self.secret_id, _short(credentials.value),
+        )
+
+    def _unpin(self, state: _SecretState, pin: _Pin | None, why: str) -> None:
+        with state.lock:
+            current = state.pin
+            if current is None or (pin is not None and current is not pin):
+                return
+            state.pin = None
+        log.info("secret %r: stopped using pinned AWSPENDING version %s (%s)", self.secret_id,
+                 _short(current.value), why)
+
+    # -- step 4 ----------------------------------------------------------------------------------------
+
+    def _give_up(self, attempts: _Attempts) -> BaseException:
+        """The last driver error, chained to the first, with a note naming the secret, never a value."""
+        _, state = self._cache_and_state()
+        state.count(4)
+        first, error = attempts.refused[0][1], attempts.refused[-1][1]
+        tried = ", ".join(c.describe() for c, _ in attempts.refused)
+        note = f"secretcache: secret {self.secret_id!r}: {len(attempts.refused)} login(s) refused: {tried}"
+        if attempts.notes:
+            note += "; " + "; ".join(attempts.notes)
+        add_note(error, note)
+        if error is not first and error.__cause__ is None:
+            error.__cause__ = first  # as `raise error from first`: the first refusal shows in the traceback
+            error.__suppress_context__ = True
+        log.info("%s", note)
+        return error
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)`` on Python 3.11+; on 3.10 the same ``__notes__`` list (shown by newer tools)."""
+    adder = getattr(error, "add_note", None)
+    if adder is not None:
+        adder(note)
+        return
+    notes = getattr(error, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        try:
+            error.__notes__ = notes  # type: ignore[attr-defined]
+        except AttributeError:
+            return
+    notes.append(note)
+
+
+# -- executors -----------------------------------------------------------------------------------------
+
+
+def run_sync(
+    flow: Flow,
+    connect: Callable[[Credentials], T],
+    read: Callable[[Read], Credentials | None] | None = None,
+) -> T:
+    """Carry out a flow on this thread: reads inline (or through ``read``), logins through ``connect``."""
+    try:
+        step = next(flow)
+        while True:
+            reply: object
+            if isinstance(step, Read):
+                reply = step.fn() if read is None else read(step)
+            else:
+                try:
+                    reply = connect(step.credentials)
+                except Exception as e:  # handed to the policy, which re-raises what it does not handle
+                    reply = e
+            step = flow.send(reply)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
+
+
+async def run_async(flow: Flow, connect: Callable[[Credentials], Awaitable[T]]) -> T:
+    """Carry out a flow on an event loop: cache work that may block runs in a worker thread."""
+    import asyncio
+
+    try:
+        step = next(flow)
+        while True:
+            reply: object
+            if isinstance(step, Read):
+                reply = await asyncio.to_thread(step.fn) if step.may_block else step.fn()
+            else:
+                try:
+                    reply = await connect(step.credentials)
+                except Exception as e:
+                    reply = e
+            step = flow.send(reply)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()

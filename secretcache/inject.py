@@ -1,0 +1,547 @@
+"""Secrets where application code wants them: the ``@inject_secret`` decorator and environment injection.
+
+``@inject_secret`` reads through the cache on *every* call (so a rotation is seen within one ttl,
+and at once after ``cache.refresh``); the caller can always pass the argument explicitly, and then
+no read happens. Environment injection recognises references in values (the ECS ``valueFrom`` ARN
+and ``{{resolve:secretsmanager:...}}``, also inside a longer value), leaves everything else alone,
+and fetches all the referenced secrets with one BatchGetSecretValue where it can.
+
+Errors name the function parameter or environment variable and the reference, never a value. When an
+exception passes through one of our frames, the values it resolved are cleared from that frame first,
+so a traceback (or an error tracker capturing locals) does not carry them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, TypeVar
+
+from . import _core
+from .errors import InvalidReferenceError, SecretCacheError, SecretFormatError, SecretUnavailableError
+from .model import SecretRef, SecretValue, find_references, is_reference, render_template
+
+if TYPE_CHECKING:
+    import inspect
+
+    from .aio import AsyncSecretCache
+    from .cache import SecretCache
+
+__all__ = ["inject_env", "inject_secret", "resolve_env", "secret_env"]
+
+R = TypeVar("R")
+
+
+# -- references ---------------------------------------------------------------------------------
+
+
+def parse_reference(reference: object) -> tuple[SecretRef, ...]:
+    """The secrets a reference reads: one for a plain reference, one per ``{{resolve:...}}`` in a template.
+
+    Raises :class:`InvalidReferenceError` naming the reference; never returns an empty tuple.
+    """
+    try:
+        return (SecretRef.parse(reference),)  # type: ignore[arg-type]  # parse rejects non-str itself
+    except InvalidReferenceError:
+        if not isinstance(reference, str) or "{{resolve:" not in reference:
+            raise
+    refs = tuple(find_references(reference))
+    render_template(reference, lambda ref: "")  # raises on a malformed or unterminated {{resolve:...}}
+    if not refs:
+        raise InvalidReferenceError(f"invalid secret reference {reference[:200]!r}", reference=reference)
+    return refs
+
+
+def is_whole(reference: str) -> bool:
+    """True when ``reference`` is one reference, False for a template with references inside."""
+    try:
+        SecretRef.parse(reference)
+    except InvalidReferenceError:
+        return False
+    return True
+
+
+def is_fresh(cache: Any, ref: SecretRef) -> bool:
+    """True when ``cache`` holds ``ref``'s secret within ttl: a read would not touch the backend.
+
+    No I/O, no lock: the same check the cache's hit path makes, on its entry table.
+    """
+    core = getattr(cache, "_core", None)
+    if core is None:
+        return False
+    try:
+        key = core.request(ref.secret_id, ref.version_id, ref.version_stage).key
+    except SecretCacheError:
+        return False
+    entry = core.entries.get(key)
+    clock = _core.monotonic  # type: ignore[attr-defined]  # the core's clock, looked up now (tests swap it)
+    return entry is not None and bool(clock() < entry.fresh_until)
+
+
+def batchable(cache: Any, ref: SecretRef) -> bool:
+    """Whether BatchGetSecretValue can fetch ``ref``: it returns AWSCURRENT versions only."""
+    if ref.version_id is not None:
+        return False
+    stage = ref.version_stage or getattr(getattr(cache, "config", None), "version_stage", "AWSCURRENT")
+    return stage == "AWSCURRENT"
+
+
+def string_of(value: SecretValue, ref: SecretRef) -> str:
+    """The string ``ref`` names in ``value``: the whole SecretString, or one JSON key of it."""
+    if ref.json_key is not None:
+        return value.field(ref.json_key)
+    if value.secret_string is None:
+        raise SecretFormatError(
+            f"secret {value.name!r} holds SecretBinary, which cannot be used as a string", secret_id=value.name
+        )
+    return value.secret_string
+
+
+def read(cache: SecretCache, ref: SecretRef) -> str:
+    value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
+    return string_of(value, ref)
+
+
+async def read_async(cache: AsyncSecretCache, ref: SecretRef) -> str:
+    value = await cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
+    return string_of(value, ref)
+
+
+def _is_async_cache(cache: object) -> TypeGuard[AsyncSecretCache]:
+    if "secretcache.aio" not in sys.modules:  # nobody built an AsyncSecretCache without importing it
+        return False
+    from .aio import AsyncSecretCache
+
+    return isinstance(cache, AsyncSecretCache)
+
+
+def _default_cache() -> SecretCache:
+    from . import default_cache
+
+    return default_cache()
+
+
+def relabel(error: SecretCacheError, message: str) -> SecretCacheError:
+    """The same kind of error with a message that says where it happened (chain it to the original)."""
+    if isinstance(error, InvalidReferenceError):
+        return InvalidReferenceError(message, reference=error.reference, secret_id=error.secret_id)
+    try:
+        return type(error)(message, secret_id=error.secret_id, code=error.code)
+    except TypeError:  # a backend's own subclass with another constructor
+        return SecretCacheError(message, secret_id=error.secret_id, code=error.code)
+
+
+# -- what to inject -----------------------------------------------------------------------------
+
+
+class Injection:
+    """What a decorator injects: keyword argument name -> string, read through a cache on each call."""
+
+    names: tuple[str, ...]
+
+    def refs(self) -> tuple[SecretRef, ...]:
+        raise NotImplementedError
+
+    def resolve(self, cache: SecretCache, names: Collection[str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def resolve_async(self, cache: AsyncSecretCache, names: Collection[str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    def fresh(self, cache: SecretCache) -> bool:
+        """True when every secret needed is within ttl, so :meth:`resolve` will not block."""
+        return all(is_fresh(cache, ref) for ref in self.refs())
+
+
+class References(Injection):
+    """One reference per keyword argument (``inject_secret(ref, into=...)``, ``with_secrets(kw=ref)``)."""
+
+    def __init__(self, references: Mapping[str, str]) -> None:
+        self.references = dict(references)
+        self.parsed = {name: parse_reference(ref) for name, ref in self.references.items()}
+        self.names = tuple(self.references)
+
+    def refs(self) -> tuple[SecretRef, ...]:
+        return tuple(ref for refs in self.parsed.values() for ref in refs)
+
+    def resolve(self, cache: SecretCache, names: Collection[str]) -> dict[str, str]:
+        return {name: cache.get(self.references[name]) for name in names}
+
+    async def resolve_async(self, cache: AsyncSecretCache, names: Collection[str]) -> dict[str, str]:
+        return {name: await cache.get(self.references[name]) for name in names}
+
+
+class Fields(Injection):
+    """Several top-level JSON keys of one secret version, read once per call (``fields=``)."""
+
+    def __init__(self, reference: str, fields: Mapping[str, str]) -> None:
+        ref = SecretRef.parse(reference)
+        if ref.json_key is not None:
+            raise InvalidReferenceError(
+                f"inject_secret(fields=...) reads keys of one JSON secret: give the secret id without "
+                f"a JSON key, got {reference[:200]!r}",
+                reference=reference,
+            )
+        self.ref = ref
+        self.fields = dict(fields)
+        self.names = tuple(self.fields)
+
+    def refs(self) -> tuple[SecretRef, ...]:
+        return (self.ref,)
+
+    def _pick(self, value: SecretValue, names: Collection[str]) -> dict[str, str]:
+        return {name: value.field(self.fields[name]) for name in names}
+
+    def resolve(self, cache: SecretCache, names: Collection[str]) -> dict[str, str]:
+        ref = self.ref
+        value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
+        return self._pick(value, names)
+
+    async def resolve_async(self, cache: AsyncSecretCache, names: Collection[str]) -> dict[str, str]:
+        ref = self.ref
+        value = await cache.get_secret_value(
+            ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage
+        )
+        return self._pick(value, names)
+
+
+# -- how to inject ------------------------------------------------------------------------------
+
+
+class Plan(NamedTuple):
+    """Where each injected name goes in a call: a positional slot (by index) or a keyword."""
+
+    positional: tuple[tuple[str, int], ...]  # (name, index in the full signature), ascending index
+    public: inspect.Signature  # the signature callers see: injected parameters removed
+
+
+def plan_for(func: Callable[..., Any], names: Collection[str], *, who: str) -> Plan:
+    """Check ``names`` against ``func``'s parameters now, at decoration time, and plan the calls."""
+    import inspect
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{who}: cannot read the signature of {func!r}") from e
+    params = signature.parameters
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    fname = getattr(func, "__qualname__", repr(func))
+    positional: list[tuple[str, int]] = []
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"{who}: {name!r} is not a valid keyword argument name")
+        param = params.get(name)
+        if param is None:
+            if takes_kwargs:
+                continue
+            listed = ", ".join(params) or "none"
+            raise TypeError(f"{who}: {fname}() has no parameter {name!r} (its parameters: {listed})")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{who}: parameter {name!r} of {fname}() is positional-only; it cannot be injected")
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{who}: {name!r} of {fname}() collects extra arguments; name a single parameter")
+        if param.kind is param.POSITIONAL_OR_KEYWORD:
+            positional.append((name, list(params).index(name)))
+    public = signature.replace(parameters=[p for p in params.values() if p.name not in names])
+    return Plan(tuple(sorted(positional, key=lambda item: item[1])), public)
+
+
+def arrange(
+    plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], values: dict[str, str]
+) -> tuple[Any, ...]:
+    """Place the injected values into the call (``kwargs`` is updated in place); return the positional args.
+
+    Callers see the signature without the injected parameters, so when their positional arguments reach
+    an injected positional parameter, the value is inserted at its slot and the later arguments shift
+    behind it. Otherwise it goes by keyword. An explicit keyword argument for an injected name wins
+    (and is moved to the slot when one is needed).
+    """
+    moved: list[Any] | None = None
+    slotted: set[str] = set()
+    for name, index in plan.positional:
+        if len(args if moved is None else moved) >= index:
+            if moved is None:
+                moved = list(args)
+            moved.insert(index, kwargs.pop(name) if name in kwargs else values[name])
+            slotted.add(name)
+    for name, value in values.items():
+        if name not in slotted:
+            kwargs[name] = value
+    return args if moved is None else tuple(moved)
+
+
+def wrap(func: Any, injection: Injection, cache: Any, *, who: str) -> Any:
+    """Build the wrapper for ``func`` (function, method, coroutine function, generator or async generator)."""
+    if isinstance(func, (staticmethod, classmethod)):
+        return type(func)(wrap(func.__func__, injection, cache, who=who))
+    if not callable(func):
+        raise TypeError(f"{who} decorates a function, got {type(func).__name__}")
+    import inspect
+
+    plan = plan_for(func, injection.names, who=who)
+    names = injection.names
+    is_async = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+    if _is_async_cache(cache) and not is_async:
+        raise TypeError(f"{who}: an AsyncSecretCache can only feed coroutine functions; use a SecretCache")
+
+    def sync_values(kwargs: dict[str, Any]) -> dict[str, str]:
+        wanted = [name for name in names if name not in kwargs]
+        if not wanted:
+            return {}
+        use = cache if cache is not None else _default_cache()
+        return injection.resolve(use, wanted)
+
+    async def async_values(kwargs: dict[str, Any]) -> dict[str, str]:
+        wanted = [name for name in names if name not in kwargs]
+        if not wanted:
+            return {}
+        use = cache if cache is not None else _default_cache()
+        if _is_async_cache(use):
+            return await injection.resolve_async(use, wanted)
+        if injection.fresh(use):
+            return injection.resolve(use, wanted)  # a hit: a dict lookup, no need to leave the loop
+        import asyncio
+
+        return await asyncio.to_thread(injection.resolve, use, wanted)  # a miss must not block the loop
+
+    wrapper: Callable[..., Any]
+    if inspect.isasyncgenfunction(func):
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = await async_values(kwargs)
+            call_args = arrange(plan, args, kwargs, values)
+            values = {}
+            agen = func(*call_args, **kwargs)
+            call_args, kwargs = (), {}
+            try:
+                item = await agen.__anext__()
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        await agen.aclose()
+                        raise
+                    except BaseException as e:
+                        item = await agen.athrow(e)
+                    else:
+                        item = await agen.asend(sent)
+            except StopAsyncIteration:
+                return
+
+    elif inspect.iscoroutinefunction(func):
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = await async_values(kwargs)
+            call_args = arrange(plan, args, kwargs, values)
+            values = {}
+            try:
+                return await func(*call_args, **kwargs)
+            except BaseException:
+                call_args, kwargs = (), {}
+                raise
+
+    elif inspect.isgeneratorfunction(func):
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = sync_values(kwargs)  # read when iteration starts, like the generator's own body
+            call_args = arrange(plan, args, kwargs, values)
+            values = {}
+            generator = func(*call_args, **kwargs)
+            call_args, kwargs = (), {}
+            return (yield from generator)
+
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = sync_values(kwargs)
+            call_args = arrange(plan, args, kwargs, values)
+            values = {}
+            try:
+                return func(*call_args, **kwargs)
+            except BaseException:
+                call_args, kwargs = (), {}
+                raise
+
+    functools.update_wrapper(wrapper, func)
+    wrapper.__signature__ = plan.public  # type: ignore[union-attr]
+    return wrapper
+
+
+def inject_secret(
+    reference: str,
+    *,
+    into: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Pass a secret to the decorated function as a keyword argument, read through the cache on every call.
+
+    ``@inject_secret("prod/db#password", into="password")`` passes one string (any reference form,
+    templates included); ``@inject_secret("prod/db", fields={"user": "username", "password": "password"})``
+    passes several top-level JSON keys of one secret version. ``cache=None`` uses the module-level
+    default cache, looked up at call time.
+
+    Works on functions, methods, static and class methods (either decorator order), coroutine
+    functions (a cache hit is served on the loop; a miss is read in a worker thread, so the loop never
+    blocks; an :class:`~secretcache.AsyncSecretCache` is awaited directly), generators and async
+    generators (read when iteration starts). The injected parameters disappear from
+    ``inspect.signature`` (frameworks such as FastAPI then do not mistake them for request
+    parameters); a caller who passes one by keyword wins, and then nothing is read.
+
+    Raises ``TypeError`` when applied to a function that has no such parameter (unless it takes
+    ``**kwargs``), and :class:`InvalidReferenceError` for a malformed reference, at decoration time.
+    """
+    if (into is None) == (fields is None):
+        raise TypeError("inject_secret takes exactly one of into='kwarg' or fields={'kwarg': 'json_key'}")
+    injection: Injection
+    if into is not None:
+        if not isinstance(into, str) or not into.isidentifier():
+            raise TypeError(f"inject_secret: into= must name a keyword argument, got {into!r}")
+        injection = References({into: reference})
+    else:
+        if not isinstance(fields, Mapping) or not fields:
+            raise TypeError("inject_secret: fields= must be a non-empty mapping {'kwarg': 'json_key'}")
+        for kwarg, key in fields.items():
+            if not isinstance(kwarg, str) or not kwarg.isidentifier():
+                raise TypeError(f"inject_secret: fields= key {kwarg!r} is not a valid keyword argument name")
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {key!r}")
+        injection = Fields(reference, fields)
+
+    def decorate(func: Callable[..., R]) -> Callable[..., R]:
+        return wrap(func, injection, cache, who="inject_secret")  # type: ignore[no-any-return]
+
+    return decorate
+
+
+# -- the environment ----------------------------------------------------------------------------
+
+
+class _Item(NamedTuple):
+    name: str
+    text: str
+    refs: tuple[SecretRef, ...]
+    whole: bool  # the value is one reference (else a template with references inside)
+
+
+def _plan_env(values: Mapping[str, str], explicit: Collection[str]) -> list[_Item]:
+    items: list[_Item] = []
+    for name, text in values.items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ValueError(f"invalid environment variable name {name!r}")
+        if not isinstance(text, str):
+            raise TypeError(f"environment variable {name!r}: the value must be a str, got {type(text).__name__}")
+        if name not in explicit and not is_reference(text):
+            continue
+        try:
+            refs = parse_reference(text)
+        except InvalidReferenceError as e:
+            raise relabel(e, f"environment variable {name!r}: {e}") from e
+        items.append(_Item(name, text, refs, is_whole(text)))
+    return items
+
+
+def resolve_values(
+    values: Mapping[str, str], *, explicit: Collection[str] = (), cache: SecretCache | None = None
+) -> dict[str, str]:
+    """``values`` with every reference resolved; names in ``explicit`` are references whatever they look like.
+
+    Others count as references when they hold an ECS ``valueFrom`` ARN or a ``{{resolve:secretsmanager:...}}``
+    (also inside a longer value). Secrets not already fresh in the cache are fetched first with one
+    ``cache.prefetch`` (BatchGetSecretValue, 20 per call). All or nothing: an error names the variable
+    and the reference, and nothing is returned.
+    """
+    items = _plan_env(values, explicit)
+    out = dict(values)
+    if not items:
+        return out
+    use = cache if cache is not None else _default_cache()
+    wanted = list(dict.fromkeys(
+        ref.secret_id for item in items for ref in item.refs if batchable(use, ref) and not is_fresh(use, ref)
+    ))
+    failures: dict[str, SecretCacheError] = use.prefetch(wanted) if len(wanted) > 1 else {}
+    try:
+        for item in items:
+            out[item.name] = _resolve_item(use, item, failures)
+    except BaseException:
+        out.clear()  # no resolved value stays reachable from this frame's traceback
+        raise
+    return out
+
+
+def _resolve_item(cache: SecretCache, item: _Item, failures: Mapping[str, SecretCacheError]) -> str:
+    def one(ref: SecretRef) -> str:
+        shown = item.text if item.whole else str(ref)
+        failed = failures.get(ref.secret_id)
+        try:
+            if failed is not None and batchable(cache, ref) and not isinstance(failed, SecretUnavailableError):
+                raise failed  # permanent (not found, denied, ...): asking again would only cost a call
+            return read(cache, ref)
+        except SecretCacheError as e:
+            message = f"environment variable {item.name!r} (reference {shown[:200]!r}): {e}"
+            raise relabel(e, message) from e
+
+    if item.whole:
+        return one(item.refs[0])
+    return render_template(item.text, one)
+
+
+def resolve_env(environ: Mapping[str, str] | None = None, *, cache: SecretCache | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (default ``os.environ``) with every reference in a value resolved.
+
+    References are the ECS ``valueFrom`` ARN (``arn:aws:secretsmanager:R:A:secret:NAME[:key:stage:id]``)
+    and ``{{resolve:secretsmanager:...}}``, also inside a longer value; every other value is copied
+    untouched. The referenced secrets are fetched with one BatchGetSecretValue where possible.
+    """
+    return resolve_values(os.environ if environ is None else environ, cache=cache)
+
+
+def inject_env(
+    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: SecretCache | None = None
+) -> list[str]:
+    """Resolve ``{NAME: reference}`` and the references already in ``os.environ`` into ``os.environ``.
+
+    ``mapping`` values are references in any form (``prod/db#password`` too). With
+    ``override=False`` a name already set in the environment keeps its value. All or nothing:
+    if one reference fails, the environment is not changed. Returns the names set, sorted.
+    """
+    env = os.environ
+    values: dict[str, str] = {}
+    for name, reference in (mapping or {}).items():
+        if override or name not in env:
+            values[name] = reference
+    explicit = set(values)
+    for name, text in env.items():
+        if name not in values and is_reference(text):
+            values[name] = text
+    resolved = resolve_values(values, explicit=explicit, cache=cache)
+    try:
+        env.update(resolved)
+    finally:
+        resolved.clear()
+    return sorted(values)
+
+
+@contextmanager
+def secret_env(
+    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: SecretCache | None = None
+) -> Iterator[list[str]]:
+    """:func:`inject_env` for the duration of a ``with`` block; the variables it set are restored on exit.
+
+    Yields the names set. Variables the block itself adds or changes, other than those, are left alone.
+    """
+    before = {name: os.environ.get(name) for name in (mapping or {})}
+    before.update((name, text) for name, text in os.environ.items() if is_reference(text))
+    names = inject_env(mapping, override=override, cache=cache)
+    try:
+        yield names
+    finally:
+        for name in names:
+            old = before.get(name)
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old

@@ -1,0 +1,330 @@
+"""Fault injection for the reliability tests: an HTTP proxy in front of moto, and database disruptions.
+
+AWS side. :class:`FaultProxy` is a ``ThreadingHTTPServer`` on 127.0.0.1:0 that forwards Secrets Manager
+requests to moto's HTTP server and, per request, applies a *mode* instead (research/test-infra.md §2):
+
+=================  ========================================================================
+mode               what the client sees
+=================  ========================================================================
+``pass``           moto's answer
+``throttle``       HTTP 400 ``ThrottlingException``
+``500``            HTTP 500 ``InternalServiceError``
+``503``            HTTP 503 ``ServiceUnavailable``
+``502-html``       HTTP 502 with an HTML body (a load balancer in the way)
+``hang``           nothing, until the proxy is cleared (past any sane ``read_timeout``)
+``fin``            the connection closed cleanly before any response
+``rst``            the connection reset (SO_LINGER 0) before any response
+``slow``           moto's answer after ``slow_seconds`` (below the client's read_timeout)
+``truncate``       moto's answer with a Content-Length promising more than the body sent
+``garbled``        HTTP 200 whose body is not JSON
+a permanent code   HTTP 400 with that AWS error code (``PERMANENT`` lists them with messages)
+=================  ========================================================================
+
+Faults apply only to the operations in ``ops`` (default: the two read calls) and, when ``targets`` is
+set, only to requests naming one of those secrets, so a test can set up secrets through the same proxy.
+Each request is recorded as ``(operation, secret_id, mode)`` (``secret_id`` None for a batch call).
+
+Database side. :func:`terminate_pg_backends` / :func:`kill_mysql_connections` drop every connection of
+one user (``pg_terminate_backend`` / MariaDB ``KILL``), and :func:`restart_pg_cluster` restarts a private
+PostgreSQL cluster through ``pg_ctl`` (connections drop, the port stays).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import struct
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+__all__ = [
+    "PERMANENT",
+    "TRANSIENT",
+    "FaultProxy",
+    "Seen",
+    "kill_mysql_connections",
+    "restart_pg_cluster",
+    "terminate_pg_backends",
+]
+
+PERMANENT: dict[str, str] = {
+    "ResourceNotFoundException": "Secrets Manager can't find the specified secret.",
+    "AccessDeniedException": "User is not authorized to perform: secretsmanager:GetSecretValue",
+    "DecryptionFailure": "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+    "InvalidRequestException": "You can't perform this operation on the secret because it was marked for deletion.",
+    "InvalidParameterException": "The parameter SecretId is not valid.",
+}
+"""Every permanent error code the service documents for GetSecretValue, with a representative message."""
+
+TRANSIENT = ("throttle", "500", "503", "502-html", "hang", "fin", "rst", "truncate", "garbled")
+"""Modes that fail a request transiently (``slow`` succeeds; permanent codes are in ``PERMANENT``)."""
+
+_AMZ_JSON = "application/x-amz-json-1.1"
+_DROP = {"content-length", "transfer-encoding", "connection", "date", "server"}
+_HANG_LIMIT = 30.0  # a hung request is released at the latest after this, so no thread lingers forever
+
+
+class Seen(NamedTuple):
+    """One request the proxy handled."""
+
+    operation: str
+    secret_id: str | None
+    mode: str
+
+
+class FaultProxy:
+    """Forward to ``upstream`` (moto's HTTP server), injecting the scripted fault modes.
+
+    ``script(*modes)`` queues modes for the next matching requests, one each; ``fail(mode)`` sets a
+    standing mode for every matching request after the script runs out; ``clear()`` removes both and
+    releases hung requests. Use as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        ops: tuple[str, ...] = ("GetSecretValue", "BatchGetSecretValue"),
+        slow_seconds: float = 0.05,
+    ) -> None:
+        parts = urlsplit(upstream)
+        self.upstream_host = parts.hostname or "127.0.0.1"
+        self.upstream_port = parts.port or 80
+        self.ops = ops
+        self.slow_seconds = slow_seconds
+        self.seen: list[Seen] = []
+        self.targets: Collection[str] | None = None
+        """When set, faults apply only to requests naming one of these SecretIds (batch calls: any of them)."""
+        self._lock = threading.Lock()
+        self._script: deque[str] = deque()
+        self._standing = "pass"
+        self._release = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # -- the plan -------------------------------------------------------------------------------
+
+    def script(self, *modes: str) -> None:
+        """The next ``len(modes)`` matching requests take these modes, in order."""
+        for mode in modes:
+            _check_mode(mode)
+        with self._lock:
+            self._script.extend(modes)
+
+    def fail(self, mode: str) -> None:
+        """Every matching request after the script takes ``mode`` until ``clear()``."""
+        _check_mode(mode)
+        with self._lock:
+            self._standing = mode
+
+    def clear(self) -> None:
+        """Back to passing everything through; hung requests are released (their clients gave up)."""
+        with self._lock:
+            self._script.clear()
+            self._standing = "pass"
+            release, self._release = self._release, threading.Event()
+        release.set()
+
+    def count(self, operation: str = "GetSecretValue", secret_id: str | None = None) -> int:
+        """Requests seen for ``operation`` (and ``secret_id``), faulted or not."""
+        with self._lock:
+            return sum(1 for s in self.seen if s.operation == operation and secret_id in (None, s.secret_id))
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+    def close(self) -> None:
+        self.clear()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- used by the handler --------------------------------------------------------------------
+
+    def _next_mode(self, operation: str, secret_ids: list[str]) -> tuple[str, threading.Event]:
+        targets = self.targets
+        with self._lock:
+            applies = operation in self.ops and (targets is None or any(i in targets for i in secret_ids))
+            mode = "pass"
+            if applies:
+                mode = self._script.popleft() if self._script else self._standing
+            self.seen.append(Seen(operation, secret_ids[0] if len(secret_ids) == 1 else None, mode))
+            return mode, self._release
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("pass", "slow", *TRANSIENT) and mode not in PERMANENT:
+        raise ValueError(f"unknown fault mode {mode!r}")
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"__type": code, "message": message, "Message": message}).encode()
+
+
+def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+            pass  # the test output stays clean; the proxy's record is ``proxy.seen``
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            operation = (self.headers.get("X-Amz-Target") or ".").rpartition(".")[2]
+            secret_ids: list[str] = []
+            try:
+                payload = json.loads(body or b"{}")
+                if isinstance(payload, dict):
+                    secret_ids = [payload["SecretId"]] if "SecretId" in payload else payload.get("SecretIdList", [])
+            except ValueError:
+                pass
+            mode, release = proxy._next_mode(operation, secret_ids)
+            if mode in PERMANENT:
+                self._reply(400, _AMZ_JSON, _error_body(mode, PERMANENT[mode]))
+            elif mode == "throttle":
+                self._reply(400, _AMZ_JSON, _error_body("ThrottlingException", "Rate exceeded"))
+            elif mode == "500":
+                self._reply(500, _AMZ_JSON, _error_body("InternalServiceError", "injected 500"))
+            elif mode == "503":
+                self._reply(503, _AMZ_JSON, _error_body("ServiceUnavailable", "injected 503"))
+            elif mode == "502-html":
+                self._reply(502, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>")
+            elif mode == "hang":
+                release.wait(_HANG_LIMIT)
+                self._drop(reset=False)
+            elif mode in ("fin", "rst"):
+                self._drop(reset=mode == "rst")
+            elif mode == "garbled":
+                self._reply(200, _AMZ_JSON, b'{"ARN": "arn:aws:secretsmanager:us-east-1:1234')
+            else:
+                if mode == "slow":
+                    release.wait(proxy.slow_seconds)
+                status, headers, answer = self._forward(body)
+                if mode == "truncate":
+                    self._reply(status, headers.get("content-type", _AMZ_JSON), answer[: len(answer) // 2],
+                                length=len(answer), extra=headers)
+                    self._drop(reset=False)
+                else:
+                    self._reply(status, headers.get("content-type", _AMZ_JSON), answer, extra=headers)
+
+        def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+            conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=30)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _DROP}
+                conn.request("POST", self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                answer = response.read()
+                kept = {k.lower(): v for k, v in response.getheaders() if k.lower() not in _DROP}
+                return response.status, kept, answer
+            finally:
+                conn.close()
+
+        def _reply(
+            self, status: int, content_type: str, body: bytes, *, length: int | None = None,
+            extra: dict[str, str] | None = None,
+        ) -> None:
+            self.send_response(status)
+            for name, value in (extra or {}).items():
+                if name != "content-type":
+                    self.send_header(name, value)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+
+        def _drop(self, *, reset: bool) -> None:
+            self.close_connection = True
+            try:
+                if reset:  # RST: linger 0, then close; the peer sees "connection reset by peer"
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:  # FIN: an orderly shutdown with nothing sent
+                    self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client already went away (it timed out first)
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            except (OSError, ValueError):
+                pass  # after a reset the stream is closed under us: nothing left to flush
+
+    return Handler
+
+
+@contextmanager
+def fault_proxy(upstream: str, **kwargs: Any) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` for the duration of a ``with`` block."""
+    proxy = FaultProxy(upstream, **kwargs)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+# -- the database side ------------------------------------------------------------------------------
+
+
+def terminate_pg_backends(admin_connect: Callable[[], Any], user: str) -> int:
+    """``pg_terminate_backend`` every session of ``user``; return how many were terminated.
+
+    ``admin_connect`` returns a psycopg connection with the rights to do it (a superuser).
+    """
+    with admin_connect() as conn:
+        conn.autocommit = True
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
+            (user,),
+        ).fetchall()
+    return sum(1 for (ok,) in rows if ok)
+
+
+def kill_mysql_connections(admin_connect: Callable[[], Any], user: str) -> int:
+    """MariaDB ``KILL`` every connection of ``user``; return how many were killed."""
+    conn = admin_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist WHERE user = %s AND id <> CONNECTION_ID()",
+                        (user,))
+            ids = [row[0] for row in cur.fetchall()]
+            killed = 0
+            for thread_id in ids:
+                try:
+                    cur.execute(f"KILL {int(thread_id)}")
+                    killed += 1
+                except Exception as e:  # it ended between the query and the KILL
+                    if getattr(e, "args", (None,))[0] != 1094:  # ER_NO_SUCH_THREAD
+                        raise
+        return killed
+    finally:
+        conn.close()
+
+
+def restart_pg_cluster(pg_ctl: str, data_dir: str, *, as_user: str | None = "postgres", mode: str = "fast") -> None:
+    """Restart a private PostgreSQL cluster: every connection drops, the server comes back on its port."""
+    command = [pg_ctl, "-D", data_dir, "-m", mode, "-w", "restart"]
+    if as_user is not None:
+        command = ["runuser", "-u", as_user, "--", *command]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)

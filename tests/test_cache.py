@@ -1,0 +1,773 @@
+"""SecretCache: the hit path, reads and references, versions, bad input, invalidate/LRU/mark_stale,
+stats and events, prefetch, lifecycle. Policy details (SWR, backoff, stale-if-error) are in
+test_cache_policy.py; concurrency in test_cache_concurrency.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from secretcache import (
+    CacheEvent,
+    InvalidReferenceError,
+    SecretCache,
+    SecretDeletedError,
+    SecretFormatError,
+    SecretNotFoundError,
+    SecretValue,
+)
+from secretcache.config import CacheConfig
+from secretcache.testing import InMemoryBackend
+from tests.canary import CANARY, canary_value
+from tests.fakes import CountingLock, FakeClock, ScriptedBackend, install_clock, wait_until
+
+TTL, SWR = 60.0, 30.0
+
+
+def config(**overrides: Any) -> CacheConfig:
+    fields: dict[str, Any] = dict(
+        ttl=TTL, jitter=0.0, stale_while_revalidate=SWR, backoff_base=1.0, backoff_max=8.0
+    )
+    fields.update(overrides)
+    return CacheConfig(**fields)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    return install_clock(monkeypatch)
+
+
+@pytest.fixture
+def password() -> str:
+    return canary_value("pw")
+
+
+@pytest.fixture
+def store(password: str) -> InMemoryBackend:
+    return InMemoryBackend({
+        "app/api-key": canary_value("api"),
+        "app/db": json.dumps({"username": "app", "password": password, "port": 5432, "ssl": True,
+                              "options": {"a": 1}, "hosts": ["h1", "h2"]}),
+        "app/blob": CANARY.encode() + b"\x00\xff",
+        "app/text": "not json " + CANARY,
+        "app/array": json.dumps([CANARY]),
+    })
+
+
+@pytest.fixture
+def cache(store: InMemoryBackend, clock: FakeClock) -> Iterator[SecretCache]:
+    with SecretCache(store, config=config()) as c:
+        yield c
+
+
+def gets(store: InMemoryBackend) -> int:
+    return store.calls["GetSecretValue"]
+
+
+# -- the hit path -----------------------------------------------------------------------------------
+
+HIT_READS = [
+    ("get_secret_value", lambda c, vid: c.get_secret_value("app/db")),
+    ("get_secret_string", lambda c, vid: c.get_secret_string("app/db")),
+    ("get id", lambda c, vid: c.get("app/db")),
+    ("get id#key", lambda c, vid: c.get("app/db#password")),
+    ("get_secret_json", lambda c, vid: c.get_secret_json("app/db")),
+    ("explicit AWSCURRENT", lambda c, vid: c.get_secret_value("app/db", version_stage="AWSCURRENT")),
+    ("AWSPREVIOUS", lambda c, vid: c.get_secret_value("app/db", version_stage="AWSPREVIOUS")),
+    ("version_id", lambda c, vid: c.get_secret_value("app/db", version_id=vid)),
+    ("binary", lambda c, vid: c.get_secret_binary("app/blob")),
+]
+
+
+@pytest.mark.parametrize("with_hook", [False, True], ids=["no-hook", "event-hook"])
+@pytest.mark.parametrize(("label", "read"), HIT_READS, ids=[label for label, _ in HIT_READS])
+def test_hit_path_takes_no_lock(store: InMemoryBackend, clock: FakeClock, label: str, read: Any,
+                                with_hook: bool) -> None:
+    store.rotate("app/db", json.dumps({"password": canary_value("new")}))
+    version_id = store.version_stages("app/db")
+    vid = next(v for v, stages in version_id.items() if "AWSCURRENT" in stages)
+    events: list[CacheEvent] = []
+    cache = SecretCache(store, config=config(), on_event=events.append if with_hook else None)
+    read(cache, vid)
+    counting = CountingLock(cache._core._lock)
+    cache._core._lock = counting  # type: ignore[assignment]
+    calls = gets(store)
+    for _ in range(200):
+        read(cache, vid)
+        clock.advance(0.01)
+    assert counting.acquired == 0
+    assert gets(store) == calls
+    if with_hook:
+        assert sum(e.kind == "hit" for e in events) == 200
+
+
+def test_hit_returns_the_same_value_object_without_copying(cache: SecretCache) -> None:
+    first = cache.get_secret_value("app/db")
+    assert all(cache.get_secret_value("app/db") is first for _ in range(10))
+    assert cache.get_secret_value("app/db", version_stage="AWSCURRENT") is first
+    assert cache.get_secret_string("app/db") is first.secret_string
+    assert cache.get_secret_binary("app/blob") is cache.get_secret_value("app/blob").secret_binary
+
+
+class _NoEnviron(Mapping[str, str]):
+    """An environment that fails the test on any read."""
+
+    def __getitem__(self, key: str) -> str:
+        raise AssertionError(f"environment read on the hit path ({key!r})")
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("environment read on the hit path")
+
+    def __len__(self) -> int:
+        raise AssertionError("environment read on the hit path")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise AssertionError(f"environment read on the hit path ({key!r})")
+
+
+def test_hit_path_reads_no_environment_variable(cache: SecretCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache.get_secret_string("app/db")
+    with monkeypatch.context() as m:
+        m.setattr(os, "environ", _NoEnviron())
+        m.setattr(os, "getenv", lambda *a, **k: pytest.fail("os.getenv on the hit path"))
+        for _ in range(100):
+            cache.get_secret_string("app/db")
+            cache.get("app/db#password")
+            cache.get_secret_value("app/db")
+    assert cache.stats.hits == 300
+
+
+def test_one_get_secret_value_per_key_per_refresh_and_no_other_operation(
+    cache: SecretCache, store: InMemoryBackend, clock: FakeClock
+) -> None:
+    for _period in range(3):
+        for _ in range(50):
+            cache.get_secret_string("app/db")
+            cache.get("app/db#password")
+            clock.advance(0.1)
+        clock.advance(TTL + SWR)
+    assert dict(store.calls) == {"GetSecretValue": 3}
+
+
+def test_against_moto_only_get_secret_value_is_called_once_per_refresh(clock: FakeClock) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="app/moto", SecretString=canary_value("moto"))
+        operations: list[str] = []
+        client.meta.events.register("before-call.secrets-manager",
+                                    lambda model, **_: operations.append(model.name), unique_id="count-all")
+        cache = SecretCache(client=client, config=config())
+        for _ in range(100):
+            cache.get_secret_string("app/moto")
+        clock.advance(TTL + SWR + 1)
+        for _ in range(100):
+            cache.get("app/moto")
+        assert operations == ["GetSecretValue", "GetSecretValue"]
+
+
+# -- reads and reference forms ----------------------------------------------------------------------
+
+def test_typed_reads_return_the_stored_value(
+    cache: SecretCache, store: InMemoryBackend, password: str
+) -> None:
+    assert json.loads(cache.get_secret_string("app/db"))["password"] == password
+    assert cache.get_secret_binary("app/blob") == CANARY.encode() + b"\x00\xff"
+    assert cache.get_secret_json("app/db")["password"] == password
+    value = cache.get_secret_value("app/db")
+    assert value.name == "app/db"
+    assert value.arn == store.arn("app/db")
+    assert value.version_stages == ("AWSCURRENT",)
+    assert value.version_id
+    assert value.created_date is not None
+
+
+def test_get_resolves_every_reference_form(cache: SecretCache, store: InMemoryBackend, password: str) -> None:
+    arn = store.arn("app/db")
+    partial = arn[:-7]
+    previous = json.dumps({"password": "previous-" + password})
+    store.rotate("app/db", previous)
+    store.rotate("app/db", json.dumps({"password": password, "port": 5432}))
+    assert cache.get("app/db#password") == password
+    assert cache.get("app/db#port") == "5432"  # non-string JSON rendered as JSON
+    assert cache.get(f"{arn}#password") == password
+    assert cache.get(f"{partial}#password") == password
+    assert cache.get(f"{arn}:password::") == password  # ECS valueFrom
+    assert cache.get(f"{arn}:password:AWSPREVIOUS:") == "previous-" + password
+    assert cache.get("{{resolve:secretsmanager:app/db:SecretString:password}}") == password
+    previous_ref = "{{resolve:secretsmanager:app/db:SecretString:password:AWSPREVIOUS}}"
+    assert cache.get(previous_ref) == "previous-" + password
+    vid = next(v for v, s in store.version_stages("app/db").items() if "AWSPREVIOUS" in s)
+    by_version = f"{{{{resolve:secretsmanager:{arn}:SecretString:password::{vid}}}}}"
+    assert cache.get(by_version) == "previous-" + password
+    url = ("postgres://app:{{resolve:secretsmanager:app/db:SecretString:password}}@db:"
+           "{{resolve:secretsmanager:app/db:SecretString:port}}/app")
+    assert cache.get(url) == f"postgres://app:{password}@db:5432/app"
+    assert cache.get("app/api-key").startswith(CANARY)
+
+
+def test_json_key_values_render_as_json(store: InMemoryBackend, clock: FakeClock) -> None:
+    shape = {"n": 1000000, "t": True, "o": {"a": 1}, "l": [1, "x"], "z": None}
+    store.put_secret("app/shape", json.dumps(shape))
+    cache = SecretCache(store, config=config())
+    assert [cache.get(f"app/shape#{k}") for k in "ntolz"] == ["1000000", "true", '{"a":1}', '[1,"x"]', "null"]
+
+
+FORMAT_ERRORS = [
+    ("binary as string", lambda c: c.get_secret_string("app/blob"), "app/blob"),
+    ("binary via get", lambda c: c.get("app/blob"), "app/blob"),
+    ("string as binary", lambda c: c.get_secret_binary("app/db"), "app/db"),
+    ("not JSON", lambda c: c.get_secret_json("app/text"), "app/text"),
+    ("JSON key of non-JSON", lambda c: c.get("app/text#password"), "app/text"),
+    ("JSON array", lambda c: c.get_secret_json("app/array"), "app/array"),
+    ("JSON key of an array", lambda c: c.get("app/array#0"), "app/array"),
+    ("missing key", lambda c: c.get("app/db#passwd"), "passwd"),
+    ("JSON of binary", lambda c: c.get_secret_json("app/blob"), "app/blob"),
+]
+
+
+@pytest.mark.parametrize(("label", "read", "named"), FORMAT_ERRORS, ids=[f[0] for f in FORMAT_ERRORS])
+def test_wrong_value_shape_raises_format_error_naming_the_secret_never_the_value(
+    cache: SecretCache, label: str, read: Any, named: str
+) -> None:
+    with pytest.raises(SecretFormatError) as info:
+        read(cache)
+    error = info.value
+    assert named in str(error)
+    formatted = "".join(traceback.format_exception(error))
+    assert CANARY not in str(error)
+    assert CANARY not in repr(error)
+    assert CANARY not in formatted
+    with pytest.raises(SecretFormatError):  # a format error is not a backend failure: the value stays cached
+        read(cache)
+
+
+def test_invalid_json_error_names_the_position_and_breaks_the_chain(cache: SecretCache) -> None:
+    with pytest.raises(SecretFormatError) as info:
+        cache.get_secret_json("app/text")
+    assert "line 1" in str(info.value)
+    assert "column" in str(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None  # the decode error (its .doc is the secret) is not reachable
+
+
+def test_oversize_value_raises_format_error_naming_the_size_not_the_value(clock: FakeClock) -> None:
+    backend = ScriptedBackend()
+    huge = canary_value("big") * 3000
+    backend.script("app/huge", lambda sid: SecretValue(sid, secret_string=huge))
+    cache = SecretCache(backend, config=config())
+    with pytest.raises(SecretFormatError) as info:
+        cache.get_secret_string("app/huge")
+    assert "app/huge" in str(info.value)
+    assert "65536" in str(info.value)
+    assert CANARY not in str(info.value)
+    assert CANARY not in repr(info.value)
+
+
+def test_format_errors_do_not_make_the_cache_fetch_again(cache: SecretCache, store: InMemoryBackend) -> None:
+    for _ in range(5):
+        with pytest.raises(SecretFormatError):
+            cache.get_secret_string("app/blob")
+        with pytest.raises(SecretFormatError):
+            cache.get("app/db#nope")
+    assert gets(store) == 2
+
+
+# -- versions -----------------------------------------------------------------------------------------
+
+def test_stages_and_version_ids_are_separate_entries(cache: SecretCache, store: InMemoryBackend) -> None:
+    old_id = next(iter(store.version_stages("app/db")))
+    new_id = store.rotate("app/db", json.dumps({"password": canary_value("rotated")}))
+    current = cache.get_secret_value("app/db")
+    previous = cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
+    by_id = cache.get_secret_value("app/db", version_id=old_id)
+    assert current.version_id == new_id
+    assert previous.version_id == old_id
+    assert by_id.version_id == old_id
+    assert previous is not by_id  # different keys, different entries
+    assert gets(store) == 3
+    for _ in range(5):
+        assert cache.get_secret_value("app/db") is current
+        assert cache.get_secret_value("app/db", version_stage="AWSPREVIOUS") is previous
+        assert cache.get_secret_value("app/db", version_id=old_id) is by_id
+        assert cache.get_secret_value("app/db", version_stage="AWSCURRENT") is current  # same key as default
+    assert gets(store) == 3
+
+
+def test_version_id_entries_never_expire(
+    cache: SecretCache, store: InMemoryBackend, clock: FakeClock
+) -> None:
+    vid = next(iter(store.version_stages("app/db")))
+    first = cache.get_secret_value("app/db", version_id=vid)
+    cache.mark_stale()
+    clock.advance(10 * 365 * 86400.0)
+    assert cache.get_secret_value("app/db", version_id=vid) is first
+    assert gets(store) == 1
+
+
+def test_version_id_entries_are_evicted_only_by_lru(store: InMemoryBackend, clock: FakeClock) -> None:
+    cache = SecretCache(store, config=config(max_size=2))
+    vid = next(iter(store.version_stages("app/db")))
+    cache.get_secret_value("app/db", version_id=vid)
+    clock.advance(1)
+    cache.get_secret_string("app/api-key")
+    clock.advance(1)
+    cache.get_secret_binary("app/blob")  # evicts the least recently read: the version entry
+    assert gets(store) == 3
+    cache.get_secret_value("app/db", version_id=vid)
+    assert gets(store) == 4
+
+
+def test_configured_default_stage_is_read_when_none_is_given(
+    store: InMemoryBackend, clock: FakeClock
+) -> None:
+    store.put_secret("app/db", json.dumps({"password": "pending"}), stages=("AWSPENDING",))
+    cache = SecretCache(store, config=config(version_stage="AWSPENDING"))
+    assert cache.get("app/db#password") == "pending"
+    assert cache.get_secret_value("app/db", version_stage="AWSCURRENT").version_stages == ("AWSCURRENT",)
+
+
+@pytest.mark.parametrize("read_by_version", [False, True])
+def test_mutating_a_returned_json_mapping_never_changes_the_cache(
+    cache: SecretCache, store: InMemoryBackend, password: str, read_by_version: bool
+) -> None:
+    kwargs = {"version_id": next(iter(store.version_stages("app/db")))} if read_by_version else {}
+    first = cache.get_secret_json("app/db", **kwargs)
+    first["password"] = "changed"  # type: ignore[index]
+    first["options"]["a"] = 2  # type: ignore[index]
+    first["hosts"].append("h3")  # type: ignore[index]
+    del first["username"]  # type: ignore[attr-defined]
+    again = cache.get_secret_json("app/db", **kwargs)
+    assert again["password"] == password
+    assert again["options"] == {"a": 1}
+    assert again["hosts"] == ["h1", "h2"]
+    assert again["username"] == "app"
+    assert cache.get("app/db#password") == password
+    assert again is not cache.get_secret_json("app/db", **kwargs)
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+
+BAD_IDS: list[Any] = [
+    None, 42, 4.2, ["app/db"], ("app/db",), b"app/db", {"id": "x"}, "", "has space", "bad!char", "x" * 513,
+    "arn:aws:secretsmanager:us-east-1:12345:secret:short-account",
+    "arn:aws:s3:::bucket", "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
+@pytest.mark.parametrize("method", ["get_secret_value", "get_secret_string", "get_secret_binary",
+                                    "get_secret_json", "refresh"])
+def test_a_malformed_secret_id_raises_invalid_reference_error(cache: SecretCache, store: InMemoryBackend,
+                                                              method: str, bad: Any) -> None:
+    with pytest.raises(InvalidReferenceError) as info:
+        getattr(cache, method)(bad)
+    assert isinstance(info.value, ValueError)
+    assert gets(store) == 0
+
+
+BAD_REFERENCES: list[Any] = [
+    *BAD_IDS,
+    "app/db#",
+    "#key",
+    "{{resolve:secretsmanager:}}",
+    "{{resolve:secretsmanager:app/db:SecretBinary}}",
+    "{{resolve:secretsmanager:app/db:SecretString:k:AWSCURRENT:v1:extra}}",
+    "{{resolve:secretsmanager:app/db:SecretString:k:AWSCURRENT:vid}}",
+    "{{resolve:ssm:param}}",
+    "prefix {{resolve:secretsmanager:app/db",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db:key",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db:key:AWSCURRENT:vid",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_REFERENCES, ids=repr)
+def test_a_malformed_reference_raises_invalid_reference_error_naming_it(cache: SecretCache, bad: Any) -> None:
+    with pytest.raises(InvalidReferenceError) as info:
+        cache.get(bad)
+    if isinstance(bad, str) and bad and len(bad) < 100:
+        assert bad in str(info.value) or repr(bad)[1:-1] in str(info.value)
+
+
+@pytest.mark.parametrize(("kwargs", "named"), [
+    ({"version_id": 5}, "version_id"), ({"version_id": ""}, "version_id"),
+    ({"version_id": ["v"]}, "version_id"),
+    ({"version_stage": 0}, "version_stage"), ({"version_stage": ""}, "version_stage"),
+    ({"version_stage": None, "version_id": b"v"}, "version_id"),
+])
+def test_a_malformed_version_argument_raises_invalid_reference_error(
+    cache: SecretCache, store: InMemoryBackend, kwargs: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidReferenceError, match=named):
+        cache.get_secret_value("app/db", **kwargs)
+    assert gets(store) == 0
+
+
+def test_a_long_pasted_reference_is_shown_bounded(cache: SecretCache) -> None:
+    blob = "!" + CANARY * 100
+    with pytest.raises(InvalidReferenceError) as info:
+        cache.get(blob)
+    assert len(str(info.value)) < 400
+
+
+def test_constructor_rejects_wrong_arguments(store: InMemoryBackend) -> None:
+    with pytest.raises(TypeError, match="SecretsBackend"):
+        SecretCache(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="CacheConfig"):
+        SecretCache(store, config={"ttl": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="client"):
+        SecretCache(store, client=object())  # type: ignore[arg-type]
+
+
+def test_prefetch_rejects_a_single_string_and_bad_ids(cache: SecretCache, store: InMemoryBackend) -> None:
+    with pytest.raises(TypeError):
+        cache.prefetch("app/db")
+    with pytest.raises(InvalidReferenceError):
+        cache.prefetch(["app/db", None])  # type: ignore[list-item]
+    assert store.calls["BatchGetSecretValue"] == 0
+
+
+# -- invalidate, LRU, mark_stale ---------------------------------------------------------------------------
+
+def prime_versions(cache: SecretCache, store: InMemoryBackend) -> str:
+    old_id = next(iter(store.version_stages("app/db")))
+    store.rotate("app/db", json.dumps({"password": canary_value("r")}))
+    cache.get_secret_value("app/db")
+    cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
+    cache.get_secret_value("app/db", version_id=old_id)
+    cache.get_secret_string("app/api-key")
+    return old_id
+
+
+def test_invalidate_one_secret_drops_every_stage_and_version_of_it_only(
+    cache: SecretCache, store: InMemoryBackend
+) -> None:
+    old_id = prime_versions(cache, store)
+    assert gets(store) == 4
+    cache.invalidate("app/db")
+    cache.get_secret_string("app/api-key")
+    assert gets(store) == 4
+    cache.get_secret_value("app/db")
+    cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
+    cache.get_secret_value("app/db", version_id=old_id)
+    assert gets(store) == 7
+
+
+def test_invalidate_everything(cache: SecretCache, store: InMemoryBackend) -> None:
+    old_id = prime_versions(cache, store)
+    cache.invalidate()
+    cache.get_secret_value("app/db")
+    cache.get_secret_value("app/db", version_id=old_id)
+    cache.get_secret_string("app/api-key")
+    assert gets(store) == 7
+    cache.invalidate("never/cached")  # unknown ids are fine
+
+
+def test_invalidate_also_forgets_a_failure(clock: FakeClock) -> None:
+    backend = ScriptedBackend({"app/x": "v"})
+    backend.script("app/x", SecretNotFoundError("gone (secret 'app/x')", secret_id="app/x"))
+    cache = SecretCache(backend, config=config())
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string("app/x")
+    cache.invalidate("app/x")  # e.g. the secret was just created: no need to wait for the backoff
+    assert cache.get_secret_string("app/x") == "v"
+
+
+def test_a_fetch_in_flight_during_invalidate_does_not_reinsert_its_result(clock: FakeClock) -> None:
+    backend = ScriptedBackend({"app/x": canary_value("x")})
+    cache = SecretCache(backend, config=config())
+    gate = backend.hold()
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(cache.get_secret_string("app/x")))
+    reader.start()
+    backend.wait_for_calls(1, active=True)
+    cache.invalidate("app/x")
+    gate.set()
+    reader.join(10)
+    assert len(got) == 1  # the waiting reader still gets its answer...
+    assert cache._core.entries == {}  # ...but the cache does not keep it
+    cache.get_secret_string("app/x")
+    assert backend.count("app/x") == 2
+
+
+def test_a_background_refresh_in_flight_during_invalidate_does_not_reinsert(clock: FakeClock) -> None:
+    backend = ScriptedBackend({"app/x": canary_value("x")})
+    cache = SecretCache(backend, config=config())
+    cache.get_secret_string("app/x")
+    clock.advance(TTL + 1)
+    gate = backend.hold()
+    cache.get_secret_string("app/x")  # starts the background refresh
+    backend.wait_for_calls(1, active=True)
+    cache.invalidate()
+    gate.set()
+    wait_until(lambda: backend.active == 0)
+    assert len(cache._core.entries) == 0
+
+
+def test_lru_evicts_the_least_recently_read_entry(store: InMemoryBackend, clock: FakeClock) -> None:
+    cache = SecretCache(store, config=config(max_size=3))
+    for name in ("app/db", "app/api-key", "app/text"):
+        cache.get_secret_value(name)
+        clock.advance(1)
+    cache.get_secret_value("app/db")  # read again: now app/api-key is the least recently read
+    clock.advance(1)
+    cache.get_secret_value("app/blob")
+    assert gets(store) == 4
+    assert len(cache._core.entries) == 3
+    for name in ("app/db", "app/text", "app/blob"):
+        cache.get_secret_value(name)
+    assert gets(store) == 4
+    cache.get_secret_value("app/api-key")
+    assert gets(store) == 5
+    assert len(cache._core.entries) == 3
+
+
+def test_entries_never_exceed_max_size(store: InMemoryBackend, clock: FakeClock) -> None:
+    for i in range(50):
+        store.put_secret(f"bulk/{i}", f"v{i}")
+    cache = SecretCache(store, config=config(max_size=7))
+    for i in range(50):
+        assert cache.get_secret_string(f"bulk/{i}") == f"v{i}"
+        assert len(cache._core.entries) <= 7
+        clock.advance(0.5)
+
+
+def test_mark_stale_makes_the_next_read_refresh_and_wait(
+    cache: SecretCache, store: InMemoryBackend, clock: FakeClock
+) -> None:
+    cache.get_secret_string("app/api-key")
+    new = canary_value("new")
+    store.rotate("app/api-key", new)
+    cache.mark_stale()
+    assert cache.get_secret_string("app/api-key") == new  # not the cached value: a blocking refresh
+    assert gets(store) == 2
+    assert cache.get_secret_string("app/api-key") == new
+    assert gets(store) == 2
+
+
+# -- stats, events, repr -------------------------------------------------------------------------------------
+
+def test_stats_count_every_outcome(clock: FakeClock) -> None:
+    from secretcache import SecretThrottledError
+
+    backend = ScriptedBackend({"a": "1", "b": "2"})
+    cache = SecretCache(backend, config=config())
+    cache.get_secret_string("a")  # miss
+    cache.get_secret_string("a")  # hit
+    cache.get_secret_value("a", version_stage="AWSCURRENT")  # hit through the core
+    cache.refresh("a")  # refresh: a miss that replaces a value
+    clock.advance(TTL + SWR + 1)
+    backend.fail("a", lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid))
+    cache.get_secret_string("a")  # miss, error, stale
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string("nope")  # miss, error
+    stats = cache.stats
+    assert stats._asdict() == {"hits": 2, "misses": 4, "refreshes": 1, "backend_calls": 4, "errors": 2,
+                               "stale_served": 1}
+
+
+def test_event_hook_receives_each_kind_with_ids_and_no_values(clock: FakeClock) -> None:
+    from secretcache import SecretThrottledError
+
+    value = canary_value("ev")
+    backend = ScriptedBackend({"a": value})
+    events: list[CacheEvent] = []
+    cache = SecretCache(backend, config=config(), on_event=events.append)
+    cache.get_secret_string("a")
+    clock.advance(5)
+    cache.get_secret_string("a")
+    cache.refresh("a")
+    clock.advance(TTL + SWR + 1)
+    backend.fail("a", lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid))
+    cache.get_secret_string("a")
+    kinds = [e.kind for e in events]
+    assert kinds == ["miss", "hit", "miss", "refresh", "miss", "error", "stale"]
+    hit = events[1]
+    assert hit.secret_id == "a"
+    assert hit.version_stage == "AWSCURRENT"
+    assert hit.age == pytest.approx(5)
+    assert isinstance(events[-1].error, SecretThrottledError)
+    assert events[-1].age == pytest.approx(TTL + SWR + 1)
+    assert all(value not in repr(e) for e in events)
+
+
+def test_a_raising_event_hook_never_breaks_a_read(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="secretcache")
+
+    def broken(event: CacheEvent) -> None:
+        raise RuntimeError(f"hook broke on {event.kind}")
+
+    backend = ScriptedBackend({"a": canary_value("hook")})
+    cache = SecretCache(backend, config=config(), on_event=broken)
+    assert cache.get_secret_string("a").startswith(CANARY)
+    assert cache.get_secret_string("a").startswith(CANARY)
+    assert cache.refresh("a").secret_string.startswith(CANARY)  # type: ignore[union-attr]
+    assert "event hook raised" in caplog.text
+    assert CANARY not in caplog.text
+
+
+def test_repr_and_str_never_show_a_value(cache: SecretCache, password: str) -> None:
+    value = cache.get_secret_value("app/db")
+    blob = cache.get_secret_value("app/blob")
+    event = CacheEvent("hit", "app/db", "AWSCURRENT", value.version_id, None, 1.0)
+    for text in (repr(cache), str(cache), repr(value), str(value), repr(blob), str(blob), repr(event),
+                 str(cache.stats), repr(cache.config)):
+        assert password not in text
+        assert CANARY not in text
+    assert "redacted" in repr(value)
+    assert "app/db" in repr(value)
+
+
+# -- prefetch ----------------------------------------------------------------------------------------------
+
+def bulk_store(n: int) -> InMemoryBackend:
+    return InMemoryBackend({f"bulk/{i}": f"value-{i}" for i in range(n)})
+
+
+def test_prefetch_uses_batches_of_20_and_then_serves_from_the_cache(clock: FakeClock) -> None:
+    store = bulk_store(45)
+    cache = SecretCache(store, config=config())
+    ids = [f"bulk/{i}" for i in range(45)]
+    assert cache.prefetch(ids) == {}
+    assert store.calls["BatchGetSecretValue"] == 3
+    assert store.calls["GetSecretValue"] == 0
+    assert [cache.get_secret_string(i) for i in ids] == [f"value-{i}" for i in range(45)]
+    assert store.calls["GetSecretValue"] == 0
+
+
+def test_prefetch_follows_pages_within_a_chunk(clock: FakeClock) -> None:
+    store = bulk_store(20)
+    store.batch_page_size = 7
+    cache = SecretCache(store, config=config())
+    assert cache.prefetch([f"bulk/{i}" for i in range(20)]) == {}
+    assert store.calls["BatchGetSecretValue"] == 3
+    assert cache.get_secret_string("bulk/19") == "value-19"
+    assert store.calls["GetSecretValue"] == 0
+
+
+def test_prefetch_returns_per_secret_errors_by_id(clock: FakeClock) -> None:
+    store = bulk_store(3)
+    store.put_secret("gone", "x")
+    store.delete_secret("gone")
+    cache = SecretCache(store, config=config())
+    failures = cache.prefetch(["bulk/0", "missing", "bulk/1", "gone", "bulk/2"])
+    assert set(failures) == {"missing", "gone"}
+    assert isinstance(failures["missing"], SecretNotFoundError)
+    assert isinstance(failures["gone"], SecretDeletedError)
+    assert failures["missing"].secret_id == "missing"
+    assert cache.get_secret_string("bulk/1") == "value-1"
+    assert store.calls["GetSecretValue"] == 0
+
+
+def test_prefetch_falls_back_to_one_get_per_secret_when_the_batch_call_is_denied(clock: FakeClock) -> None:
+    store = bulk_store(25)
+    store.deny_batch = True
+    cache = SecretCache(store, config=config())
+    failures = cache.prefetch([*(f"bulk/{i}" for i in range(25)), "missing"])
+    assert list(failures) == ["missing"]
+    assert isinstance(failures["missing"], SecretNotFoundError)
+    assert store.calls["BatchGetSecretValue"] == 1
+    assert store.calls["GetSecretValue"] == 26
+    assert cache.get_secret_string("bulk/24") == "value-24"
+    assert store.calls["GetSecretValue"] == 26
+
+
+def test_prefetch_by_arn_and_partial_arn_serves_reads_by_the_same_ids(clock: FakeClock) -> None:
+    store = bulk_store(2)
+    arn = store.arn("bulk/0")
+    partial = store.arn("bulk/1")[:-7]
+    cache = SecretCache(store, config=config())
+    assert cache.prefetch([arn, partial]) == {}
+    assert cache.get_secret_string(arn) == "value-0"
+    assert cache.get_secret_string(partial) == "value-1"
+    assert store.calls["GetSecretValue"] == 0
+
+
+def test_prefetch_of_nothing_makes_no_call_and_duplicates_are_fetched_once(clock: FakeClock) -> None:
+    store = bulk_store(2)
+    cache = SecretCache(store, config=config())
+    assert cache.prefetch([]) == {}
+    assert store.calls["BatchGetSecretValue"] == 0
+    assert cache.prefetch(["bulk/0", "bulk/0", "bulk/1"]) == {}
+    assert store.calls["BatchGetSecretValue"] == 1
+
+
+# -- lifecycle and the default backend ---------------------------------------------------------------------
+
+def test_close_stops_background_work_and_later_reads_refresh_inline(clock: FakeClock) -> None:
+    backend = ScriptedBackend({"a": "1"})
+    with SecretCache(backend, config=config()) as cache:
+        cache.get_secret_string("a")
+        clock.advance(TTL + 1)
+        cache.get_secret_string("a")  # a background refresh: the worker pool exists now
+        wait_until(lambda: backend.active == 0)
+        executor = cache._core._executor
+        assert executor is not None
+    assert cache._core._executor is None
+    wait_until(lambda: not any(t.is_alive() for t in executor._threads), what="refresh workers to stop")
+    backend.rotate("a", "2")
+    clock.advance(TTL + 1)
+    assert cache.get_secret_string("a") == "2"  # refreshed inline by this reader
+    cache.close()  # idempotent
+
+
+def test_a_dropped_cache_is_collected_and_its_workers_end(clock: FakeClock) -> None:
+    import gc
+    import weakref
+
+    backend = ScriptedBackend({"a": "1"})
+    cache = SecretCache(backend, config=config())
+    cache.get_secret_string("a")
+    clock.advance(TTL + 1)
+    cache.get_secret_string("a")
+    wait_until(lambda: backend.active == 0)
+    ref = weakref.ref(cache)
+    del cache
+    gc.collect()
+    assert ref() is None
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_client_argument_builds_the_aws_backend_lazily_without_importing_boto3_early() -> None:
+    out = run_python("""
+        import sys
+        from secretcache import SecretCache
+
+        class FakeClient:
+            def get_secret_value(self, **kw):
+                return {"Name": kw["SecretId"], "ARN": None, "VersionId": "v1",
+                        "VersionStages": ["AWSCURRENT"], "SecretString": "s3cr3t"}
+
+        cache = SecretCache(client=FakeClient())
+        print("aws-module-at-init", "secretcache.backends.aws" in sys.modules)
+        print("boto3-at-init", "boto3" in sys.modules)
+        assert cache.get_secret_string("app/x") == "s3cr3t"
+        print("backend", type(cache.backend).__name__)
+        print("boto3-after-fetch", "boto3" in sys.modules)
+
+        default = SecretCache()
+        print("boto3-default-init", "boto3" in sys.modules)
+        default.backend.client  # the boto3 client is made on first use
+        print("boto3-default-client", "boto3" in sys.modules)
+    """)
+    assert out.split() == ["aws-module-at-init", "False", "boto3-at-init", "False", "backend", "AwsBackend",
+                           "boto3-after-fetch", "False", "boto3-default-init", "False",
+                           "boto3-default-client", "True"]
