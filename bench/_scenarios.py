@@ -26,7 +26,8 @@ LATENCY = 0.05
 FAILURE_LATENCY = 0.005
 HERD_THREADS = 32
 HERD_TTL = 2
-"""The official lib takes whole seconds and draws each refresh in [ttl/2, ttl]: 2 s is its least sane ttl."""
+"""Seconds. The official lib takes whole seconds and draws each refresh in [round(ttl/2), ttl]: with 1 it
+may draw 0 and refresh on every read, so 2 is the shortest usable ttl (all three are expired at 2.25 s)."""
 HERD_DELAY = 0.25
 """Herds are released this long after the ttl passed."""
 OUTAGE_TTL = 1
@@ -50,14 +51,15 @@ def secretcache_config(**fields: Any) -> Any:
 
 
 def _percentiles(samples: Iterable[float]) -> dict[str, float | None]:
-    import numpy as np
-
-    data = np.fromiter(samples, dtype=float)
-    if not data.size:
+    """p50, p99 (nearest rank) and max, in ms."""
+    data = sorted(samples)
+    if not data:
         return {"p50_ms": None, "p99_ms": None, "max_ms": None}
-    p50, p99 = np.percentile(data, [50, 99])
-    return {"p50_ms": round(p50 * 1e3, 4), "p99_ms": round(p99 * 1e3, 4),
-            "max_ms": round(data.max() * 1e3, 4)}
+
+    def rank(q: float) -> float:
+        return round(data[min(len(data) - 1, int(q * len(data)))] * 1e3, 4)
+
+    return {"p50_ms": rank(0.50), "p99_ms": rank(0.99), "max_ms": round(data[-1] * 1e3, 4)}
 
 
 def _sleep_until(deadline: float) -> None:

@@ -29,13 +29,14 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import random
 import threading
 import time
 import tracemalloc
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ class Plan:
     doomed: int = 5
     backend: str = "memory"
     latency: float = 0.001
+    think: float = 0.0
+    """Seconds each reader pauses between reads (0: spin, the harshest contention for the GIL)."""
 
 
 @dataclass
@@ -87,50 +90,73 @@ class Figures:
     """Growth of the cache's own memory (traced, the harness, the test double and moto left out) between
     the end of the first calm phase and the end of the last one: the same state, so a leak shows as growth."""
     memory_calm: list[tuple[float, int]] = field(default_factory=list)
+    memory_top_growth: list[str] = field(default_factory=list)
+    """Where the caches' memory grew most between the first and the last calm phase (file:line)."""
     phases: list[tuple[float, float, str]] = field(default_factory=list)
+    log_records: int = 0
+    log_leaks: int = 0
 
     def ok(self) -> bool:
-        return (not self.errors_unexpected and not self.wrong_values and self.api_calls <= self.api_call_bound
+        return (not self.log_leaks and not self.errors_unexpected and not self.wrong_values and self.api_calls <= self.api_call_bound
                 and self.memory_growth_bytes <= MEMORY_TOLERANCE)
 
 
 MEMORY_TOLERANCE = 256 * 1024
 """Allowed growth of the cache's memory between calm phases: allocator noise, never a per-read leak
 (a leaked Flight, failure or traceback per fetch would be hundreds of kB per second here)."""
-_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/tests/faults.py", "*/moto/*",
-                  "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py", "*/random.py")
+# Where the test double (its versions never expire), moto, the measuring itself and log capture (pytest
+# keeps every record of a test in memory) allocate.
+_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/uuid.py", "<string>", "*/tests/faults.py",
+                  "*/moto/*", "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py", "*/linecache.py", "*/random.py",
+                  "*/logging/__init__.py", "*/_pytest/*", "*/tests/canary*.py")
 
 
-def _quiet_memory(running: threading.Event) -> int:
-    """Pause the readers, let background refreshes drain, collect garbage, and measure the caches' memory:
-    bytes traced outside the harness, the test double and moto. The same quiet state each time."""
+_snapshots: list[tracemalloc.Snapshot] = []
+_growth: list[str] = []
+
+
+def _quiet_memory(running: threading.Event, calls: Any) -> int:
+    """Pause the readers, let background refreshes drain (no backend call for 0.3 s), collect garbage, and
+    measure the caches' memory: bytes traced outside the harness, the test double and moto."""
     running.clear()
     try:
-        time.sleep(0.3)
+        seen, deadline = calls(), time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now = calls()
+            if now == seen:
+                break
+            seen = now
         gc.collect()
         snapshot = tracemalloc.take_snapshot()
     finally:
         running.set()
     snapshot = snapshot.filter_traces([tracemalloc.Filter(False, pattern) for pattern in _NOT_THE_CACHE])
+    if not _snapshots:
+        _snapshots.append(snapshot)  # the reference: what grew since is named in the figures
+    else:
+        _growth[:] = [f"{stat.traceback[0].filename.rpartition('/')[2]}:{stat.traceback[0].lineno} "
+                      f"{stat.size_diff / 1e3:+.1f} kB ({stat.count_diff:+d})"
+                      for stat in snapshot.compare_to(_snapshots[0], "lineno")[:8]]
     return sum(stat.size for stat in snapshot.statistics("filename"))
 
 
-class Ledger:
-    """Every value written per secret and when each was replaced: to check and age what readers see."""
+VALUES_PER_SECRET = 4
+"""Rotations cycle through a fixed pool of values per secret, so the harness allocates nothing as it runs."""
 
-    def __init__(self) -> None:
-        self.written: dict[str, set[str]] = {}
-        self.latest: dict[str, str] = {}
+
+class Ledger:
+    """The values each secret may hold, which one is current, and when each was last replaced."""
+
+    def __init__(self, pools: dict[str, list[str]]) -> None:
+        self.pools = pools
+        self.written = {secret_id: frozenset(pool) for secret_id, pool in pools.items()}
+        self.latest = {secret_id: pool[0] for secret_id, pool in pools.items()}
         self.replaced_at: dict[str, float] = {}
-        self.lock = threading.Lock()
 
     def write(self, secret_id: str, value: str) -> None:
-        with self.lock:
-            self.written.setdefault(secret_id, set()).add(value)
-            old = self.latest.get(secret_id)
-            self.latest[secret_id] = value
-        if old is not None:
-            self.replaced_at[old] = time.monotonic()
+        old, self.latest[secret_id] = self.latest[secret_id], value
+        self.replaced_at[old] = time.monotonic()
 
     def staleness(self, value: str) -> float:
         replaced = self.replaced_at.get(value)
@@ -180,28 +206,30 @@ class MemoryTarget:
 
 
 class MotoTarget:
+    """moto and the fault proxy in a subprocess (``python -m tests.faults``), so they do not compete for
+    this process's GIL with the readers; faults are driven over the proxy's control path."""
+
     def __init__(self, plan: Plan) -> None:
-        import logging
+        import subprocess
+        import sys
 
         import boto3
         from botocore.config import Config
-        from moto.server import ThreadedMotoServer
 
         from secretcache.backends.aws import AwsBackend
-        from tests.faults import FaultProxy
-        from tests.moto_patch import apply_g1_patch
+        from tests.faults import RemoteFaults
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._undo_g1 = apply_g1_patch()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        self.proxy = FaultProxy(url, slow_seconds=0.05)
-        self.admin = boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1")
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+            os.environ.setdefault(name, value)  # moto accepts any; every endpoint here is 127.0.0.1
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.faults"], cwd=REPO, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        urls = json.loads(self.process.stdout.readline())
+        self.faults = RemoteFaults(urls["proxy"])
+        self.admin = boto3.client("secretsmanager", endpoint_url=urls["moto"], region_name="us-east-1")
         config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=0.25,
                         connect_timeout=1, max_pool_connections=32)
-        self.backend = AwsBackend(endpoint_url=self.proxy.url, region_name="us-east-1", config=config)
+        self.backend = AwsBackend(endpoint_url=urls["proxy"], region_name="us-east-1", config=config)
 
     def create(self, secret_id: str, value: str) -> None:
         self.admin.create_secret(Name=secret_id, SecretString=value)
@@ -212,28 +240,26 @@ class MotoTarget:
     def fault(self, phase: str, doomed: list[str]) -> None:
         modes = {"throttle": "throttle", "5xx": "500", "conn": "rst", "slow": "slow"}
         if phase in modes:
-            self.proxy.fail(modes[phase])
+            self.faults.fail(modes[phase])
         elif phase == "denied":
-            self.proxy.targets = set(doomed)
-            self.proxy.fail("AccessDeniedException")
+            self.faults.fail("AccessDeniedException", targets=doomed)
         elif phase == "deleted":
             for secret_id in doomed:
                 self.admin.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
 
     def heal(self, phase: str, doomed: list[str], latency: float) -> None:
-        self.proxy.clear()
-        self.proxy.targets = None
+        self.faults.clear()
         if phase == "deleted":
             for secret_id in doomed:
                 self.admin.restore_secret(SecretId=secret_id)
 
     def calls(self) -> tuple[int, int]:
-        return self.proxy.count("GetSecretValue"), self.proxy.count("BatchGetSecretValue")
+        return self.faults.count("GetSecretValue"), self.faults.count("BatchGetSecretValue")
 
     def close(self) -> None:
-        self.proxy.close()
-        self.server.stop()
-        self._undo_g1()
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(30)
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -253,14 +279,11 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
     value_of = value_of or (lambda i, n: json.dumps({"password": f"pw-{i}-{n}-{rng.random():.6f}"}))
     target: MemoryTarget | MotoTarget = MotoTarget(plan) if plan.backend == "moto" else MemoryTarget(plan)
     figures = Figures(plan=asdict(plan))
-    ledger = Ledger()
     ids = [f"soak/{i:04d}" for i in range(plan.secrets)]
+    ledger = Ledger({secret_id: [value_of(i, n) for n in range(VALUES_PER_SECRET)] for i, secret_id in enumerate(ids)})
     doomed = ids[: plan.doomed]
-    generation = Counter[str]()
-    for i, secret_id in enumerate(ids):
-        value = value_of(i, 0)
-        ledger.write(secret_id, value)
-        target.create(secret_id, value)
+    for secret_id in ids:
+        target.create(secret_id, ledger.latest[secret_id])
 
     config = CacheConfig(ttl=plan.ttl, jitter=plan.jitter, stale_while_revalidate=plan.swr,
                          backoff_base=plan.backoff_base, backoff_max=plan.backoff_max, max_size=4 * plan.secrets)
@@ -303,6 +326,8 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
             except SecretCacheError as e:
                 failed(secret_id, e)
             n += 1
+            if plan.think:
+                time.sleep(plan.think)
         with count_lock:
             counts["thread"] += n
 
@@ -317,7 +342,9 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
             except SecretCacheError as e:
                 failed(secret_id, e)
             n += 1
-            if n % 16 == 0:
+            if plan.think:
+                await asyncio.sleep(plan.think)
+            elif n % 16 == 0:
                 await asyncio.sleep(0)  # hits never suspend: let the other tasks run
         counts["task"] += n
 
@@ -329,14 +356,14 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
         local_rng = random.Random(7)  # noqa: S311
         while period and not stop.wait(period):
             secret_id = local_rng.choice(ids[plan.doomed:])  # doomed secrets change state, not value
-            generation[secret_id] += 1
-            value = value_of(ids.index(secret_id), generation[secret_id])
+            pool = ledger.pools[secret_id]
+            value = pool[(pool.index(ledger.latest[secret_id]) + 1) % len(pool)]
             ledger.write(secret_id, value)  # before the write: a reader may see it at once
             target.rotate(secret_id, value)
             figures.rotations += 1
 
     start = time.monotonic()
-    tracemalloc.start()
+    tracemalloc.start(int(os.environ.get("SOAK_TRACE") or 1))
     workers = [threading.Thread(target=reader, args=(i,), name=f"soak-reader-{i}") for i in range(plan.threads)]
     workers.append(threading.Thread(target=loop.run_until_complete, args=(all_tasks(),), name="soak-tasks"))
     workers.append(threading.Thread(target=rotator, name="soak-rotator"))
@@ -360,7 +387,8 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
             time.sleep(0.05)
         target.heal(phase, doomed, plan.latency)
         if phase == "calm" and phase_start >= warm_until:
-            figures.memory_calm.append((round(time.monotonic() - start, 2), _quiet_memory(running)))
+            figures.memory_calm.append((round(time.monotonic() - start, 2), _quiet_memory(running, target.calls)))
+            phase_now[1] = time.monotonic()  # the pause let entries expire: recovery starts again
         if phase != "calm":
             phase_now[:] = ["calm", time.monotonic()]
         phase_log.append((phase_start - start, time.monotonic() - start, phase))
@@ -391,6 +419,8 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
     _classify(figures, errors, phase_log, doomed, plan)
     if len(figures.memory_calm) >= 2:
         figures.memory_growth_bytes = figures.memory_calm[-1][1] - figures.memory_calm[0][1]
+        figures.memory_top_growth = list(_growth)
+    _snapshots.clear()
     sync_cache.close()
     loop.run_until_complete(async_cache.close())
     loop.close()
@@ -437,25 +467,67 @@ def report(figures: Figures) -> str:
     if calm:
         lines.append(f"  memory (cache)   at calm-phase ends: {', '.join(f'{b / 1e6:.2f}' for _, b in calm)} MB; "
                      f"growth {figures.memory_growth_bytes / 1e3:+.0f} kB (tolerance {MEMORY_TOLERANCE // 1024} kB)")
+        if figures.memory_growth_bytes > MEMORY_TOLERANCE:
+            lines.append(f"  grew most at     {'; '.join(figures.memory_top_growth[:5])}")
+    if figures.log_records:
+        lines.append(f"  canary           {figures.log_leaks} leaks in {figures.log_records:,} log records")
     lines.append(f"  verdict          {'OK' if figures.ok() else 'FAILED'}")
     return "\n".join(lines)
+
+
+PRESETS = {
+    # CI: short runs (a full cycle of the fault plan each), run by tests/test_soak.py.
+    ("ci", "memory"): Plan(seconds=25.0),
+    ("ci", "moto"): Plan(backend="moto", seconds=28.0, secrets=60, threads=4, tasks=16, ttl=1.0, swr=0.5,
+                         rotations_per_s=20.0, think=0.001),
+    # nox -s soak: the figures in docs/reliability.md.
+    ("long", "memory"): Plan(seconds=150.0),
+    ("long", "moto"): Plan(backend="moto", seconds=150.0, secrets=100, ttl=2.0, swr=1.0, backoff_base=0.5,
+                           backoff_max=2.0, phase_seconds=4.0, rotations_per_s=20.0, think=0.001),
+}
+
+
+class _LeakWatch(logging.Handler):
+    """Formats every record of the ``secretcache`` logger (DEBUG) and of the others (INFO+), looking for
+    the canary marker, as tests/canary.py does for the test suite."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.marker, self.records, self.leaks = marker, 0, 0
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("secretcache") and record.levelno < logging.INFO:
+            return
+        self.records += 1
+        if self.marker in self.format(record):
+            self.leaks += 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("memory", "moto"), default="memory")
-    parser.add_argument("--seconds", type=float, default=120.0)
-    parser.add_argument("--secrets", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--tasks", type=int, default=32)
+    parser.add_argument("--preset", choices=("ci", "long"), default="long")
+    parser.add_argument("--seconds", type=float, default=None, help="override the preset's duration")
+    parser.add_argument("--canary", action="store_true",
+                        help="secret values are canaries; every log record (secretcache at DEBUG) is checked")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    moto = args.backend == "moto"
-    plan = Plan(seconds=args.seconds, backend=args.backend, threads=args.threads, tasks=args.tasks,
-                secrets=args.secrets or (100 if moto else 300), ttl=2.0 if moto else 0.5,
-                swr=1.0 if moto else 0.5, backoff_base=0.5 if moto else 0.25, backoff_max=2.0 if moto else 1.0,
-                phase_seconds=4.0 if moto else 1.5, rotations_per_s=20.0 if moto else 100.0)
-    figures = run(plan)
+    plan = PRESETS[(args.preset, args.backend)]
+    if args.seconds is not None:
+        plan = replace(plan, seconds=args.seconds)
+    value_of, watch = None, None
+    if args.canary:
+        from tests.canary import CANARY, canary_value
+
+        value_of = lambda i, n: canary_value(f"soak-{i}-{n}")  # noqa: E731
+        watch = _LeakWatch(CANARY)
+        logging.getLogger().addHandler(watch)
+        logging.getLogger("secretcache").setLevel(logging.DEBUG)
+    figures = run(plan, value_of=value_of)
+    if watch is not None:
+        logging.getLogger().removeHandler(watch)
+        figures.log_records, figures.log_leaks = watch.records, watch.leaks
     print(report(figures))
     out = args.out or REPO / "bench" / "results" / f"soak_{args.backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

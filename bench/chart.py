@@ -126,6 +126,12 @@ def _hit_and_herd(backend: str, hit: dict[str, Any], herd: dict[str, Any]) -> li
             for kind, label in (("string", "string hit"), ("json", "JSON-field hit"))]
     out = [f"Cache hit, {backend} backend (dict lookup: {hit['dict_ns']:.1f} ns)\n\n"
            + _md(["", *NAMES_SHORT.values()], rows)]
+    other = (("secretcache.value", "secretcache `get_secret_value(id)` (the SecretValue)"),
+             ("secretcache.json_mapping", "secretcache `get_secret_json(id)[key]` (a fresh dict per call)"),
+             ("powertools.provider", "Powertools `SecretsProvider.get(id)` (no `get_secret` wrapper)"))
+    rows = [[label, _ratio(hit["paths"][path]["x_dict"]), _ns(hit["paths"][path]["ns"])]
+            for path, label in other if path in hit["paths"]]
+    out.append(f"Other hit paths, {backend} backend\n\n" + _md(["path", "x dict", "per call"], rows))
     rows = []
     for scenario in ("steady", "rotated", "cold"):
         for lib in LIBS:
@@ -193,7 +199,7 @@ def markdown(r: dict[str, Any]) -> str:
     rows = [["met" if c["ok"] else "**missed**", c["name"], f"`{json.dumps(c['value'])}`", c["target"]]
             for c in r["checks"]]
     out.append("Targets\n\n" + _md(["", "figure", "value", "target"], rows, left=4))
-    return "\n\n".join(out) + "\n"
+    return "\n\n".join(f"### {block}" for block in out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

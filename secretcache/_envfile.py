@@ -81,7 +81,8 @@ def _parse_with_dotenv(text: str, source: str) -> dict[str, str] | None:
     values: dict[str, str] = {}
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
-            raise EnvFileError(f"{source}, line {binding.original.line}: cannot parse this line (expected NAME=value)")
+            line = binding.original.line
+            raise EnvFileError(f"{source}, line {line}: cannot parse this line (expected NAME=value)")
         if binding.key is not None and binding.value is not None:
             values[binding.key] = binding.value
     return values

@@ -82,7 +82,9 @@ def _backend_for(backend: SecretsBackend | str | None) -> SecretsBackend | None:
     if backend == "extension":
         return _extension_backend()
     if isinstance(backend, str):
-        raise ValueError(f"with_secrets: backend must be 'aws', 'extension' or a SecretsBackend, got {backend!r}")
+        raise ValueError(
+            f"with_secrets: backend must be 'aws', 'extension' or a SecretsBackend, got {backend!r}"
+        )
     return backend
 
 
@@ -111,7 +113,7 @@ def _prefetch(cache: SecretCache, ids: Collection[str], *, when: str) -> dict[st
     if failures:
         logger.warning(
             "secretcache: prefetch %s failed for %s; they will be fetched again on use", when,
-            ", ".join(f"{secret_id!r} ({type(error).__name__})" for secret_id, error in sorted(failures.items())),
+            ", ".join(f"{secret_id!r} ({type(err).__name__})" for secret_id, err in sorted(failures.items())),
         )
     return failures
 
@@ -142,10 +144,11 @@ class _LambdaReferences(References):
         reference = self.references[name]
         for ref in self.parsed[name]:
             failed = failures.get(ref.secret_id)
-            if failed is not None and batchable(cache, ref) and not isinstance(failed, SecretUnavailableError):
-                # Permanent (not found, denied, deleted): asking again in this invocation would only cost a call.
-                raise relabel(failed, f"with_secrets: argument {name!r} (reference {reference[:200]!r}): {failed}") \
-                    from failed
+            if (failed is not None and not isinstance(failed, SecretUnavailableError)
+                    and batchable(cache, ref)):
+                # Not found, denied, deleted: asking again in this invocation would only cost a call.
+                message = f"with_secrets: argument {name!r} (reference {reference[:200]!r}): {failed}"
+                raise relabel(failed, message) from failed
         return cache.get(reference)
 
 

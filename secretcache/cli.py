@@ -101,8 +101,10 @@ def _build_parser() -> tuple[_Parser, _Parser]:
     commands.required = True
 
     def aws_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--region", metavar="R", help="AWS Region (default: the usual AWS configuration chain)")
-        sub.add_argument("--endpoint-url", metavar="U", help="Secrets Manager endpoint URL (e.g. a local emulator)")
+        sub.add_argument("--region", metavar="R",
+                         help="AWS Region (default: the usual AWS configuration chain)")
+        sub.add_argument("--endpoint-url", metavar="U",
+                         help="Secrets Manager endpoint URL (e.g. a local emulator)")
 
     get = commands.add_parser(
         "get", help="print one secret value to stdout", formatter_class=formatter,
@@ -111,15 +113,18 @@ def _build_parser() -> tuple[_Parser, _Parser]:
                "\n  secretcache get prod/db --version-stage AWSPREVIOUS\n"
                "  export PGPASSWORD=\"$(secretcache get prod/db#password)\"",
     )
-    get.add_argument("reference", metavar="REFERENCE", help="what to read: prod/db, prod/db#password, an ARN, ...")
+    get.add_argument("reference", metavar="REFERENCE",
+                     help="what to read: prod/db, prod/db#password, an ARN, ...")
     get.add_argument("--version-stage", metavar="S", help="read this staging label (default AWSCURRENT)")
     get.add_argument("--version-id", metavar="V", help="read this exact version")
-    get.add_argument("-n", "--no-newline", action="store_true", help="do not print a newline after a text value")
+    get.add_argument("-n", "--no-newline", action="store_true",
+                     help="do not print a newline after a text value")
     aws_options(get)
 
     run: _Parser = commands.add_parser(
         "run", help="run a command with secrets in its environment", formatter_class=formatter,
-        usage=f"{PROG} run [--env NAME=REFERENCE]... [--env-file FILE]... [--no-override] -- COMMAND [ARGS...]",
+        usage=f"{PROG} run [--env NAME=REFERENCE]... [--env-file FILE]... [--no-override] "
+              "-- COMMAND [ARGS...]",
         description=_RUN_DESCRIPTION, epilog=_RUN_EPILOG,
     )
     run.add_argument("--env", action="append", default=[], metavar="NAME=REFERENCE",
@@ -130,7 +135,8 @@ def _build_parser() -> tuple[_Parser, _Parser]:
                      help="variables already set in the environment keep their values")
     aws_options(run)
 
-    commands.add_parser("demo", help="a guided tour on a fresh machine (no AWS account needed)", add_help=False)
+    commands.add_parser("demo", help="a guided tour on a fresh machine (no AWS account needed)",
+                        add_help=False)
     return parser, run
 
 
@@ -170,7 +176,8 @@ def _cache(args: argparse.Namespace) -> SecretCache:
     from .config import CacheConfig
 
     # One short-lived process: no background refresh threads.
-    return SecretCache(_LazyAwsBackend(args.region, args.endpoint_url), config=CacheConfig(background_refresh=False))
+    backend = _LazyAwsBackend(args.region, args.endpoint_url)
+    return SecretCache(backend, config=CacheConfig(background_refresh=False))
 
 
 def _fail(message: str, code: int = NOT_RESOLVED) -> int:
@@ -255,7 +262,9 @@ _FORWARDED = tuple(
                     ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"))
     if sig is not None
 )
-_FROM_TERMINAL = tuple(sig for sig in (getattr(signal, "SIGINT", None), getattr(signal, "SIGQUIT", None)) if sig)
+_FROM_TERMINAL = tuple(
+    sig for sig in (getattr(signal, "SIGINT", None), getattr(signal, "SIGQUIT", None)) if sig is not None
+)
 
 
 def _terminal_sent_it_to_the_child() -> bool:

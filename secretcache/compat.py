@@ -106,7 +106,9 @@ class SecretCacheConfig:
 
         growth = self.exception_retry_growth_factor
         if isinstance(growth, bool) or not isinstance(growth, (int, float)) or growth < 1:
-            raise ValueError(f"SecretCacheConfig.exception_retry_growth_factor must be a number >= 1, got {growth!r}")
+            raise ValueError(
+                f"SecretCacheConfig.exception_retry_growth_factor must be a number >= 1, got {growth!r}"
+            )
         if self.secret_cache_hook is not None:
             warnings.warn(
                 "secretcache.compat ignores secret_cache_hook: cached values are held as SecretValue objects "
@@ -185,7 +187,7 @@ class SecretCache:
 
 
 def _read_json_object(cache: Any, secret_id: str) -> dict[str, Any]:
-    """The secret parsed as a JSON object. Errors name the secret, never its text (no chained cause holds it)."""
+    """The secret parsed as a JSON object. Errors name the secret, never its text (nor does any cause)."""
     text = cache.get_secret_string(secret_id)
     problem: str | None = None
     try:

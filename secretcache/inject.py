@@ -9,6 +9,9 @@ and fetches all the referenced secrets with one BatchGetSecretValue where it can
 Errors name the function parameter or environment variable and the reference, never a value. When an
 exception passes through one of our frames, the values it resolved are cleared from that frame first,
 so a traceback (or an error tracker capturing locals) does not carry them.
+
+(Both live in one module, as DESIGN.md's layout has it: they share reference parsing, batching and
+the frame-clearing rule, and ``aws_lambda`` and ``cli`` build on both.)
 """
 
 from __future__ import annotations
@@ -95,18 +98,14 @@ def string_of(value: SecretValue, ref: SecretRef) -> str:
         return value.field(ref.json_key)
     if value.secret_string is None:
         raise SecretFormatError(
-            f"secret {value.name!r} holds SecretBinary, which cannot be used as a string", secret_id=value.name
+            f"secret {value.name!r} holds SecretBinary, which cannot be used as a string",
+            secret_id=value.name,
         )
     return value.secret_string
 
 
 def read(cache: SecretCache, ref: SecretRef) -> str:
     value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-    return string_of(value, ref)
-
-
-async def read_async(cache: AsyncSecretCache, ref: SecretRef) -> str:
-    value = await cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
     return string_of(value, ref)
 
 
@@ -197,7 +196,9 @@ class Fields(Injection):
 
     def resolve(self, cache: SecretCache, names: Collection[str]) -> dict[str, str]:
         ref = self.ref
-        value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
+        value = cache.get_secret_value(
+            ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage
+        )
         return self._pick(value, names)
 
     async def resolve_async(self, cache: AsyncSecretCache, names: Collection[str]) -> dict[str, str]:
@@ -240,7 +241,9 @@ def plan_for(func: Callable[..., Any], names: Collection[str], *, who: str) -> P
             listed = ", ".join(params) or "none"
             raise TypeError(f"{who}: {fname}() has no parameter {name!r} (its parameters: {listed})")
         if param.kind is param.POSITIONAL_ONLY:
-            raise TypeError(f"{who}: parameter {name!r} of {fname}() is positional-only; it cannot be injected")
+            raise TypeError(
+                f"{who}: parameter {name!r} of {fname}() is positional-only; it cannot be injected"
+            )
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"{who}: {name!r} of {fname}() collects extra arguments; name a single parameter")
         if param.kind is param.POSITIONAL_OR_KEYWORD:
@@ -433,7 +436,9 @@ def _plan_env(values: Mapping[str, str], explicit: Collection[str]) -> list[_Ite
         if not isinstance(name, str) or not name or "=" in name or "\0" in name:
             raise ValueError(f"invalid environment variable name {name!r}")
         if not isinstance(text, str):
-            raise TypeError(f"environment variable {name!r}: the value must be a str, got {type(text).__name__}")
+            raise TypeError(
+                f"environment variable {name!r}: the value must be a str, got {type(text).__name__}"
+            )
         if name not in explicit and not is_reference(text):
             continue
         try:
@@ -477,7 +482,8 @@ def _resolve_item(cache: SecretCache, item: _Item, failures: Mapping[str, Secret
         shown = item.text if item.whole else str(ref)
         failed = failures.get(ref.secret_id)
         try:
-            if failed is not None and batchable(cache, ref) and not isinstance(failed, SecretUnavailableError):
+            if (failed is not None and not isinstance(failed, SecretUnavailableError)
+                    and batchable(cache, ref)):
                 raise failed  # permanent (not found, denied, ...): asking again would only cost a call
             return read(cache, ref)
         except SecretCacheError as e:
@@ -489,7 +495,9 @@ def _resolve_item(cache: SecretCache, item: _Item, failures: Mapping[str, Secret
     return render_template(item.text, one)
 
 
-def resolve_env(environ: Mapping[str, str] | None = None, *, cache: SecretCache | None = None) -> dict[str, str]:
+def resolve_env(
+    environ: Mapping[str, str] | None = None, *, cache: SecretCache | None = None
+) -> dict[str, str]:
     """A copy of ``environ`` (default ``os.environ``) with every reference in a value resolved.
 
     References are the ECS ``valueFrom`` ARN (``arn:aws:secretsmanager:R:A:secret:NAME[:key:stage:id]``)

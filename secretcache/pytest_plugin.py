@@ -56,7 +56,7 @@ def secret_cache(secret_backend: InMemoryBackend, secret_cache_config: CacheConf
 
 @pytest.fixture
 def use_secret_cache(secret_cache: SecretCache) -> Iterator[SecretCache]:
-    """Make ``secret_cache`` the module-level default cache during the test; restore the previous one after."""
+    """Make ``secret_cache`` the module-level default cache during the test, then restore the previous one."""
     import secretcache
 
     previous = secretcache.set_default_cache(secret_cache)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import pytest
@@ -296,3 +296,36 @@ class PausingLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def stop_refresh_workers() -> Iterator[None]:
+    """Fixture body: after the test, close every cache it made and wait for their refresh threads to end.
+
+    Idle ``secretcache-refresh`` workers otherwise live until their cache is collected, and other
+    tests (rightly) check that no refresh thread is running around them.
+    """
+    import weakref
+
+    import secretcache._core
+
+    cores: list[weakref.ref[secretcache._core.Core]] = []
+    original = secretcache._core.Core.__init__
+
+    def recording_init(self: secretcache._core.Core, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        cores.append(weakref.ref(self))
+
+    before = set(threading.enumerate())
+    secretcache._core.Core.__init__ = recording_init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        secretcache._core.Core.__init__ = original  # type: ignore[method-assign]
+        workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("secretcache-refresh")]
+        if workers:
+            for ref in cores:
+                core = ref()
+                if core is not None:  # (a collected one was closed by its cache's finalizer)
+                    core.close()
+            for thread in workers:
+                thread.join(GATE_TIMEOUT)

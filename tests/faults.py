@@ -24,6 +24,9 @@ Faults apply only to the operations in ``ops`` (default: the two read calls) and
 set, only to requests naming one of those secrets, so a test can set up secrets through the same proxy.
 Each request is recorded as ``(operation, secret_id, mode)`` (``secret_id`` None for a batch call).
 
+``python -m tests.faults`` runs moto and a proxy in a process of their own (:func:`serve`), driven with
+:class:`RemoteFaults` over the proxy's control path ``/__faults__/``.
+
 Database side. :func:`terminate_pg_backends` / :func:`kill_mysql_connections` drop every connection of
 one user (``pg_terminate_backend`` / MariaDB ``KILL``), and :func:`restart_pg_cluster` restarts a private
 PostgreSQL cluster through ``pg_ctl`` (connections drop, the port stays).
@@ -48,6 +51,7 @@ __all__ = [
     "PERMANENT",
     "TRANSIENT",
     "FaultProxy",
+    "RemoteFaults",
     "Seen",
     "kill_mysql_connections",
     "restart_pg_cluster",
@@ -67,6 +71,7 @@ TRANSIENT = ("throttle", "500", "503", "502-html", "hang", "fin", "rst", "trunca
 """Modes that fail a request transiently (``slow`` succeeds; permanent codes are in ``PERMANENT``)."""
 
 _AMZ_JSON = "application/x-amz-json-1.1"
+CONTROL = "/__faults__/"
 _DROP = {"content-length", "transfer-encoding", "connection", "date", "server"}
 _HANG_LIMIT = 30.0  # a hung request is released at the latest after this, so no thread lingers forever
 
@@ -106,7 +111,7 @@ class FaultProxy:
         self._script: deque[str] = deque()
         self._standing = "pass"
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -173,6 +178,15 @@ class FaultProxy:
             return mode, self._release
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that reset or timed out mid-request: expected under fault injection
+        super().handle_error(request, client_address)
+
+
 def _check_mode(mode: str) -> None:
     if mode not in ("pass", "slow", *TRANSIENT) and mode not in PERMANENT:
         raise ValueError(f"unknown fault mode {mode!r}")
@@ -190,6 +204,35 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             pass  # the test output stays clean; the proxy's record is ``proxy.seen``
 
         def do_POST(self) -> None:
+            try:
+                if self.path.startswith(CONTROL):
+                    self._control()
+                else:
+                    self._handle()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up first (it timed out): nothing to answer
+
+        def _control(self) -> None:
+            """The plan, driven from another process: ``POST /__faults__/{fail,script,clear,count}`` with JSON."""
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            action = self.path[len(CONTROL):]
+            answer: dict[str, Any] = {}
+            if action == "fail":
+                proxy.targets = set(request["targets"]) if request.get("targets") is not None else None
+                proxy.fail(request["mode"])
+            elif action == "script":
+                proxy.script(*request["modes"])
+            elif action == "clear":
+                proxy.clear()
+                proxy.targets = None
+            elif action == "count":
+                answer["count"] = proxy.count(request.get("operation", "GetSecretValue"), request.get("secret_id"))
+            else:
+                self._reply(404, "application/json", b"{}")
+                return
+            self._reply(200, "application/json", json.dumps(answer).encode())
+
+        def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             operation = (self.headers.get("X-Amz-Target") or ".").rpartition(".")[2]
             secret_ids: list[str] = []
@@ -220,7 +263,11 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             else:
                 if mode == "slow":
                     release.wait(proxy.slow_seconds)
-                status, headers, answer = self._forward(body)
+                try:
+                    status, headers, answer = self._forward(body)
+                except OSError:  # moto is gone (shutting down): answer as a load balancer would
+                    self._reply(502, "text/html", b"<html><body>502 Bad Gateway (upstream down)</body></html>")
+                    return
                 if mode == "truncate":
                     self._reply(status, headers.get("content-type", _AMZ_JSON), answer[: len(answer) // 2],
                                 length=len(answer), extra=headers)
@@ -284,6 +331,62 @@ def fault_proxy(upstream: str, **kwargs: Any) -> Iterator[FaultProxy]:
         proxy.close()
 
 
+class RemoteFaults:
+    """Drive a :class:`FaultProxy` that runs in another process (``python -m tests.faults``) over HTTP."""
+
+    def __init__(self, proxy_url: str) -> None:
+        self.url = proxy_url
+
+    def _post(self, action: str, **payload: Any) -> dict[str, Any]:
+        parts = urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+        try:
+            conn.request("POST", CONTROL + action, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = response.read()
+            assert response.status == 200, f"fault proxy control {action}: HTTP {response.status}"
+            return json.loads(answer) if answer else {}
+        finally:
+            conn.close()
+
+    def fail(self, mode: str, targets: Collection[str] | None = None) -> None:
+        self._post("fail", mode=mode, targets=None if targets is None else sorted(targets))
+
+    def script(self, *modes: str) -> None:
+        self._post("script", modes=list(modes))
+
+    def clear(self) -> None:
+        self._post("clear")
+
+    def count(self, operation: str = "GetSecretValue", secret_id: str | None = None) -> int:
+        return int(self._post("count", operation=operation, secret_id=secret_id)["count"])
+
+
+def serve() -> None:
+    """Run moto's HTTP server (with the G1 fix) and a FaultProxy in front of it until stdin closes.
+
+    Prints one JSON line ``{"moto": URL, "proxy": URL}``. Load tests run it in a subprocess so that moto
+    and the proxy do not compete for the GIL with the process under test.
+    """
+    import logging
+    import sys
+
+    from moto.server import ThreadedMotoServer
+
+    from tests.moto_patch import apply_g1_patch
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    apply_g1_patch()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    upstream = f"http://{host}:{port}"
+    with FaultProxy(upstream) as proxy:
+        print(json.dumps({"moto": upstream, "proxy": proxy.url}), flush=True)
+        sys.stdin.read()  # the parent closes our stdin (or dies) to stop us
+    server.stop()
+
+
 # -- the database side ------------------------------------------------------------------------------
 
 
@@ -328,3 +431,7 @@ def restart_pg_cluster(pg_ctl: str, data_dir: str, *, as_user: str | None = "pos
     if as_user is not None:
         command = ["runuser", "-u", as_user, "--", *command]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+if __name__ == "__main__":
+    serve()

@@ -59,9 +59,11 @@ def report_fixture(module: str) -> Callable[..., Iterator[None]]:
         yield
         ran = {k: v for k, v in examples_run.items() if k.startswith(module + "::")}
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
         line = f"fuzz {module}: {sum(ran.values())} examples across {len(ran)} properties"
-        if reporter is not None:
-            reporter.write_line("")
-            reporter.write_line(line)
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # straight to the terminal, past output capture
+                reporter.write_line("")
+                reporter.write_line(line)
 
     return _report_examples

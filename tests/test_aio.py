@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,13 @@ from secretcache import (
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.fakes import CountingLock, FakeClock, ScriptedBackend, install_clock
+from tests.fakes import CountingLock, FakeClock, ScriptedBackend, install_clock, stop_refresh_workers
+
+
+@pytest.fixture(autouse=True)
+def _no_refresh_workers_left() -> Iterator[None]:
+    yield from stop_refresh_workers()
+
 
 TTL, SWR, CAP = 60.0, 30.0, 8.0
 

@@ -29,7 +29,20 @@ from secretcache import (
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.fakes import CountingLock, FakeClock, ScriptedBackend, install_clock, wait_until
+from tests.fakes import (
+    CountingLock,
+    FakeClock,
+    ScriptedBackend,
+    install_clock,
+    stop_refresh_workers,
+    wait_until,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_refresh_workers_left() -> Iterator[None]:
+    yield from stop_refresh_workers()
+
 
 TTL, SWR = 60.0, 30.0
 

@@ -8,8 +8,10 @@ import itertools
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import pytest
 
 from secretcache import (
     AsyncSecretCache,
@@ -21,7 +23,13 @@ from secretcache import (
 )
 from secretcache.config import CacheConfig
 from secretcache.model import SecretValue
-from tests.fakes import ScriptedBackend, run_threads, wait_until
+from tests.fakes import ScriptedBackend, run_threads, stop_refresh_workers, wait_until
+
+
+@pytest.fixture(autouse=True)
+def _no_refresh_workers_left() -> Iterator[None]:
+    yield from stop_refresh_workers()
+
 
 KEYS = [f"stress/{i}" for i in range(20)]
 

@@ -39,8 +39,15 @@ from tests.fakes import (
     install_clock,
     make_value,
     run_threads,
+    stop_refresh_workers,
     wait_until,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_refresh_workers_left() -> Iterator[None]:
+    yield from stop_refresh_workers()
+
 
 NAME = "app/db"
 TTL, SWR, SIE, BASE, CAP = 60.0, 30.0, 600.0, 1.0, 8.0

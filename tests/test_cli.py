@@ -37,9 +37,8 @@ class Secrets:
         self.token = canary_value("token")
         self.old_token = canary_value("old")
         self.blob = CANARY.encode() + b"\x00\xff\n"
-        self.db_arn = client.create_secret(
-            Name="cli/db", SecretString=json.dumps({"username": "app", "password": self.password, "port": 5432})
-        )["ARN"]
+        db = {"username": "app", "password": self.password, "port": 5432}
+        self.db_arn = client.create_secret(Name="cli/db", SecretString=json.dumps(db))["ARN"]
         client.create_secret(Name="cli/token", SecretString=self.old_token)
         client.put_secret_value(SecretId="cli/token", SecretString=self.token)  # old one becomes AWSPREVIOUS
         client.create_secret(Name="cli/blob", SecretBinary=self.blob)
@@ -64,7 +63,8 @@ def child_env(aws: Secrets, **extra: str) -> dict[str, str]:
 def cli(aws: Secrets, *args: str, env: dict[str, str] | None = None,
         **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([PY, "-m", "secretcache", *args], env=env if env is not None else child_env(aws),
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT, check=False, **kwargs)
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT, check=False,
+                          **kwargs)
 
 
 def digest(value: str) -> str:
@@ -106,7 +106,8 @@ def test_get_reads_json_keys_stages_and_every_reference_form(aws: Secrets) -> No
     assert cli(aws, "get", "-n", "cli/db#port").stdout == b"5432"
     assert cli(aws, "get", "-n", f"{aws.db_arn}:password::").stdout == aws.password.encode()
     assert cli(aws, "get", "-n", "{{resolve:secretsmanager:cli/db:SecretString:username}}").stdout == b"app"
-    assert cli(aws, "get", "-n", "cli/token", "--version-stage", "AWSPREVIOUS").stdout == aws.old_token.encode()
+    previous = cli(aws, "get", "-n", "cli/token", "--version-stage", "AWSPREVIOUS")
+    assert previous.stdout == aws.old_token.encode()
 
 
 @integration
@@ -118,7 +119,8 @@ def test_get_writes_a_binary_secret_as_raw_bytes(aws: Secrets) -> None:
 def test_get_honours_region_and_endpoint_url_options(aws: Secrets) -> None:
     env = child_env(aws)
     del env["AWS_ENDPOINT_URL_SECRETS_MANAGER"]
-    result = cli(aws, "get", "-n", "cli/token", "--endpoint-url", aws.endpoint, "--region", "us-east-1", env=env)
+    result = cli(aws, "get", "-n", "cli/token", "--endpoint-url", aws.endpoint, "--region", "us-east-1",
+                 env=env)
     assert result.stdout == aws.token.encode()
 
 
@@ -174,7 +176,8 @@ def test_run_resolves_references_in_the_child_and_leaves_plain_values(aws: Secre
 @integration
 def test_run_reads_env_files_in_order_and_flags_win(aws: Secrets, tmp_path: Path) -> None:
     first, second = tmp_path / "first.env", tmp_path / "second.env"
-    first.write_text("# references and plain values\nSC_A='{{resolve:secretsmanager:cli/db:SecretString:username}}'\n"
+    first.write_text("# references and plain values\n"
+                     "SC_A='{{resolve:secretsmanager:cli/db:SecretString:username}}'\n"
                      "SC_B=from-first\nSC_C=from-first\n", encoding="utf-8")
     second.write_text("export SC_B=\"from-second\"\n", encoding="utf-8")
     result = cli(aws, "run", "--env-file", str(first), "--env-file", str(second), "--env", "SC_C=cli/token",
@@ -187,8 +190,8 @@ def test_run_no_override_keeps_variables_already_set(aws: Secrets, tmp_path: Pat
     env_file = tmp_path / ".env"
     env_file.write_text("SC_A=from-file\nSC_B=from-file\n", encoding="utf-8")
     env = child_env(aws, SC_A="from-environment", SC_C="{{resolve:secretsmanager:cli/token}}")
-    args = ["--env-file", str(env_file), "--env", "SC_C=cli/db#username", "--", PY, "-c", REPORT, "SC_A", "SC_B",
-            "SC_C"]
+    args = ["--env-file", str(env_file), "--env", "SC_C=cli/db#username",
+            "--", PY, "-c", REPORT, "SC_A", "SC_B", "SC_C"]
     assert report(cli(aws, "run", "--no-override", *args, env=env)) == {
         "SC_A": digest("from-environment"), "SC_B": digest("from-file"),
         "SC_C": digest(aws.token),  # kept, and resolved where it was
@@ -217,7 +220,8 @@ def test_run_leaves_the_childs_stdout_and_stderr_untouched(aws: Secrets) -> None
 def test_run_passes_stdin_through(aws: Secrets) -> None:
     reverse = "import sys; print(sys.stdin.read()[::-1])"
     result = subprocess.run([PY, "-m", "secretcache", "run", "--", PY, "-c", reverse],
-                            env=child_env(aws), input=b"abc", capture_output=True, timeout=TIMEOUT, check=False)
+                            env=child_env(aws), input=b"abc", capture_output=True, timeout=TIMEOUT,
+                            check=False)
     assert result.stdout == b"cba\n"
 
 
@@ -254,7 +258,8 @@ def test_run_a_missing_secret_exits_1_naming_the_variable_and_does_not_start_the
     aws: Secrets, tmp_path: Path
 ) -> None:
     marker = tmp_path / "ran"
-    env = child_env(aws, SC_GOOD="{{resolve:secretsmanager:cli/token}}", SC_BAD="{{resolve:secretsmanager:cli/nope}}")
+    env = child_env(aws, SC_GOOD="{{resolve:secretsmanager:cli/token}}",
+                    SC_BAD="{{resolve:secretsmanager:cli/nope}}")
     result = cli(aws, "run", "--", PY, "-c", f"open({str(marker)!r}, 'w')", env=env)
     assert result.returncode == 1
     assert b"'SC_BAD'" in result.stderr
@@ -285,7 +290,7 @@ def test_run_a_malformed_reference_in_the_environment_exits_1(aws: Secrets) -> N
 @integration
 def test_run_without_references_does_not_load_boto3(aws: Secrets) -> None:
     script = "import sys; print('boto3' in sys.modules or 'botocore' in sys.modules)"
-    assert cli(aws, "run", "--", PY, "-c", script).stdout == b"False\n"  # (the child is a fresh process anyway)
+    assert cli(aws, "run", "--", PY, "-c", script).stdout == b"False\n"  # the child, a fresh process
     probe = ("import sys; from secretcache.cli import main; code = main(['run', '--', 'true']); "
              "print(code, 'boto3' in sys.modules)")
     assert subprocess.run([PY, "-c", probe], capture_output=True, timeout=TIMEOUT, check=True, cwd="/",
@@ -365,7 +370,8 @@ def test_run_a_missing_command_exits_127(capsys: pytest.CaptureFixture[str]) -> 
 def test_help_explains_the_commands_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(capsys, "--help")
     assert code == 0
-    for text in ("get", "run", "demo", "examples:", "secretcache run --env DB_PASSWORD=prod/db#password -- python",
+    for text in ("get", "run", "demo", "examples:",
+                 "secretcache run --env DB_PASSWORD=prod/db#password -- python",
                  "exit codes", "prod/db#password", "{{resolve:secretsmanager:"):
         assert text in out
     code, out, _ = run_main(capsys, "run", "--help")

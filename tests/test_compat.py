@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import secretcache.compat
-from secretcache import SecretAccessDeniedError, SecretFormatError, SecretNotFoundError
+from secretcache import SecretFormatError, SecretNotFoundError
 from secretcache.compat import SecretInjectionError
 from tests.canary import CANARY, canary_value
 from tests.moto_helpers import count_calls, inject
@@ -32,8 +32,8 @@ class Aws:
         self.blob = CANARY.encode() + b"\x00\x01"
         client.create_secret(Name="compat/plain", SecretString=self.old)
         client.put_secret_value(SecretId="compat/plain", SecretString=self.value)  # old -> AWSPREVIOUS
-        client.create_secret(Name="compat/json",
-                             SecretString=json.dumps({"username": "app", "password": self.password, "port": 5432}))
+        db = {"username": "app", "password": self.password, "port": 5432}
+        client.create_secret(Name="compat/json", SecretString=json.dumps(db))
         client.create_secret(Name="compat/binary", SecretBinary=self.blob)
         client.create_secret(Name="compat/text", SecretString="not json " + CANARY)
         self.gets = count_calls(client, "GetSecretValue")
@@ -44,13 +44,20 @@ class Aws:
         return len(self.describes), len(self.gets)
 
 
-@pytest.fixture
-def aws() -> Iterator[Aws]:
+@pytest.fixture(scope="module")
+def botocore_session() -> Any:
+    """One session for the module: each new session would load botocore's model files again (~0.2 s)."""
     import botocore.session
+
+    return botocore.session.get_session()
+
+
+@pytest.fixture
+def aws(botocore_session: Any) -> Iterator[Aws]:
     from moto import mock_aws
 
     with mock_aws():
-        yield Aws(botocore.session.get_session().create_client("secretsmanager", region_name="us-east-1"))
+        yield Aws(botocore_session.create_client("secretsmanager", region_name="us-east-1"))
 
 
 @pytest.fixture
@@ -89,7 +96,8 @@ def test_a_version_stage_is_read(lib: types.ModuleType, aws: Aws) -> None:
     cache = new_cache(lib, aws)
     assert cache.get_secret_string("compat/plain", version_stage="AWSPREVIOUS") == aws.old
     assert cache.get_secret_string("compat/plain", "AWSCURRENT") == aws.value
-    assert new_cache(lib, aws, default_version_stage="AWSPREVIOUS").get_secret_string("compat/plain") == aws.old
+    previous_by_default = new_cache(lib, aws, default_version_stage="AWSPREVIOUS")
+    assert previous_by_default.get_secret_string("compat/plain") == aws.old
 
 
 def test_values_are_cached_until_the_refresh_interval(lib: types.ModuleType, aws: Aws) -> None:
@@ -156,7 +164,8 @@ def test_inject_secret_string_on_a_method_passes_it_after_self(lib: types.Module
     assert service.call("/p") == (service, aws.value, "/p")
 
 
-def test_inject_keyworded_secret_string_passes_json_values_as_they_are(lib: types.ModuleType, aws: Aws) -> None:
+def test_inject_keyworded_secret_string_passes_json_values_as_they_are(lib: types.ModuleType,
+                                                                      aws: Aws) -> None:
     cache = new_cache(lib, aws)
 
     @lib.InjectKeywordedSecretString("compat/json", cache, user="username", pw="password", port="port")
@@ -217,7 +226,8 @@ def test_a_missing_stage_raises_instead_of_returning_none(lib: types.ModuleType,
         assert cache.get_secret_string("compat/plain", version_stage="AWSPENDING") is None
 
 
-def test_a_binary_secret_read_as_a_string_raises_instead_of_returning_none(lib: types.ModuleType, aws: Aws) -> None:
+def test_a_binary_secret_read_as_a_string_raises_instead_of_returning_none(lib: types.ModuleType,
+                                                                          aws: Aws) -> None:
     cache = new_cache(lib, aws)
     if lib is secretcache.compat:
         with pytest.raises(SecretFormatError, match="compat/binary"):
@@ -229,12 +239,13 @@ def test_a_binary_secret_read_as_a_string_raises_instead_of_returning_none(lib: 
         assert cache.get_secret_binary("compat/plain") is None
 
 
-def test_a_missing_secret_raises_a_typed_error_not_botocore_client_error(lib: types.ModuleType, aws: Aws) -> None:
+def test_a_missing_secret_raises_a_typed_error_not_botocore_client_error(lib: types.ModuleType,
+                                                                        aws: Aws) -> None:
     from botocore.exceptions import ClientError
 
     cache = new_cache(lib, aws)
     expected = SecretNotFoundError if lib is secretcache.compat else ClientError
-    with pytest.raises(expected, match="compat/missing|ResourceNotFound"):
+    with pytest.raises(expected, match=r"compat/missing|ResourceNotFound"):
         cache.get_secret_string("compat/missing")
 
 
@@ -272,7 +283,8 @@ class Record:
         pass
 
 
-def test_inject_secret_string_never_mistakes_a_plain_function_for_a_method(lib: types.ModuleType, aws: Aws) -> None:
+def test_inject_secret_string_never_mistakes_a_plain_function_for_a_method(lib: types.ModuleType,
+                                                                          aws: Aws) -> None:
     cache = new_cache(lib, aws)
 
     @lib.InjectSecretString("compat/plain", cache)
@@ -322,8 +334,9 @@ def test_config_is_mapped_to_cache_config() -> None:
     assert (config.max_size, config.backoff_base, config.backoff_max) == (10, 2, 60)
     assert (config.version_stage, config.ttl, config.jitter) == ("AWSPREVIOUS", 120, 0.5)
     defaults = secretcache.compat.SecretCacheConfig().to_cache_config()
-    assert (defaults.ttl, defaults.backoff_base, defaults.backoff_max) == (3600, 1, 30.0)  # our cap, on purpose
-    assert secretcache.compat.SecretCacheConfig(exception_retry_delay_base=90).to_cache_config().backoff_max == 90
+    assert (defaults.ttl, defaults.backoff_base, defaults.backoff_max) == (3600, 1, 30.0)  # our cap
+    slow_start = secretcache.compat.SecretCacheConfig(exception_retry_delay_base=90)
+    assert slow_start.to_cache_config().backoff_max == 90
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -374,7 +387,8 @@ def official_readme_blocks() -> list[str]:
 def test_the_official_readme_examples_run_unchanged_against_both(lib: types.ModuleType, aws: Aws,
                                                                 no_official_sleep: list[float],
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    aws.client.create_secret(Name="mysecret", SecretString=json.dumps({"username": "u", "password": aws.password}))
+    mysecret = json.dumps({"username": "u", "password": aws.password})
+    aws.client.create_secret(Name="mysecret", SecretString=mysecret)
     aws.client.create_secret(Name="mysimplesecret", SecretString=aws.value)
     blocks = official_readme_blocks()
     assert len(blocks) == 3, "the official README changed: review this test"
@@ -390,9 +404,10 @@ def test_the_official_readme_examples_run_unchanged_against_both(lib: types.Modu
         for block in (usage, refresh, decorators):
             if lib is secretcache.compat:
                 assert "from aws_secretsmanager_caching import" in block or "refresh_secret_now" in block
-                block = block.replace("from aws_secretsmanager_caching import", "from secretcache.compat import")
+                block = block.replace("from aws_secretsmanager_caching import",
+                                      "from secretcache.compat import")
             exec(compile(block, "README", "exec"), namespace)
-    assert namespace["secret"] == json.dumps({"username": "u", "password": aws.password})
+    assert namespace["secret"] == mysecret
     assert namespace["refreshed"] is True
     assert namespace["function_to_be_decorated"]("arg2", "arg3") is None  # arg1 injected: three arguments
     assert type(namespace["cache"]).__module__.startswith(lib.__name__)

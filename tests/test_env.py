@@ -28,6 +28,8 @@ from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
 
 GET, BATCH = "GetSecretValue", "BatchGetSecretValue"
+TOKEN_REF = "{{resolve:secretsmanager:app/token}}"
+PORT_REF = "{{resolve:secretsmanager:app/db:SecretString:port}}"
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ def test_more_than_twenty_secrets_are_batched_in_twenties(cache: SecretCache, st
 
 
 def test_fresh_secrets_are_not_fetched_again(cache: SecretCache, store: InMemoryBackend) -> None:
-    environ = {"A": "{{resolve:secretsmanager:app/token}}", "B": "{{resolve:secretsmanager:app/db:SecretString:port}}"}
+    environ = {"A": TOKEN_REF, "B": PORT_REF}
     resolve_env(environ, cache=cache)
     store.reset_calls()
     assert resolve_env(environ, cache=cache)["B"] == "5432"
@@ -148,7 +150,7 @@ def test_version_pinned_references_are_read_one_by_one(cache: SecretCache, store
 def test_a_denied_batch_call_falls_back_to_one_read_per_secret(cache: SecretCache, store: InMemoryBackend,
                                                                token: str) -> None:
     store.deny_batch = True
-    environ = {"A": "{{resolve:secretsmanager:app/token}}", "B": "{{resolve:secretsmanager:app/db:SecretString:port}}"}
+    environ = {"A": TOKEN_REF, "B": PORT_REF}
     assert resolve_env(environ, cache=cache) == {"A": token, "B": "5432"}
     assert store.calls == {BATCH: 1, GET: 2}
 
@@ -186,7 +188,7 @@ def test_a_permanent_batch_failure_is_not_asked_again(cache: SecretCache, store:
 def test_a_transient_batch_failure_is_retried_per_secret(cache: SecretCache, store: InMemoryBackend,
                                                           token: str) -> None:
     store.fail_next("5xx", operation=BATCH)
-    environ = {"A": "{{resolve:secretsmanager:app/token}}", "B": "{{resolve:secretsmanager:app/db:SecretString:port}}"}
+    environ = {"A": TOKEN_REF, "B": PORT_REF}
     assert resolve_env(environ, cache=cache) == {"A": token, "B": "5432"}
 
 
@@ -196,7 +198,8 @@ def test_a_deleted_secret_raises_its_own_error(cache: SecretCache, store: InMemo
         resolve_env({"TOKEN": "{{resolve:secretsmanager:app/token}}"}, cache=cache)
 
 
-def test_transient_failures_with_nothing_cached_raise_unavailable(cache: SecretCache, store: InMemoryBackend) -> None:
+def test_transient_failures_with_nothing_cached_raise_unavailable(cache: SecretCache,
+                                                                   store: InMemoryBackend) -> None:
     store.fail_always("throttle")
     with pytest.raises(SecretUnavailableError, match="'TOKEN'"):
         resolve_env({"TOKEN": "{{resolve:secretsmanager:app/token}}"}, cache=cache)
@@ -210,7 +213,7 @@ def test_non_string_values_and_bad_names_are_refused(cache: SecretCache) -> None
 
 
 def test_on_failure_no_resolved_value_stays_in_our_frames(cache: SecretCache) -> None:
-    environ = {"A_GOOD": "{{resolve:secretsmanager:app/token}}", "Z_BAD": "{{resolve:secretsmanager:app/missing}}"}
+    environ = {"A_GOOD": TOKEN_REF, "Z_BAD": "{{resolve:secretsmanager:app/missing}}"}
     with pytest.raises(SecretNotFoundError) as info:
         resolve_env(environ, cache=cache)
     tb = info.value.__traceback__
@@ -338,7 +341,8 @@ def test_the_built_in_parser_agrees_with_python_dotenv(text: str) -> None:
 
 
 def test_the_built_in_parser_reads_the_documented_syntax() -> None:
-    text = ("# a comment\nexport USER=app\nPASSWORD='{{resolve:secretsmanager:prod/db:SecretString:password}}'\n"
+    text = ("# a comment\nexport USER=app\n"
+            "PASSWORD='{{resolve:secretsmanager:prod/db:SecretString:password}}'\n"
             'GREETING="hello\\nworld"  # two lines\nPLAIN = value with spaces  \nEMPTY=\n')
     assert parse_env(text) == {
         "USER": "app",

@@ -101,8 +101,9 @@ def test_every_reference_form_works(cache: SecretCache, store: InMemoryBackend, 
 
         assert read() == password, form
 
-    @inject_secret("postgres://app:{{resolve:secretsmanager:app/db:SecretString:password}}@db/app", into="url",
-                   cache=cache)
+    template = "postgres://app:{{resolve:secretsmanager:app/db:SecretString:password}}@db/app"
+
+    @inject_secret(template, into="url", cache=cache)
     def dsn(url: str) -> str:
         return url
 
@@ -124,7 +125,8 @@ def test_signature_and_metadata_are_kept_with_injected_parameters_removed(cache:
     assert signature.return_annotation == "str"  # annotations are strings in this module
 
 
-def test_positional_arguments_after_an_injected_parameter_shift_behind_it(cache: SecretCache, token: str) -> None:
+def test_positional_arguments_after_an_injected_parameter_shift_behind_it(cache: SecretCache,
+                                                                          token: str) -> None:
     @inject_secret("app/token", into="token", cache=cache)
     def request(method: str, token: str, path: str, *rest: str) -> tuple[Any, ...]:
         return method, token, path, rest
@@ -250,7 +252,8 @@ def test_cache_none_uses_the_default_cache_looked_up_at_call_time(store: InMemor
     assert first.calls["GetSecretValue"] == second.calls["GetSecretValue"] == 1
 
 
-def test_generators_read_when_iteration_starts(cache: SecretCache, store: InMemoryBackend, token: str) -> None:
+def test_generators_read_when_iteration_starts(cache: SecretCache, store: InMemoryBackend,
+                                               token: str) -> None:
     @inject_secret("app/token", into="token", cache=cache)
     def stream(n: int, token: str) -> Iterator[str]:
         for i in range(n):
@@ -347,7 +350,8 @@ def test_an_async_secret_cache_on_a_sync_function_is_refused_at_decoration(store
 
 
 def test_naming_a_parameter_the_function_lacks_fails_when_applied(cache: SecretCache) -> None:
-    with pytest.raises(TypeError, match=r"connect\(\) has no parameter 'pasword' \(its parameters: host, password\)"):
+    expected = r"connect\(\) has no parameter 'pasword' \(its parameters: host, password\)"
+    with pytest.raises(TypeError, match=expected):
         @inject_secret("app/db#password", into="pasword", cache=cache)
         def connect(host: str, password: str) -> None: ...
 

@@ -85,7 +85,8 @@ class Aws:
         self.password = canary_value("pw")
         client.create_secret(Name="prod/api-token", SecretString=self.token)
         client.create_secret(Name="prod/webhook", SecretString=json.dumps({"signing_key": self.signing_key}))
-        client.create_secret(Name="prod/db", SecretString=json.dumps({"username": "app", "password": self.password}))
+        db = {"username": "app", "password": self.password}
+        client.create_secret(Name="prod/db", SecretString=json.dumps(db))
 
 
 @pytest.fixture
@@ -147,7 +148,8 @@ def test_an_expired_secret_is_refreshed_inline_on_the_next_invocation(aws: Aws, 
     assert aws.calls.take() == {}
 
 
-def test_a_failing_fetch_is_retried_on_the_next_invocation(aws: Aws, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_fetch_is_retried_on_the_next_invocation(aws: Aws,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
     aws.calls.failing = 1
     with caplog.at_level(logging.WARNING, logger="secretcache"):
         module = import_cold()  # the init-phase fetch fails: logged, the import still succeeds
@@ -267,7 +269,8 @@ def test_a_shared_cache_can_be_given(store: InMemoryBackend) -> None:
     ({"a": "app/a", "backend": "vault"}, ValueError, "'aws', 'extension'"),
     ({"a": "not a reference"}, InvalidReferenceError, "not a reference"),
 ])
-def test_bad_decorator_arguments_fail_at_import(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+def test_bad_decorator_arguments_fail_at_import(kwargs: dict[str, Any], error: type[Exception],
+                                                message: str) -> None:
     with pytest.raises(error, match=message):
         with_secrets(**kwargs)
 
@@ -330,7 +333,8 @@ class FakeExtension:
                 elif url.path != "/secretsmanager/get" or secret_id not in secrets:
                     self._send(400, {"__type": "ResourceNotFoundException", "message": "not found"})
                 else:
-                    self._send(200, {"ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret_id}-AbCdEf",
+                    arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret_id}-AbCdEf"
+                    self._send(200, {"ARN": arn,
                                      "Name": secret_id, "VersionId": "v1", "VersionStages": ["AWSCURRENT"],
                                      "SecretString": secrets[secret_id], "CreatedDate": "1569534789.046"})
 
@@ -366,7 +370,7 @@ def test_the_extension_backend_reads_through_the_local_extension(monkeypatch: py
         def handler(event: Any, context: Any, *, a: str, b: str) -> str:
             return a + b
 
-        assert sorted(extension.requests) == ["app/a", "app/b"]  # the init-phase prefetch (no batch API there)
+        assert sorted(extension.requests) == ["app/a", "app/b"]  # init-phase prefetch: no batch API there
         assert handler({}, None) == "A1B1"
         assert handler({}, None) == "A1B1"
         assert len(extension.requests) == 2

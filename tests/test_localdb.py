@@ -18,6 +18,7 @@ from secretcache._localdb import (
     drop_account,
     mysql_admin_from_env,
     set_password,
+    start_mariadb,
     start_postgres,
 )
 
@@ -124,6 +125,23 @@ def test_private_postgres_listens_on_loopback_only_and_stop_removes_it() -> None
     assert not data_dir.exists()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+@pytest.mark.integration
+def test_private_mariadb_enforces_passwords_and_stop_removes_it() -> None:
+    server = start_mariadb()
+    data_dir = Path(server.data_dir or "")
+    try:
+        account = create_account(server)
+        set_password(server, account.username, "Rotated0Password1")
+        with pytest.raises(Exception) as info:
+            connect_as(account)
+        assert_auth_error("mysql", info.value)
+        with contextlib.closing(connect_as(account, "Rotated0Password1")) as conn:
+            assert query_one(conn) == 1
+    finally:
+        server.stop()
+    assert not data_dir.exists()
 
 
 def test_reprs_never_show_passwords() -> None:

@@ -174,6 +174,29 @@ def test_a_missing_json_key_names_the_key_and_no_frame_holds_the_parsed_object()
     no_package_frame_holds(info.value, CANARY)
 
 
+def test_deeply_nested_json_is_copied_without_recursing_in_python() -> None:
+    depth = 800  # copy.deepcopy would hit the recursion limit here; json.loads does not
+    value = SecretValue("app/deep", secret_string='{"k": ' + "[" * depth + "]" * depth + "}")
+    first = value.json()
+    first["k"].append(1)
+    assert len(first["k"]) == 2
+    assert len(value.json()["k"]) == 1  # the cache's copy did not change
+    assert value.field("k").startswith("[[")
+
+
+@pytest.mark.parametrize("text", [
+    '{"k": ' + "[" * 5000 + "]" * 5000 + "}",  # nesting past the parser's limit
+    '{"n": ' + "7" * 5000 + "}",  # an integer past Python's int-from-string limit
+])
+def test_json_the_parser_refuses_is_a_format_error_not_a_crash(text: str) -> None:
+    value = SecretValue("app/odd", secret_string=text)
+    for call in (value.json, lambda: value.field("k")):
+        with pytest.raises(SecretFormatError, match="app/odd") as info:
+            call()
+        assert info.value.__cause__ is None
+        assert info.value.__context__ is None
+
+
 def test_json_of_a_binary_secret_is_a_format_error() -> None:
     with pytest.raises(SecretFormatError, match="binary"):
         SecretValue("a", secret_binary=b"{}").json()
@@ -225,6 +248,9 @@ def test_non_string_ids_raise_invalid_reference_error_naming_the_type(secret_id:
     (f"{ARN}::AWSPREVIOUS:", SecretRef(ARN, None, "AWSPREVIOUS")),
     (f"{ARN}:password::v-123", SecretRef(ARN, "password", None, "v-123")),
     (f"{PARTIAL}:password:AWSPENDING:", SecretRef(PARTIAL, "password", "AWSPENDING")),
+    (f"{ARN}:a#b::", SecretRef(ARN, "a#b")),  # an ECS JSON key may hold '#'
+    (f"{ARN}#key:with:colons", SecretRef(ARN, "key:with:colons")),  # and an id#key may hold ':'
+    (f"{PARTIAL}#k", SecretRef(PARTIAL, "k")),
     ("{{resolve:secretsmanager:prod/db}}", SecretRef("prod/db")),
     ("{{resolve:secretsmanager:prod/db:SecretString}}", SecretRef("prod/db")),
     ("{{resolve:secretsmanager:prod/db:SecretString:password}}", SecretRef("prod/db", "password")),

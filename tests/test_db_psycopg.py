@@ -1,0 +1,238 @@
+"""secretcache.db.psycopg against a real PostgreSQL with scram-sha-256 (password authentication enforced).
+
+Secrets live in an InMemoryBackend (its call counter is the API-call count); rotations here are done by
+hand (AWSPENDING put, password changed as admin, AWSCURRENT moved); the rotation framework drives the
+load tests in test_db_rotation_load.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import psycopg
+import psycopg_pool
+import pytest
+
+from secretcache import SecretCache, SecretFormatError
+from secretcache._localdb import DbAccount, DbServer, set_password
+from secretcache.config import CacheConfig
+from secretcache.db import AuthStats, auth_stats, is_auth_failure
+from secretcache.db import psycopg as sc_psycopg
+from secretcache.testing import InMemoryBackend
+
+SECRET = "app/pg"
+GET = "GetSecretValue"
+
+
+class Setup:
+    """One account's secret in an InMemoryBackend behind a SecretCache with a ttl far longer than the test."""
+
+    def __init__(self, server: DbServer, account: DbAccount) -> None:
+        self.server, self.account = server, account
+        self.backend = InMemoryBackend()
+        self.current = self.backend.put_secret(SECRET, json.dumps(account.as_secret()))
+        self.cache = SecretCache(self.backend, config=CacheConfig(ttl=3600))
+        self.passwords = [account.password]
+
+    @property
+    def calls(self) -> int:
+        return self.backend.calls[GET]
+
+    def begin_single_user_rotation(self, password: str) -> str:
+        """createSecret + setSecret: AWSPENDING holds ``password``, the database has it, AWSCURRENT does not."""
+        self.passwords.append(password)
+        pending = self.backend.put_secret(SECRET, json.dumps(self.account.as_secret(password=password)),
+                                          stages=("AWSPENDING",))
+        set_password(self.server, self.account.username, password)
+        return pending
+
+    def finish(self, version_id: str) -> None:
+        self.backend.update_version_stage(SECRET, "AWSCURRENT", move_to_version_id=version_id,
+                                          remove_from_version_id=self.current)
+        self.current = version_id
+
+    def assert_no_password(self, *texts: str) -> None:
+        for text in texts:
+            for password in self.passwords:
+                assert password not in text
+
+
+@pytest.fixture
+def pg(pg_server: DbServer, pg_account: DbAccount) -> Iterator[Setup]:
+    setup = Setup(pg_server, pg_account)
+    yield setup
+    setup.cache.close()
+
+
+def current_user(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT current_user").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+# -- detection on the real server ----------------------------------------------------------------------
+
+
+def test_a_real_wrong_password_is_an_auth_failure_without_sqlstate(pg: Setup) -> None:
+    a = pg.account
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(host=a.host, port=a.port, user=a.username, password="wrong", dbname=a.dbname)
+    assert info.value.sqlstate is None  # what psycopg 3 gives at connect time: the message only
+    assert is_auth_failure(info.value)
+
+
+def test_real_non_auth_errors_are_not_auth_failures(pg: Setup) -> None:
+    a = pg.account
+    with pytest.raises(psycopg.OperationalError) as no_db:
+        psycopg.connect(host=a.host, port=a.port, user=a.username, password=a.password, dbname="sc_nope_db")
+    assert "does not exist" in str(no_db.value)
+    assert not is_auth_failure(no_db.value)
+
+    with psycopg.connect(host=a.host, port=a.port, user=a.username, password=a.password, dbname=a.dbname) as conn, \
+            pytest.raises(psycopg.errors.SyntaxError) as syntax:
+        conn.execute("SELEC 1")
+    assert not is_auth_failure(syntax.value)
+
+
+# -- the factory ---------------------------------------------------------------------------------------
+
+
+def test_connect_takes_everything_from_the_secret(pg: Setup) -> None:
+    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:
+        assert current_user(conn) == pg.account.username
+        row = conn.execute("SELECT current_database()").fetchone()
+        assert row == (pg.account.dbname,)
+    assert pg.calls == 1
+
+
+def test_explicit_arguments_win_over_the_secret(pg: Setup) -> None:
+    with sc_psycopg.connect(SECRET, cache=pg.cache, dbname="postgres", autocommit=True) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("postgres",)
+        assert conn.autocommit
+    with sc_psycopg.connect(SECRET, cache=pg.cache, conninfo="dbname=postgres application_name=sc") as conn:
+        assert conn.execute("SELECT current_setting('application_name')").fetchone() == ("sc",)
+
+
+def test_an_rds_managed_secret_needs_the_host_from_the_caller(pg: Setup) -> None:
+    a = pg.account
+    pg.backend.put_secret(SECRET, json.dumps({"username": a.username, "password": a.password}))
+    pg.cache.invalidate()
+    with pytest.raises(SecretFormatError, match="'host'"):
+        sc_psycopg.connect(SECRET, cache=pg.cache)
+    with sc_psycopg.connect(SECRET, cache=pg.cache, host=a.host, port=a.port, dbname=a.dbname) as conn:
+        assert current_user(conn) == a.username
+
+
+def test_unknown_database_fails_at_once_without_refresh(pg: Setup) -> None:
+    sc_psycopg.connect(SECRET, cache=pg.cache).close()
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        sc_psycopg.connect(SECRET, cache=pg.cache, dbname="sc_nope_db")
+    assert pg.calls == 1
+    assert auth_stats(SECRET, cache=pg.cache).auth_failures == 0
+
+
+def test_a_down_server_fails_at_once_without_refresh(pg: Setup) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    pg.backend.put_secret(SECRET, json.dumps(pg.account.as_secret(port=closed_port)))
+    with pytest.raises(psycopg.OperationalError, match="refused") as info:
+        sc_psycopg.connect(SECRET, cache=pg.cache, connect_timeout=5)
+    assert not is_auth_failure(info.value)
+    assert pg.calls == 1
+    assert auth_stats(SECRET, cache=pg.cache) == AuthStats()
+
+
+def test_the_single_user_window_is_crossed_with_awspending(pg: Setup) -> None:
+    held = sc_psycopg.connect(SECRET, cache=pg.cache)
+    pending = pg.begin_single_user_rotation("pw1RotatedXyz")
+
+    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:  # AWSCURRENT's password is dead already
+        assert current_user(conn) == pg.account.username
+    stats = auth_stats(SECRET, cache=pg.cache)
+    assert (stats.auth_failures, stats.refreshes, stats.pending_fetches, stats.pending_logins) == (1, 1, 1, 1)
+    assert held.execute("SELECT 1").fetchone() == (1,)  # opened before the rotation: still works
+
+    calls = pg.calls
+    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:  # pinned: one login, no API call
+        conn.execute("SELECT 1")
+    assert pg.calls == calls
+    assert auth_stats(SECRET, cache=pg.cache).auth_failures == 1
+
+    pg.finish(pending)
+    pg.cache.refresh(SECRET)
+    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:
+        conn.execute("SELECT 1")
+    assert auth_stats(SECRET, cache=pg.cache).auth_failures == 1
+    held.close()
+
+
+def test_a_wrong_password_fails_fast_with_psycopgs_error(pg: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    pg.passwords.append("DbOnlyPassword123")
+    set_password(pg.server, pg.account.username, "DbOnlyPassword123")
+
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed") as info:
+        sc_psycopg.connect(SECRET, cache=pg.cache)
+
+    error = info.value
+    assert type(error) is psycopg.OperationalError
+    assert any(repr(SECRET) in note for note in error.__notes__)
+    stats = auth_stats(SECRET, cache=pg.cache)
+    assert stats.auth_failures <= 3
+    assert stats.gave_up == 1
+    assert pg.calls <= 3  # cold read, one refresh, one AWSPENDING read
+    pg.assert_no_password(str(error), repr(error), *error.__notes__, caplog.text, repr(error.__cause__))
+
+
+# -- pools ---------------------------------------------------------------------------------------------
+
+
+def test_a_pool_refills_with_new_credentials_across_a_rotation(pg: Setup) -> None:
+    with sc_psycopg.connection_pool(SECRET, cache=pg.cache, min_size=2, max_size=4, timeout=10, open=True) as pool:
+        pool.wait(timeout=10)
+        with pool.connection() as held:
+            pg.begin_single_user_rotation("pw1PoolRotated")
+            pool.drain()  # replace every idle connection now: new logins, in the pool's own workers
+            with pool.connection() as fresh:
+                assert current_user(fresh) == pg.account.username
+            assert held.execute("SELECT 1").fetchone() == (1,)
+        assert pool.get_stats().get("connections_errors", 0) == 0
+    assert auth_stats(SECRET, cache=pg.cache).pending_logins >= 1
+
+
+def test_the_pool_keeps_a_connection_class_you_pass(pg: Setup) -> None:
+    class Mine(psycopg.Connection):  # type: ignore[type-arg]
+        pass
+
+    with sc_psycopg.connection_pool(SECRET, cache=pg.cache, connection_class=Mine, min_size=1, open=True) as pool, \
+            pool.connection() as conn:
+        assert isinstance(conn, Mine)
+
+
+def test_a_stale_password_through_a_kwargs_callable_alone_only_times_out(pg: Setup) -> None:
+    """Why the pools use a connection class: psycopg_pool's callable kwargs never see the refusal."""
+    a = pg.account
+    pg.begin_single_user_rotation("pw1CallableOnly")
+    kwargs = {"host": a.host, "port": a.port, "user": a.username, "password": a.password, "dbname": a.dbname}
+    with psycopg_pool.ConnectionPool(kwargs=lambda: kwargs, min_size=1, open=True, timeout=1) as pool, \
+            pytest.raises(psycopg_pool.PoolTimeout):
+        pool.getconn()
+
+
+async def test_connect_async_and_the_async_pool_cross_the_window(pg: Setup) -> None:
+    conn = await sc_psycopg.connect_async(SECRET, cache=pg.cache)
+    pg.begin_single_user_rotation("pw1AsyncRotated")
+    conn2 = await sc_psycopg.connect_async(SECRET, cache=pg.cache)
+    assert await (await conn2.execute("SELECT 1")).fetchone() == (1,)
+    assert await (await conn.execute("SELECT 2")).fetchone() == (2,)
+    await conn.close()
+    await conn2.close()
+    async with sc_psycopg.async_connection_pool(SECRET, cache=pg.cache, min_size=1, open=False) as pool, \
+            pool.connection() as pooled:
+        assert await (await pooled.execute("SELECT 3")).fetchone() == (3,)
+    assert auth_stats(SECRET, cache=pg.cache).pending_logins >= 2
