@@ -61,7 +61,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The showcase: a real PostgreSQL, password rotations under load, zero failed queries."""
-    _install(session, "all")
+    _install(session, "demo")
     session.run("secretcache", "demo", *session.posargs)
 
 
