@@ -15,7 +15,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 from .backends.base import BATCH_LIMIT, SecretsBackend
-from .errors import InvalidReferenceError, SecretCacheError, SecretUnavailableError
+from .errors import InvalidReferenceError, SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
 
 if TYPE_CHECKING:
@@ -139,6 +139,14 @@ class Flight:
                 self._callbacks.append(callback)
                 return
         callback(self)
+
+
+def _chained(error: SecretCacheError, secret_id: str) -> SecretCacheError:
+    """A fresh copy of ``error`` for one secret, chained to it."""
+    copy = error.copy()
+    copy.secret_id = secret_id
+    copy.__cause__ = error
+    return copy
 
 
 def _random() -> float:
@@ -281,6 +289,11 @@ class Core:
             assert failure is not None
             return self._serve_failure(request, entry, failure.error, now)  # raises: nothing to serve
         return None
+
+    def peek(self, request: Request) -> SecretValue | None:
+        """The cached value if it is within ttl, else None: no I/O, no lock, no counters."""
+        entry = self.entries.get(request.key)
+        return entry.value if entry is not None and monotonic() < entry.fresh_until else None
 
     def _hit(self, request: Request, entry: Entry, now: float) -> SecretValue:
         entry.last_read = now
@@ -484,17 +497,20 @@ class Core:
         self.backend_calls += -(-len(ids) // BATCH_LIMIT)
         try:
             values, errors = self.backend.batch_get_secret_values(ids)
-        except SecretCacheError as e:
-            # The batch call as a whole failed (often: BatchGetSecretValue not allowed by IAM).
-            # Fall back to one GetSecretValue per secret, which keeps backoff and stale rules.
-            _debug("batch prefetch failed (%s); falling back to GetSecretValue per secret", type(e).__name__)
-            values, errors = [], {}
+        except SecretAccessDeniedError:
+            # BatchGetSecretValue not allowed by IAM (a common policy): fall back to one
+            # GetSecretValue per secret, which keeps the backoff and stale rules.
+            _debug("batch prefetch denied; falling back to GetSecretValue per secret")
             for secret_id in ids:
                 try:
                     self.get_blocking(self.request(secret_id, None, None))
                 except SecretCacheError as err:
                     failures[secret_id] = err
             return failures
+        except SecretCacheError as e:
+            # Throttled or unavailable as a whole: N single calls would only add load. Report it per id.
+            self.errors += 1
+            return {secret_id: _chained(e, secret_id) for secret_id in ids}
         for secret_id, error in errors.items():
             self.errors += 1
             failures[secret_id] = error

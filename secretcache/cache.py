@@ -195,6 +195,16 @@ class SecretCache:
         request: Request = core.request(secret_id, None, version_stage)
         return core.get_blocking(request, force=True)
 
+    def peek(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> SecretValue | None:
+        """The cached value if it is within ttl, else None. Never fetches, never blocks.
+
+        Lets callers (decorators, async code) decide whether a read would touch the backend.
+        """
+        core = self._core
+        return core.peek(core.request(secret_id, version_id, version_stage))
+
     def invalidate(self, secret_id: str | None = None) -> None:
         """Drop one secret (every stage and version of it), or everything."""
         self._core.invalidate(secret_id)

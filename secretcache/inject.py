@@ -23,7 +23,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, TypeVar
 
-from . import _core
 from .errors import InvalidReferenceError, SecretCacheError, SecretFormatError, SecretUnavailableError
 from .model import SecretRef, SecretValue, find_references, is_reference, render_template
 
@@ -72,16 +71,13 @@ def is_fresh(cache: Any, ref: SecretRef) -> bool:
 
     No I/O, no lock: the same check the cache's hit path makes, on its entry table.
     """
-    core = getattr(cache, "_core", None)
-    if core is None:
+    peek = getattr(cache, "peek", None)
+    if peek is None:
         return False
     try:
-        key = core.request(ref.secret_id, ref.version_id, ref.version_stage).key
+        return peek(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage) is not None
     except SecretCacheError:
         return False
-    entry = core.entries.get(key)
-    clock = _core.monotonic  # type: ignore[attr-defined]  # the core's clock, looked up now (tests swap it)
-    return entry is not None and bool(clock() < entry.fresh_until)
 
 
 def batchable(cache: Any, ref: SecretRef) -> bool:

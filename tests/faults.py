@@ -28,8 +28,8 @@ Each request is recorded as ``(operation, secret_id, mode)`` (``secret_id`` None
 :class:`RemoteFaults` over the proxy's control path ``/__faults__/``.
 
 Database side. :func:`terminate_pg_backends` / :func:`kill_mysql_connections` drop every connection of
-one user (``pg_terminate_backend`` / MariaDB ``KILL``), and :func:`restart_pg_cluster` restarts a private
-PostgreSQL cluster through ``pg_ctl`` (connections drop, the port stays).
+one user (``pg_terminate_backend`` / MariaDB ``KILL``), and :class:`PostgresRestarter` stops and starts a
+private PostgreSQL cluster through ``pg_ctl`` (connections drop, the port stays).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ __all__ = [
     "FaultProxy",
     "RemoteFaults",
     "Seen",
+    "PostgresRestarter",
     "kill_mysql_connections",
-    "restart_pg_cluster",
     "terminate_pg_backends",
 ]
 
@@ -395,25 +395,27 @@ def terminate_pg_backends(admin_connect: Callable[[], Any], user: str) -> int:
 
     ``admin_connect`` returns a psycopg connection with the rights to do it (a superuser).
     """
-    with admin_connect() as conn:
+    conn = admin_connect()
+    try:
         conn.autocommit = True
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
             (user,),
         ).fetchall()
+    finally:
+        conn.close()
     return sum(1 for (ok,) in rows if ok)
 
 
 def kill_mysql_connections(admin_connect: Callable[[], Any], user: str) -> int:
-    """MariaDB ``KILL`` every connection of ``user``; return how many were killed."""
+    """MariaDB/MySQL ``KILL`` every connection of ``user``; return how many were killed."""
     conn = admin_connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT id FROM information_schema.processlist WHERE user = %s AND id <> CONNECTION_ID()",
                         (user,))
-            ids = [row[0] for row in cur.fetchall()]
             killed = 0
-            for thread_id in ids:
+            for (thread_id,) in cur.fetchall():
                 try:
                     cur.execute(f"KILL {int(thread_id)}")
                     killed += 1
@@ -425,12 +427,47 @@ def kill_mysql_connections(admin_connect: Callable[[], Any], user: str) -> int:
         conn.close()
 
 
-def restart_pg_cluster(pg_ctl: str, data_dir: str, *, as_user: str | None = "postgres", mode: str = "fast") -> None:
-    """Restart a private PostgreSQL cluster: every connection drops, the server comes back on its port."""
-    command = [pg_ctl, "-D", data_dir, "-m", mode, "-w", "restart"]
-    if as_user is not None:
-        command = ["runuser", "-u", as_user, "--", *command]
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
+class PostgresRestarter:
+    """Stop and start a private PostgreSQL cluster (``secretcache._localdb.start_postgres``) on its own port.
+
+    ``stop()`` ends every connection (``-m fast``) and refuses new ones until ``start()``; the server
+    comes back with the same options (read from ``postmaster.opts``), data and passwords.
+    """
+
+    def __init__(self, data_dir: str, *, as_user: str | None = "postgres") -> None:
+        import os
+        import shlex
+        from pathlib import Path
+
+        root = Path(data_dir)
+        self.data = root / "data" if (root / "data").is_dir() else root
+        self.log = self.data.parent / "server.log"
+        words = shlex.split((self.data / "postmaster.opts").read_text())
+        self.pg_ctl = str(Path(words[0]).parent / "pg_ctl")
+        options, skip = [], False
+        for word in words[1:]:  # the server's own options, without its data directory
+            if skip:
+                skip = False
+            elif word == "-D":
+                skip = True
+            else:
+                options.append(word)
+        self.options = " ".join(shlex.quote(o) for o in options)
+        self.as_user = ["runuser", "-u", as_user, "--"] if as_user and os.geteuid() == 0 else []
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), *args], check=True,
+                       capture_output=True, timeout=60)
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-l", str(self.log), "-o", self.options, "-w", "start")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 if __name__ == "__main__":

@@ -305,8 +305,9 @@ def test_pytest_showlocals_tracebacks_through_the_package_show_no_value(tmp_path
     output = proc.stdout + proc.stderr
     assert "11 failed" in output, output[-3000:]
     assert "self       = SecretValue(" in output or "cache      = <SecretCache" in output, "locals not shown"
-    leaks = sorted({location for location, text in _entries(output)
-                    if "/secretcache/" in location and CANARY in text})
+    leaks = sorted({f"{location.rpartition('/')[2]}: {name}" for location, text in _entries(output)
+                    if "/secretcache/" in location
+                    for name in re.findall(rf"^(\w+) += .*{CANARY}", text, re.MULTILINE)})
     messages = [line for line in output.splitlines() if line.startswith("E ") and CANARY in line]
     assert not leaks, f"package frames show a secret value with --showlocals: {leaks}"
     assert not messages, f"exception messages show a secret value: {messages}"

@@ -347,11 +347,12 @@ def rotate_under_load(run: Run, app: App) -> tuple[Load, set[str]]:
             before = run.cache.stats.backend_calls
             started = time.monotonic()
             run.rotate()
+            rotated = time.monotonic() - started
             load.wait_for(load.done + OPS_PER_GAP)
             time.sleep(max(0.0, MIN_GAP - (time.monotonic() - started)))
             users.add(app.whoami())
             run.calls_per_rotation.append(run.cache.stats.backend_calls - before)
-            print("DBG", round(time.monotonic() - started, 3), load.done)
+            print("DBG", round(rotated, 3), round(time.monotonic() - started, 3), load.done)
     finally:
         load.finish()
     held()  # opened before the first rotation: still works after the last
