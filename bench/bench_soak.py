@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-PHASES = ("calm", "throttle", "calm", "5xx", "calm", "conn", "calm", "slow", "calm", "denied", "calm", "deleted")
+PHASES = ("calm", "throttle", "calm", "5xx", "calm", "conn", "calm", "slow", "calm", "denied", "calm",
+          "deleted")
 PERMANENT = {"denied": "SecretAccessDeniedError", "deleted": "SecretDeletedError"}
 
 
@@ -63,6 +64,8 @@ class Plan:
     latency: float = 0.001
     think: float = 0.0
     """Seconds each reader pauses between reads (0: spin, the harshest contention for the GIL)."""
+    measure_every: int = 4
+    """Measure the caches' memory after every n-th phase (phases alternate calm / fault: n even)."""
 
 
 @dataclass
@@ -97,8 +100,8 @@ class Figures:
     log_leaks: int = 0
 
     def ok(self) -> bool:
-        return (not self.log_leaks and not self.errors_unexpected and not self.wrong_values and self.api_calls <= self.api_call_bound
-                and self.memory_growth_bytes <= MEMORY_TOLERANCE)
+        return (not self.log_leaks and not self.errors_unexpected and not self.wrong_values
+                and self.api_calls <= self.api_call_bound and self.memory_growth_bytes <= MEMORY_TOLERANCE)
 
 
 MEMORY_TOLERANCE = 256 * 1024
@@ -106,8 +109,9 @@ MEMORY_TOLERANCE = 256 * 1024
 (a leaked Flight, failure or traceback per fetch would be hundreds of kB per second here)."""
 # Where the test double (its versions never expire), moto, the measuring itself and log capture (pytest
 # keeps every record of a test in memory) allocate.
-_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/uuid.py", "<string>", "*/tests/faults.py",
-                  "*/moto/*", "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py", "*/linecache.py", "*/random.py",
+_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/uuid.py", "<string>",
+                  "*/tests/faults.py", "*/moto/*", "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py",
+                  "*/linecache.py", "*/random.py",
                   "*/logging/__init__.py", "*/_pytest/*", "*/tests/canary*.py")
 
 
@@ -115,18 +119,28 @@ _snapshots: list[tracemalloc.Snapshot] = []
 _growth: list[str] = []
 
 
-def _quiet_memory(running: threading.Event, calls: Any) -> int:
-    """Pause the readers, let background refreshes drain (no backend call for 0.3 s), collect garbage, and
-    measure the caches' memory: bytes traced outside the harness, the test double and moto."""
+def _drained(calls: Any) -> None:
+    """Wait until no backend call happened for 0.3 s (background refreshes done), 10 s at most."""
+    seen, deadline = calls(), time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = calls()
+        if now == seen:
+            return
+        seen = now
+
+
+def _quiet_memory(running: threading.Event, calls: Any, sweep: Any, backoff_max: float) -> int:
+    """The caches' memory in the same quiet state each time: readers paused; every failing key's backoff
+    over and every secret read once more (so failures left by the last fault are retried and cleared);
+    background refreshes drained; garbage collected. Counts the bytes traced outside the harness, the
+    test double and moto."""
     running.clear()
     try:
-        seen, deadline = calls(), time.monotonic() + 10
-        while time.monotonic() < deadline:
-            time.sleep(0.3)
-            now = calls()
-            if now == seen:
-                break
-            seen = now
+        time.sleep(backoff_max + 0.05)
+        for _ in range(2):  # a read after an outage serves stale and retries in the background: twice
+            sweep()
+            _drained(calls)
         gc.collect()
         snapshot = tracemalloc.take_snapshot()
     finally:
@@ -221,8 +235,8 @@ class MotoTarget:
 
         for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
             os.environ.setdefault(name, value)  # moto accepts any; every endpoint here is 127.0.0.1
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.faults"], cwd=REPO, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.faults"], cwd=REPO,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         urls = json.loads(self.process.stdout.readline())
         self.faults = RemoteFaults(urls["proxy"])
@@ -275,18 +289,20 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
     n-th value of secret i (default: a JSON document); tests pass canary values."""
     from secretcache import AsyncSecretCache, CacheConfig, SecretCache, SecretCacheError
 
-    rng = random.Random(1234)  # noqa: S311 - a reproducible workload, not a secret
+    rng = random.Random(1234)
     value_of = value_of or (lambda i, n: json.dumps({"password": f"pw-{i}-{n}-{rng.random():.6f}"}))
     target: MemoryTarget | MotoTarget = MotoTarget(plan) if plan.backend == "moto" else MemoryTarget(plan)
     figures = Figures(plan=asdict(plan))
     ids = [f"soak/{i:04d}" for i in range(plan.secrets)]
-    ledger = Ledger({secret_id: [value_of(i, n) for n in range(VALUES_PER_SECRET)] for i, secret_id in enumerate(ids)})
+    ledger = Ledger({secret_id: [value_of(i, n) for n in range(VALUES_PER_SECRET)]
+                     for i, secret_id in enumerate(ids)})
     doomed = ids[: plan.doomed]
     for secret_id in ids:
         target.create(secret_id, ledger.latest[secret_id])
 
     config = CacheConfig(ttl=plan.ttl, jitter=plan.jitter, stale_while_revalidate=plan.swr,
-                         backoff_base=plan.backoff_base, backoff_max=plan.backoff_max, max_size=4 * plan.secrets)
+                         backoff_base=plan.backoff_base, backoff_max=plan.backoff_max,
+                         max_size=4 * plan.secrets)
     sync_cache = SecretCache(target.backend, config=config)
     async_cache = AsyncSecretCache(target.backend, config=config)
     assert not sync_cache.prefetch(ids), "warm-up prefetch failed"
@@ -298,7 +314,8 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
     running.set()
     # The harness's own bookkeeping stays O(1) in the run's length, so tracemalloc sees the cache's memory.
     errors: Counter[tuple[float, str, str]] = Counter()  # (time to 0.1 s, secret id, error type) -> count
-    phase_now = ["calm", 0.0]  # the phase in force and when the last fault ended
+    phase_name = ["calm"]  # the phase in force
+    recovered_from = [0.0]  # when the last fault (or measuring pause) ended
     staleness = {"calm": 0.0, "any": 0.0}
     counts = {"thread": 0, "task": 0, "wrong": 0}
     count_lock = threading.Lock()
@@ -310,14 +327,14 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
         elif value != ledger.latest.get(secret_id):
             age = ledger.staleness(value)
             staleness["any"] = max(staleness["any"], age)
-            if phase_now[0] == "calm" and time.monotonic() - float(phase_now[1]) > settle_after:
+            if phase_name[0] == "calm" and time.monotonic() - recovered_from[0] > settle_after:
                 staleness["calm"] = max(staleness["calm"], age)
 
     def failed(secret_id: str, error: Exception) -> None:
         errors[(round(time.monotonic() - start, 1), secret_id, type(error).__name__)] += 1
 
     def reader(seed: int) -> None:
-        local_rng, n = random.Random(seed), 0  # noqa: S311
+        local_rng, n = random.Random(seed), 0
         while not stop.is_set():
             running.wait()
             secret_id = local_rng.choice(ids)
@@ -332,7 +349,7 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
             counts["thread"] += n
 
     async def task_reader(seed: int) -> None:
-        local_rng, n = random.Random(seed), 0  # noqa: S311
+        local_rng, n = random.Random(seed), 0
         while not stop.is_set():
             while not running.is_set():
                 await asyncio.sleep(0.01)
@@ -348,12 +365,28 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
                 await asyncio.sleep(0)  # hits never suspend: let the other tasks run
         counts["task"] += n
 
+    def sweep() -> None:
+        """Read every secret once through each cache (errors are the fault plan's; counted as usual)."""
+        async def read_all() -> None:
+            for secret_id in ids:
+                try:
+                    await async_cache.get_secret_string(secret_id)
+                except SecretCacheError as e:
+                    failed(secret_id, e)
+
+        for secret_id in ids:
+            try:
+                sync_cache.get_secret_string(secret_id)
+            except SecretCacheError as e:
+                failed(secret_id, e)
+        asyncio.run_coroutine_threadsafe(read_all(), loop).result(60)
+
     async def all_tasks() -> None:
         await asyncio.gather(*(task_reader(1000 + i) for i in range(plan.tasks)))
 
     def rotator() -> None:
         period = 1.0 / plan.rotations_per_s if plan.rotations_per_s else None
-        local_rng = random.Random(7)  # noqa: S311
+        local_rng = random.Random(7)
         while period and not stop.wait(period):
             secret_id = local_rng.choice(ids[plan.doomed:])  # doomed secrets change state, not value
             pool = ledger.pools[secret_id]
@@ -364,7 +397,8 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
 
     start = time.monotonic()
     tracemalloc.start(int(os.environ.get("SOAK_TRACE") or 1))
-    workers = [threading.Thread(target=reader, args=(i,), name=f"soak-reader-{i}") for i in range(plan.threads)]
+    workers = [threading.Thread(target=reader, args=(i,), name=f"soak-reader-{i}")
+               for i in range(plan.threads)]
     workers.append(threading.Thread(target=loop.run_until_complete, args=(all_tasks(),), name="soak-tasks"))
     workers.append(threading.Thread(target=rotator, name="soak-rotator"))
     for w in workers:
@@ -378,7 +412,7 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
         phase = PHASES[phase_index % len(PHASES)]
         phase_start = now
         target.fault(phase, doomed)
-        phase_now[0] = phase
+        phase_name[0] = phase
         phase_end_at = min(start + plan.seconds, phase_start + plan.phase_seconds)
         while (now := time.monotonic()) < phase_end_at:
             if now >= next_sample:
@@ -386,11 +420,12 @@ def run(plan: Plan, *, value_of: Any = None) -> Figures:
                 next_sample = now + max(0.25, plan.seconds / 60)
             time.sleep(0.05)
         target.heal(phase, doomed, plan.latency)
-        if phase == "calm" and phase_start >= warm_until:
-            figures.memory_calm.append((round(time.monotonic() - start, 2), _quiet_memory(running, target.calls)))
-            phase_now[1] = time.monotonic()  # the pause let entries expire: recovery starts again
+        if phase == "calm" and phase_start >= warm_until and phase_index % plan.measure_every == 0:
+            quiet = _quiet_memory(running, target.calls, sweep, plan.backoff_max)
+            figures.memory_calm.append((round(time.monotonic() - start, 2), quiet))
+            recovered_from[0] = time.monotonic()  # the pause let entries expire: recovery starts again
         if phase != "calm":
-            phase_now[:] = ["calm", time.monotonic()]
+            phase_name[0], recovered_from[0] = "calm", time.monotonic()
         phase_log.append((phase_start - start, time.monotonic() - start, phase))
         phase_index += 1
 
@@ -461,12 +496,14 @@ def report(figures: Figures) -> str:
         f"once recovered: {figures.max_staleness_calm_s} s)",
     ]
     if mem:
+        peak = max(m[1] for m in mem)
         lines.append(f"  memory (all)     traced {mem[0][1] / 1e6:.2f} -> {mem[-1][1] / 1e6:.2f} MB "
-                     f"(peak {max(m[1] for m in mem) / 1e6:.2f}), RSS {mem[0][2] / 1e6:.1f} -> {mem[-1][2] / 1e6:.1f} MB")
+                     f"(peak {peak / 1e6:.2f}), RSS {mem[0][2] / 1e6:.1f} -> {mem[-1][2] / 1e6:.1f} MB")
     calm = figures.memory_calm
     if calm:
-        lines.append(f"  memory (cache)   at calm-phase ends: {', '.join(f'{b / 1e6:.2f}' for _, b in calm)} MB; "
-                     f"growth {figures.memory_growth_bytes / 1e3:+.0f} kB (tolerance {MEMORY_TOLERANCE // 1024} kB)")
+        samples = ", ".join(f"{b / 1e6:.2f}" for _, b in calm)
+        lines.append(f"  memory (cache)   at calm-phase ends: {samples} MB; growth "
+                     f"{figures.memory_growth_bytes / 1e3:+.0f} kB (tolerance {MEMORY_TOLERANCE // 1024} kB)")
         if figures.memory_growth_bytes > MEMORY_TOLERANCE:
             lines.append(f"  grew most at     {'; '.join(figures.memory_top_growth[:5])}")
     if figures.log_records:
@@ -477,9 +514,9 @@ def report(figures: Figures) -> str:
 
 PRESETS = {
     # CI: short runs (a full cycle of the fault plan each), run by tests/test_soak.py.
-    ("ci", "memory"): Plan(seconds=25.0),
-    ("ci", "moto"): Plan(backend="moto", seconds=28.0, secrets=60, threads=4, tasks=16, ttl=1.0, swr=0.5,
-                         rotations_per_s=20.0, think=0.001),
+    ("ci", "memory"): Plan(seconds=28.0, phase_seconds=1.2, measure_every=2),
+    ("ci", "moto"): Plan(backend="moto", seconds=30.0, secrets=60, threads=4, tasks=16, ttl=1.0, swr=0.5,
+                         phase_seconds=1.2, rotations_per_s=20.0, think=0.001, measure_every=2),
     # nox -s soak: the figures in docs/reliability.md.
     ("long", "memory"): Plan(seconds=150.0),
     ("long", "moto"): Plan(backend="moto", seconds=150.0, secrets=100, ttl=2.0, swr=1.0, backoff_base=0.5,

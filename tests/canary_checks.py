@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 from _pytest._io.saferepr import saferepr
 
+import secretcache
 from tests.canary import CANARY
 
-_PACKAGE_DIR = str(Path(__import__("secretcache").__file__).resolve().parent)
+_PACKAGE_DIR = str(Path(secretcache.__file__ or "secretcache/__init__.py").resolve().parent)
 
 
 class _Findings:
@@ -74,7 +75,7 @@ def _watch_exception_construction() -> Callable[[], None]:
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The exception and the ones chained to it, in the order pytest prints them (respecting ``from None``)."""
+    """The exception and those chained to it, as pytest prints them (respecting ``from None``)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -96,7 +97,8 @@ def _our_frames(tb: types.TracebackType | None) -> Iterator[types.FrameType]:
 
 
 def leaking_locals(error: BaseException) -> list[str]:
-    """``function: local`` for each local of a secretcache frame, in ``error``'s tracebacks, showing a canary."""
+    """``module:function() local 'name'`` for each local of a secretcache frame in ``error``'s
+    tracebacks whose repr shows a canary."""
     found: list[str] = []
     for exc in _chain(error):
         for frame in _our_frames(exc.__traceback__):
@@ -104,7 +106,7 @@ def leaking_locals(error: BaseException) -> list[str]:
             for name, value in frame.f_locals.items():
                 try:
                     shown = saferepr(value, maxsize=None)
-                except Exception:  # noqa: S112 - what cannot be rendered is not shown either
+                except Exception:
                     continue
                 if CANARY in shown:
                     module = Path(frame.f_code.co_filename).name
@@ -150,7 +152,7 @@ def _watch_pytest_raises() -> Callable[[], None]:
         return _AuditedRaises(result)
 
     raises.__doc__ = original.__doc__
-    pytest.raises = raises  # type: ignore[assignment]
+    pytest.raises = raises
 
     def undo() -> None:
         pytest.raises = original
@@ -213,7 +215,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.line(leak)
         terminalreporter.line(f"(checked {counts})")
     else:
-        terminalreporter.line(f"secret-leak canary (exceptions, traceback locals, reports): 0 leaks; checked {counts}")
+        terminalreporter.line(
+            f"secret-leak canary (exceptions, traceback locals, reports): 0 leaks; checked {counts}")
 
 
 def findings() -> _Findings:

@@ -34,6 +34,7 @@ private PostgreSQL cluster through ``pg_ctl`` (connections drop, the port stays)
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -51,9 +52,9 @@ __all__ = [
     "PERMANENT",
     "TRANSIENT",
     "FaultProxy",
+    "PostgresRestarter",
     "RemoteFaults",
     "Seen",
-    "PostgresRestarter",
     "kill_mysql_connections",
     "terminate_pg_backends",
 ]
@@ -61,8 +62,10 @@ __all__ = [
 PERMANENT: dict[str, str] = {
     "ResourceNotFoundException": "Secrets Manager can't find the specified secret.",
     "AccessDeniedException": "User is not authorized to perform: secretsmanager:GetSecretValue",
-    "DecryptionFailure": "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
-    "InvalidRequestException": "You can't perform this operation on the secret because it was marked for deletion.",
+    "DecryptionFailure":
+        "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+    "InvalidRequestException":
+        "You can't perform this operation on the secret because it was marked for deletion.",
     "InvalidParameterException": "The parameter SecretId is not valid.",
 }
 """Every permanent error code the service documents for GetSecretValue, with a representative message."""
@@ -106,7 +109,7 @@ class FaultProxy:
         self.slow_seconds = slow_seconds
         self.seen: list[Seen] = []
         self.targets: Collection[str] | None = None
-        """When set, faults apply only to requests naming one of these SecretIds (batch calls: any of them)."""
+        """When set, faults apply only to requests naming one of these SecretIds (a batch: any of them)."""
         self._lock = threading.Lock()
         self._script: deque[str] = deque()
         self._standing = "pass"
@@ -200,7 +203,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the test output stays clean; the proxy's record is ``proxy.seen``
 
         def do_POST(self) -> None:
@@ -213,7 +216,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # the client gave up first (it timed out): nothing to answer
 
         def _control(self) -> None:
-            """The plan, driven from another process: ``POST /__faults__/{fail,script,clear,count}`` with JSON."""
+            """The plan, driven from another process: ``POST /__faults__/{fail,script,clear,count}``."""
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             action = self.path[len(CONTROL):]
             answer: dict[str, Any] = {}
@@ -226,7 +229,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 proxy.clear()
                 proxy.targets = None
             elif action == "count":
-                answer["count"] = proxy.count(request.get("operation", "GetSecretValue"), request.get("secret_id"))
+                operation = request.get("operation", "GetSecretValue")
+                answer["count"] = proxy.count(operation, request.get("secret_id"))
             else:
                 self._reply(404, "application/json", b"{}")
                 return
@@ -239,7 +243,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             try:
                 payload = json.loads(body or b"{}")
                 if isinstance(payload, dict):
-                    secret_ids = [payload["SecretId"]] if "SecretId" in payload else payload.get("SecretIdList", [])
+                    single = payload.get("SecretId")
+                    secret_ids = [single] if single is not None else payload.get("SecretIdList", [])
             except ValueError:
                 pass
             mode, release = proxy._next_mode(operation, secret_ids)
@@ -266,7 +271,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 try:
                     status, headers, answer = self._forward(body)
                 except OSError:  # moto is gone (shutting down): answer as a load balancer would
-                    self._reply(502, "text/html", b"<html><body>502 Bad Gateway (upstream down)</body></html>")
+                    self._reply(502, "text/html", b"<html><body>502 Bad Gateway (no upstream)</body></html>")
                     return
                 if mode == "truncate":
                     self._reply(status, headers.get("content-type", _AMZ_JSON), answer[: len(answer) // 2],
@@ -313,10 +318,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 pass  # the client already went away (it timed out first)
 
         def finish(self) -> None:
-            try:
+            with contextlib.suppress(OSError, ValueError):  # after a reset the stream is closed under us
                 super().finish()
-            except (OSError, ValueError):
-                pass  # after a reset the stream is closed under us: nothing left to flush
 
     return Handler
 
@@ -341,7 +344,8 @@ class RemoteFaults:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
         try:
-            conn.request("POST", CONTROL + action, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+            conn.request("POST", CONTROL + action, body=json.dumps(payload),
+                         headers={"Content-Type": "application/json"})
             response = conn.getresponse()
             answer = response.read()
             assert response.status == 200, f"fault proxy control {action}: HTTP {response.status}"
@@ -399,7 +403,8 @@ def terminate_pg_backends(admin_connect: Callable[[], Any], user: str) -> int:
     try:
         conn.autocommit = True
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE usename = %s AND pid <> pg_backend_pid()",
             (user,),
         ).fetchall()
     finally:
@@ -412,8 +417,8 @@ def kill_mysql_connections(admin_connect: Callable[[], Any], user: str) -> int:
     conn = admin_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT id FROM information_schema.processlist WHERE user = %s AND id <> CONNECTION_ID()",
-                        (user,))
+            cur.execute("SELECT id FROM information_schema.processlist"
+                        " WHERE user = %s AND id <> CONNECTION_ID()", (user,))
             killed = 0
             for (thread_id,) in cur.fetchall():
                 try:

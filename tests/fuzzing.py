@@ -39,6 +39,21 @@ def examples(n: int) -> settings:
     return settings(max_examples=max(1, int(n * SCALE)))
 
 
+T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
+
+
+def outcome(fn: Callable[[], T], allowed: type[E]) -> tuple[T | None, E | None]:
+    """``(result, None)``, or ``(None, error)`` when ``fn`` raised one of the ``allowed`` (documented) errors.
+
+    Anything else propagates: the property fails, naming the undocumented exception.
+    """
+    try:
+        return fn(), None
+    except allowed as e:
+        return None, e
+
+
 def counted(fn: F) -> F:
     """Count each example the property runs (put it under ``@given``)."""
     name = f"{fn.__module__.rpartition('.')[2]}::{fn.__name__}"

@@ -48,14 +48,16 @@ def _shown(obj: object) -> str:
 def test_the_exception_and_traceback_canary_checks_are_loaded_in_this_session(
     pytestconfig: pytest.Config,
 ) -> None:
-    """CI proves nothing unless tests/canary_checks.py is a plugin of the run (``pytest_plugins`` in conftest)."""
+    """CI proves nothing unless tests/canary_checks.py is a plugin of the run (conftest's pytest_plugins)."""
     assert pytestconfig.pluginmanager.has_plugin("tests.canary_checks"), (
         "add 'tests.canary_checks' to pytest_plugins in tests/conftest.py")
     assert pytest.raises.__module__ == "tests.canary_checks"
 
 
-def test_the_locals_check_finds_a_secret_held_by_a_package_frame_and_follows_the_chain(tmp_path: Path) -> None:
-    """The check itself: a frame of the package holding a canary in a local is reported, through ``raise from``."""
+def test_the_locals_check_finds_a_secret_held_by_a_package_frame_and_follows_the_chain(
+    tmp_path: Path,
+) -> None:
+    """The check itself: a package frame holding a canary in a local is reported, through ``raise from``."""
     module = tmp_path / "secretcache_probe.py"
     module.write_text(textwrap.dedent("""
         def inner(value):
@@ -148,7 +150,7 @@ def test_reprs_of_backends_decorators_and_the_compat_layer_never_show_a_value_or
     from secretcache.compat import SecretCache as CompatCache
 
     secret = canary_value("repr2")
-    cache, backend = _loaded_cache(secret)
+    cache, _backend = _loaded_cache(secret)
 
     @inject_secret("app/json#password", into="password", cache=cache)
     def handler(password: str) -> str:
@@ -159,7 +161,8 @@ def test_reprs_of_backends_decorators_and_the_compat_layer_never_show_a_value_or
     aws = AwsBackend(region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
     compat = CompatCache(config=SecretCacheConfig(), client=_StubClient(secret))
     assert compat.get_secret_string("app/text") == secret
-    objects: list[Any] = [handler, agent, aws, compat, SecretCacheConfig(), InjectSecretString("app/text", compat),
+    objects: list[Any] = [handler, agent, aws, compat, SecretCacheConfig(),
+                          InjectSecretString("app/text", compat),
                           InjectKeywordedSecretString("app/json", compat, password="password")]
     for obj in objects:
         assert CANARY not in _shown(obj), f"{type(obj).__name__} shows a value or token"
@@ -198,7 +201,8 @@ class _StubClient:
 
     def get_secret_value(self, **kwargs: Any) -> dict[str, Any]:
         return {"Name": kwargs["SecretId"], "SecretString": self._secret, "VersionId": "v1" * 16,
-                "VersionStages": ["AWSCURRENT"], "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf"}
+                "VersionStages": ["AWSCURRENT"],
+                "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf"}
 
     def __repr__(self) -> str:
         return "<stub secretsmanager client>"
@@ -329,7 +333,7 @@ def cli_aws() -> Iterator[tuple[str, FaultProxy, dict[str, str]]]:
         yield proxy.url, proxy, values
 
 
-def _cli(proxy_url: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
+def _cli(proxy_url: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     child = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
     child.update(AWS_ENDPOINT_URL_SECRETS_MANAGER=proxy_url, AWS_ACCESS_KEY_ID="testing",
                  AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
@@ -337,7 +341,7 @@ def _cli(proxy_url: str, *args: str, env: dict[str, str] | None = None, cwd: Pat
                  PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     child.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "secretcache", *args], env=child, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=90, cwd=cwd)
+                          stdin=subprocess.DEVNULL, timeout=90)
     return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
 
 
@@ -380,7 +384,8 @@ def test_cli_run_with_an_unparsable_env_file_line_holding_a_value_names_the_line
     env_file.write_text(f"GOOD=canary/db\nBAD='{values['password']}\n")  # an unterminated quote
     exit_code, output = _cli(url, "run", "--env-file", str(env_file), "--", "true")
     assert exit_code == 2, output
-    assert "line 2" in output and CANARY not in output
+    assert "line 2" in output
+    assert CANARY not in output
 
 
 @pytest.mark.integration
@@ -393,7 +398,8 @@ def test_cli_run_failing_on_one_variable_never_echoes_the_resolved_others(
            "BROKEN": "{{resolve:secretsmanager:canary/db:SecretString:nope}}"}
     exit_code, output = _cli(url, "run", "--", sys.executable, "-c", "pass", env=env)
     assert exit_code == 1, output
-    assert "BROKEN" in output and CANARY not in output
+    assert "BROKEN" in output
+    assert CANARY not in output
 
 
 @pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The rotation policy (secretcache.db._auth) and secret mapping (_params), with fake drivers and a fake clock.
+"""The rotation policy (secretcache.db._auth) and secret mapping (_params): fake drivers, a fake clock.
 
 The fake database knows one password per user and raises errors shaped like the real drivers'
 (psycopg: OperationalError with ``sqlstate`` None and the message only; PyMySQL: ``args[0] == 1045``).
@@ -87,7 +87,8 @@ PG_REFUSED = ('connection failed: connection to server at "127.0.0.1", port 5432
     MyOperationalError(1698, "Access denied for user 'nobody'@'127.0.0.1'"),
     Wrapper(PgOperationalError(PG_REFUSED)),
     Wrapper(MyOperationalError(1045, "Access denied for user 'app'@'localhost' (using password: YES)")),
-], ids=["psycopg-message", "pam", "28P01", "28000-rds-proxy", "mysql-1045", "mariadb-1698", "wrapped-pg", "wrapped-mysql"])
+], ids=["psycopg-message", "pam", "28P01", "28000-rds-proxy", "mysql-1045", "mariadb-1698", "wrapped-pg",
+        "wrapped-mysql"])
 def test_refused_credentials_are_detected_as_auth_failures(error: BaseException) -> None:
     assert is_auth_failure(error)
 
@@ -96,7 +97,8 @@ def test_refused_credentials_are_detected_as_auth_failures(error: BaseException)
     PgOperationalError('connection failed: connection to server at "127.0.0.1", port 5432 failed: '
                        'FATAL:  database "nope" does not exist'),
     PgOperationalError('connection failed: connection to server at "127.0.0.1", port 1 failed: '
-                       "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"),
+                       "Connection refused\n\tIs the server running on that host and accepting TCP/IP "
+                       "connections?"),
     PgOperationalError("connection failed: FATAL:  sorry, too many clients already"),
     PgOperationalError("connection failed: fe_sendauth: no password supplied"),
     PgOperationalError('connection failed: FATAL:  role "app" is not permitted to log in'),
@@ -193,11 +195,12 @@ class FakeServer:
         if barrier is not None:
             barrier.wait(timeout=10)
         if self.down:
-            raise PgOperationalError('connection failed: connection to server at "127.0.0.1", port 5432 failed: '
-                                     "Connection refused", pgconn=FakePGconn(password))
+            raise PgOperationalError('connection failed: connection to server at "127.0.0.1", port 5432 '
+                                     "failed: Connection refused", pgconn=FakePGconn(password))
         if not ok:
             if self.mysql:
-                raise MyOperationalError(1045, f"Access denied for user '{user}'@'localhost' (using password: YES)")
+                message = f"Access denied for user '{user}'@'localhost' (using password: YES)"
+                raise MyOperationalError(1045, message)
             raise PgOperationalError(PG_REFUSED.replace('"app"', f'"{user}"'), pgconn=FakePGconn(password))
         return FakeConnection(user, password)
 
@@ -513,7 +516,8 @@ def test_a_non_json_secret_fails_clearly_without_showing_it(world: World) -> Non
 
 
 def test_explicit_arguments_win_and_fill_what_the_secret_lacks(world: World) -> None:
-    world.backend.put_secret(SECRET, json.dumps({"username": "app", "password": world.password}))  # RDS-managed
+    rds_managed = {"username": "app", "password": world.password}
+    world.backend.put_secret(SECRET, json.dumps(rds_managed))
     world.cache.invalidate()
     seen: list[dict[str, Any]] = []
     login = world.login()
@@ -540,8 +544,8 @@ def test_driver_names_differ_per_driver() -> None:
 
 
 @pytest.mark.parametrize(("field", "raw", "message"), [
-    ("port", "fifty", "not a port number"),
-    ("port", True, "not a port number"),
+    ("port", "fifty", "is not a number"),
+    ("port", True, "is not a number"),
     ("username", 42, "must be a string"),
 ])
 def test_malformed_fields_are_named_without_their_value(field: str, raw: Any, message: str) -> None:

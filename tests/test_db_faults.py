@@ -20,6 +20,7 @@ PostgreSQL runs in a private cluster started by this module, so restarting it di
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -86,8 +87,9 @@ class World:
 
     def rotate(self, strategy: Any, after_step: Callable[[str, str], None] | None = None,
                token: str | None = None) -> str:
-        return rotate_secret_now(self.rotation_client, SECRET, strategy, after_step=after_step,  # type: ignore[no-any-return]
-                                 token=token)
+        version: str = rotate_secret_now(self.rotation_client, SECRET, strategy, after_step=after_step,
+                                         token=token)
+        return version
 
 
 @pytest.fixture
@@ -148,10 +150,8 @@ class Held:
 
     def close(self) -> None:
         for conn in self._all:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: S110 - already broken by the fault: nothing to close
-                pass
 
 
 def build_app(factory: str, cache: SecretCache) -> App:
@@ -222,7 +222,8 @@ def check_driver_native(failures: list[BaseException]) -> None:
     for error in failures:
         assert not leaking_locals(error), leaking_locals(error)
         assert not isinstance(error, SecretCacheError), f"a driver failure became {type(error).__name__}"
-        assert isinstance(error, driver_errors()), f"unexpected {type(error).__module__}.{type(error).__name__}"
+        kind = f"{type(error).__module__}.{type(error).__name__}"
+        assert isinstance(error, driver_errors()), f"unexpected {kind}"
         chain: BaseException | None = error
         while chain is not None:
             assert CANARY not in str(chain), f"{type(chain).__name__} shows a password"
@@ -360,7 +361,7 @@ def test_a_rotation_whose_database_step_meets_a_stopped_server_completes_when_re
             restarter.stop()
 
     try:
-        with pytest.raises(Exception) as info:  # noqa: PT011 - the strategy's own driver error, whichever
+        with pytest.raises(Exception) as info:
             w.rotate(PostgresSingleUser(), after_step=stop_before_set_secret, token=token)
         assert isinstance(info.value, psycopg.OperationalError) or isinstance(info.value.__cause__,
                                                                               psycopg.OperationalError)

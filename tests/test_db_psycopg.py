@@ -41,7 +41,7 @@ class Setup:
         return self.backend.calls[GET]
 
     def begin_single_user_rotation(self, password: str) -> str:
-        """createSecret + setSecret: AWSPENDING holds ``password``, the database has it, AWSCURRENT does not."""
+        """createSecret + setSecret: AWSPENDING and the database have ``password``, AWSCURRENT does not."""
         self.passwords.append(password)
         pending = self.backend.put_secret(SECRET, json.dumps(self.account.as_secret(password=password)),
                                           stages=("AWSPENDING",))
@@ -90,8 +90,8 @@ def test_real_non_auth_errors_are_not_auth_failures(pg: Setup) -> None:
     assert "does not exist" in str(no_db.value)
     assert not is_auth_failure(no_db.value)
 
-    with psycopg.connect(host=a.host, port=a.port, user=a.username, password=a.password, dbname=a.dbname) as conn, \
-            pytest.raises(psycopg.errors.SyntaxError) as syntax:
+    good = {"host": a.host, "port": a.port, "user": a.username, "password": a.password, "dbname": a.dbname}
+    with psycopg.connect(**good) as conn, pytest.raises(psycopg.errors.SyntaxError) as syntax:
         conn.execute("SELEC 1")
     assert not is_auth_failure(syntax.value)
 
@@ -193,7 +193,8 @@ def test_a_wrong_password_fails_fast_with_psycopgs_error(pg: Setup, caplog: pyte
 
 
 def test_a_pool_refills_with_new_credentials_across_a_rotation(pg: Setup) -> None:
-    with sc_psycopg.connection_pool(SECRET, cache=pg.cache, min_size=2, max_size=4, timeout=10, open=True) as pool:
+    pool = sc_psycopg.connection_pool(SECRET, cache=pg.cache, min_size=2, max_size=4, timeout=10, open=True)
+    with pool:
         pool.wait(timeout=10)
         with pool.connection() as held:
             pg.begin_single_user_rotation("pw1PoolRotated")
@@ -209,8 +210,8 @@ def test_the_pool_keeps_a_connection_class_you_pass(pg: Setup) -> None:
     class Mine(psycopg.Connection):  # type: ignore[type-arg]
         pass
 
-    with sc_psycopg.connection_pool(SECRET, cache=pg.cache, connection_class=Mine, min_size=1, open=True) as pool, \
-            pool.connection() as conn:
+    pool = sc_psycopg.connection_pool(SECRET, cache=pg.cache, connection_class=Mine, min_size=1, open=True)
+    with pool, pool.connection() as conn:
         assert isinstance(conn, Mine)
 
 

@@ -84,7 +84,8 @@ def test_a_real_wrong_password_through_sqlalchemy_is_an_auth_failure(sa: Setup) 
 
 
 def test_real_unknown_database_and_syntax_errors_through_sqlalchemy_are_not(sa: Setup) -> None:
-    engine = sqlalchemy.create_engine(sa.plain_url(sa.account.password, "sc_nope_db"), poolclass=pool.NullPool)
+    url = sa.plain_url(sa.account.password, "sc_nope_db")
+    engine = sqlalchemy.create_engine(url, poolclass=pool.NullPool)
     with pytest.raises(exc.OperationalError) as no_db:
         engine.connect()
     assert not is_auth_failure(no_db.value)
@@ -100,7 +101,8 @@ def test_real_unknown_database_and_syntax_errors_through_sqlalchemy_are_not(sa: 
 
 def test_a_bare_url_takes_everything_from_the_secret(sa: Setup) -> None:
     engine = sa.engine()
-    user = str(scalar(engine, "SELECT current_user" if sa.account.engine == "postgres" else "SELECT CURRENT_USER()"))
+    sql = "SELECT current_user" if sa.account.engine == "postgres" else "SELECT CURRENT_USER()"
+    user = str(scalar(engine, sql))
     assert user.split("@")[0] == sa.account.username
     assert sa.calls == 1
 
@@ -121,7 +123,7 @@ def test_new_connections_cross_the_single_user_window(sa: Setup, options: dict[s
     held = engine.connect()
     sa.begin_single_user_rotation("pw1SaRotated")
 
-    engine.pool.dispose() if options["poolclass"] is pool.QueuePool else None  # force new logins
+    engine.pool.dispose()  # drop idle pooled connections: the next checkout logs in anew
     assert scalar(engine, "SELECT 1") == 1
     assert held.execute(text("SELECT 2")).scalar() == 2  # opened before the rotation: still works
     held.close()

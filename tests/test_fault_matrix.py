@@ -1,4 +1,4 @@
-"""The fault matrix: every fault the AWS side can throw at the cache × when it strikes × sync / async.
+"""The fault matrix: every fault the AWS side can throw at the cache x when it strikes x sync / async.
 
 A real ``AwsBackend`` (boto3, one HTTP attempt, 0.25 s read timeout) talks to moto's HTTP server through
 :class:`tests.faults.FaultProxy`, which replaces chosen requests with a fault. The clock the cache's policy
@@ -110,6 +110,11 @@ def stale(value: str, calls: int = 0, *, background: bool = False) -> Step:
     return Step(value, "stale", calls, background)
 
 
+def stale_retry(value: str) -> Step:
+    """The cached value served stale while one background retry (an API call) runs."""
+    return Step(value, "stale", 1, background=True)
+
+
 def cached(value: str) -> Step:
     return Step(value, "cached", 1, background=True)
 
@@ -124,16 +129,16 @@ OUTCOMES: dict[tuple[str, str], tuple[Step, Step, Step]] = {
     ("cold",      TRANSIENT): (err(1),                  err(0),                  fresh("v1")),
     ("cold",      PERMANENT): (err(1),                  err(0),                  fresh("v1")),
     ("cold",      BENIGN):    (fresh("v1"),             hit("v1"),               hit("v1")),
-    ("warm",      TRANSIENT): (stale("v1", 1),          stale("v1"),             stale("v1", 1, background=True)),
+    ("warm",      TRANSIENT): (stale("v1", 1),          stale("v1"),             stale_retry("v1")),
     ("warm",      PERMANENT): (err(1),                  err(0),                  fresh("v2")),
     ("warm",      BENIGN):    (fresh("v2"),             hit("v2"),               hit("v2")),
-    ("refresh",   TRANSIENT): (cached("v1"),            stale("v1"),             stale("v1", 1, background=True)),
+    ("refresh",   TRANSIENT): (cached("v1"),            stale("v1"),             stale_retry("v1")),
     ("refresh",   PERMANENT): (cached("v1"),            err(0),                  fresh("v2")),
     ("refresh",   BENIGN):    (cached("v1"),            hit("v2"),               hit("v2")),
     ("refresh()", TRANSIENT): (err(1),                  hit("v1"),               fresh("v2")),
     ("refresh()", PERMANENT): (err(1),                  hit("v1"),               fresh("v2")),
     ("refresh()", BENIGN):    (fresh("v2"),             hit("v2"),               fresh("v2")),
-    ("rotation",  TRANSIENT): (stale("v1", 1),          stale("v1"),             stale("v1", 1, background=True)),
+    ("rotation",  TRANSIENT): (stale("v1", 1),          stale("v1"),             stale_retry("v1")),
     ("rotation",  PERMANENT): (err(1),                  err(0),                  fresh("v2")),
     ("rotation",  BENIGN):    (fresh("v1"),             hit("v1"),               fresh("v2")),
 }
@@ -236,11 +241,13 @@ class Case:
             with pytest.raises(SecretCacheError) as info:
                 await action()
             error = info.value
-            assert type(error) is fault.error, f"{label}: {type(error).__name__}, expected {fault.error.__name__}"
+            expected = fault.error.__name__
+            assert type(error) is fault.error, f"{label}: {type(error).__name__}, expected {expected}"
             assert error.code == fault.code, label
             assert error.secret_id == self.name, label
             assert error.__cause__ is not None, f"{label}: the backend's error must be chained"
-            assert CANARY not in str(error) and CANARY not in repr(error)
+            assert CANARY not in str(error)
+            assert CANARY not in repr(error)
         else:
             served = await action()
             assert served == self.values[step.value or ""], f"{label}: served the wrong version"
@@ -277,7 +284,8 @@ async def test_fault_matrix(
                                                  VersionStages=["AWSPENDING"])["VersionId"]
             else:
                 admin.put_secret_value(SecretId=name, SecretString=case.values["v2"])
-            clock.advance({"warm": TTL + SWR + 1, "rotation": TTL + SWR + 1, "refresh": TTL + 1}.get(phase, 0))
+            expire = {"warm": TTL + SWR + 1, "rotation": TTL + SWR + 1, "refresh": TTL + 1}
+            clock.advance(expire.get(phase, 0))
         first = face.refresh if phase == "refresh()" else face.read
 
         # -- step 1: the fault strikes
@@ -309,7 +317,7 @@ async def test_fault_matrix(
 
 
 def test_the_matrix_covers_every_fault_and_phase() -> None:
-    """Matrix size: 15 faults × 5 phases × 2 faces; every (phase, kind) has its written outcome."""
+    """Matrix size: 15 faults x 5 phases x 2 faces; every (phase, kind) has its written outcome."""
     assert len(CASES) * 2 == 150
     assert {(phase, f.kind) for phase in PHASES for f in FAULTS.values()} == set(OUTCOMES)
 
@@ -325,7 +333,8 @@ def test_with_botocore_standard_retries_a_transient_burst_is_absorbed_in_one_bac
     admin.create_secret(Name=name, SecretString=value)
     proxy.targets = {name}
     try:
-        cache = SecretCache(fast_backend(proxy.url, mode="standard", total_max_attempts=3), config=matrix_config())
+        retrying = fast_backend(proxy.url, mode="standard", total_max_attempts=3)
+        cache = SecretCache(retrying, config=matrix_config())
         proxy.script("500", "rst")  # two failed HTTP attempts, then moto answers
         assert cache.get_secret_string(name) == value
         assert proxy.count("GetSecretValue", name) == 3  # botocore retried twice...
@@ -353,11 +362,13 @@ def test_with_botocore_standard_retries_a_throttle_then_success_is_one_backend_c
     admin.create_secret(Name=name, SecretString=value)
     proxy.targets = {name}
     try:
-        cache = SecretCache(fast_backend(proxy.url, mode="standard", total_max_attempts=2), config=matrix_config())
+        retrying = fast_backend(proxy.url, mode="standard", total_max_attempts=2)
+        cache = SecretCache(retrying, config=matrix_config())
         proxy.script("throttle")
         assert cache.get_secret_string(name) == value
         assert proxy.count("GetSecretValue", name) == 2
-        assert cache.stats.backend_calls == 1 and cache.stats.errors == 0
+        assert cache.stats.backend_calls == 1
+        assert cache.stats.errors == 0
         cache.close()
     finally:
         proxy.clear()
@@ -367,23 +378,47 @@ def test_with_botocore_standard_retries_a_throttle_then_success_is_one_backend_c
 # -- prefetch under faults -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["throttle", "500", "rst", "AccessDeniedException"])
-def test_prefetch_falls_back_to_one_read_per_secret_when_the_batch_call_fails(
-    mode: str, proxy: FaultProxy, admin: Any, backend: AwsBackend
+def test_prefetch_falls_back_to_one_read_per_secret_when_the_batch_call_is_denied(
+    proxy: FaultProxy, admin: Any, backend: AwsBackend
 ) -> None:
-    names = [f"matrix/prefetch/{mode}/{i}" for i in range(3)]
+    names = [f"matrix/prefetch/denied/{i}" for i in range(3)]
     values = {n: canary_value(f"pf{i}") for i, n in enumerate(names)}
     for n, v in values.items():
         admin.create_secret(Name=n, SecretString=v)
     proxy.reset_counts()
     try:
         cache = SecretCache(backend, config=matrix_config())
-        proxy.script(mode)  # only the batch call fails
+        proxy.script("AccessDeniedException")  # IAM allows GetSecretValue but not BatchGetSecretValue
         assert cache.prefetch(names) == {}
         assert proxy.count("BatchGetSecretValue") == 1
         assert sum(proxy.count("GetSecretValue", n) for n in names) == 3
         assert [cache.get_secret_string(n) for n in names] == [values[n] for n in names]
         assert sum(proxy.count("GetSecretValue", n) for n in names) == 3  # all served from the cache now
+        cache.close()
+    finally:
+        proxy.clear()
+
+
+@pytest.mark.parametrize(("mode", "error"), [
+    ("throttle", SecretThrottledError), ("500", SecretUnavailableError), ("rst", SecretUnavailableError),
+])
+def test_prefetch_reports_a_transient_batch_failure_per_secret_without_adding_calls(
+    mode: str, error: type[SecretCacheError], proxy: FaultProxy, admin: Any, backend: AwsBackend
+) -> None:
+    """A throttled or unreachable service gets no N single calls on top: each id reports the failure."""
+    names = [f"matrix/prefetch/{mode}/{i}" for i in range(3)]
+    for i, n in enumerate(names):
+        admin.create_secret(Name=n, SecretString=canary_value(f"pt{i}"))
+    proxy.reset_counts()
+    try:
+        cache = SecretCache(backend, config=matrix_config())
+        proxy.script(mode)
+        failures = cache.prefetch(names)
+        assert set(failures) == set(names)
+        assert all(type(e) is error and e.secret_id == n for n, e in failures.items())
+        assert proxy.count("BatchGetSecretValue") == 1
+        assert proxy.count("GetSecretValue") == 0
+        assert cache.get_secret_string(names[0])  # nothing was cached or backed off: a read fetches
         cache.close()
     finally:
         proxy.clear()

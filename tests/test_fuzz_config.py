@@ -19,7 +19,7 @@ from secretcache import SecretCache
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretUnavailableError
 from tests.fakes import ScriptedBackend
-from tests.fuzzing import counted, examples, report_fixture
+from tests.fuzzing import counted, examples, outcome, report_fixture
 
 _report = report_fixture("test_fuzz_config")
 
@@ -67,19 +67,22 @@ def _usable(value: Any, *, finite: bool) -> bool:
 @example({"ttl": 10**309, "backoff_max": 10**309, "backoff_base": 1})
 @counted
 def test_construction_raises_only_value_error_and_accepted_configs_are_usable(kwargs: dict[str, Any]) -> None:
-    try:
-        config = CacheConfig(**kwargs)
-    except ValueError as e:
-        assert str(e).startswith("CacheConfig.")
+    config, error = outcome(lambda: CacheConfig(**kwargs), ValueError)
+    if error is not None:
+        assert str(error).startswith("CacheConfig.")
         return
+    assert config is not None
     assert _usable(config.ttl, finite=False)
     assert 0 <= config.jitter < 1
     assert _usable(config.stale_while_revalidate, finite=True)
     assert config.stale_if_error is None or _usable(config.stale_if_error, finite=False)
-    assert _usable(config.backoff_base, finite=True) and _usable(config.backoff_max, finite=True)
+    assert _usable(config.backoff_base, finite=True)
+    assert _usable(config.backoff_max, finite=True)
     assert config.backoff_base <= config.backoff_max
-    assert isinstance(config.max_size, int) and config.max_size >= 1
-    assert isinstance(config.version_stage, str) and config.version_stage
+    assert isinstance(config.max_size, int)
+    assert config.max_size >= 1
+    assert isinstance(config.version_stage, str)
+    assert config.version_stage
     assert isinstance(config.background_refresh, bool)
     for name, value in kwargs.items():
         assert getattr(config, name) == value or (isinstance(value, float) and math.isnan(value))
@@ -91,7 +94,8 @@ def test_construction_raises_only_value_error_and_accepted_configs_are_usable(kw
 def test_an_accepted_config_runs_the_policy_without_error(
     ttl: float, jitter: float, base: float, extra: float
 ) -> None:
-    config = CacheConfig(ttl=ttl, jitter=jitter, backoff_base=base, backoff_max=base + extra, background_refresh=False)
+    config = CacheConfig(ttl=ttl, jitter=jitter, backoff_base=base, backoff_max=base + extra,
+                         background_refresh=False)
     backend = ScriptedBackend({"app/cfg": "v"})
     cache = SecretCache(backend, config=config)
     assert cache.get_secret_string("app/cfg") == "v"

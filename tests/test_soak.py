@@ -34,7 +34,8 @@ def _soak(backend: str, tmp_path: Path) -> dict[str, Any]:
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     print(proc.stdout)
-    assert out.exists(), f"the soak wrote no figures (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    assert out.exists(), (
+        f"the soak wrote no figures (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(out.read_text())
     figures["_exit"], figures["_stdout"] = proc.returncode, proc.stdout
     return figures
@@ -52,7 +53,8 @@ def _check(f: dict[str, Any]) -> None:
     assert 0 < f["api_calls"] <= f["api_call_bound"], summary
     assert len(f["memory_calm"]) >= 3, "too few calm phases to judge memory"
     assert f["memory_growth_bytes"] <= MEMORY_TOLERANCE, summary
-    assert f["log_records"] > 1000 and f["log_leaks"] == 0, summary
+    assert f["log_records"] > 1000, summary
+    assert f["log_leaks"] == 0, summary
     assert f["_exit"] == 0, summary
 
 

@@ -1,6 +1,7 @@
 """Database connection factories that keep working when Secrets Manager rotates the password.
 
-- :mod:`secretcache.db.psycopg`: ``connect``, ``connect_async``, ``connection_pool``, ``async_connection_pool``
+- :mod:`secretcache.db.psycopg`: ``connect``, ``connect_async``, ``connection_pool``,
+  ``async_connection_pool``
 - :mod:`secretcache.db.pymysql`: ``connect``, ``creator``
 - :mod:`secretcache.db.sqlalchemy`: ``create_engine``, ``create_async_engine``, ``attach``
 

@@ -33,7 +33,9 @@ from ..model import SecretValue, validate_secret_id
 if TYPE_CHECKING:
     from ..cache import SecretCache
 
-__all__ = ["AuthPolicy", "AuthStats", "Connect", "Credentials", "Login", "Read", "auth_stats", "is_auth_failure"]
+__all__ = [
+    "AuthPolicy", "AuthStats", "Connect", "Credentials", "Login", "Read", "auth_stats", "is_auth_failure",
+]
 
 log = logging.getLogger("secretcache.db")
 
@@ -559,7 +561,7 @@ class Login:
 
 
 def add_note(error: BaseException, note: str) -> None:
-    """``error.add_note(note)`` on Python 3.11+; on 3.10 the same ``__notes__`` list (shown by newer tools)."""
+    """``error.add_note(note)`` on Python 3.11+; on 3.10 the same ``__notes__`` list (newer tools show it)."""
     adder = getattr(error, "add_note", None)
     if adder is not None:
         adder(note)

@@ -57,7 +57,7 @@ def check_keys(keys: Mapping[str, str] | None) -> dict[str, str]:
 def _extract(
     value: SecretValue, secret_id: str, keys: Mapping[str, str], names: DriverNames
 ) -> tuple[str | None, dict[str, Any] | None]:
-    """(problem, None) or (None, params). Returns rather than raises so no traceback frame holds the secret."""
+    """(problem, None) or (None, params); returned, not raised: no traceback frame holds the secret."""
     data = value.json()  # SecretFormatError for non-JSON or binary, naming the secret, never the text
     params: dict[str, Any] = {}
     for field in FIELDS:
@@ -68,7 +68,8 @@ def _extract(
         name = getattr(names, field)
         if field == "port":
             if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip().isdigit():
-                return f"database secret {secret_id!r}: field 'port' (JSON key {key!r}) is not a port number", None
+                problem = f"database secret {secret_id!r}: field 'port' (JSON key {key!r}) is not a number"
+                return problem, None
             params[name] = int(raw) if names.port_as_int else str(int(raw))
         elif isinstance(raw, str):
             params[name] = raw

@@ -23,7 +23,9 @@ try:
     import sqlalchemy
     from sqlalchemy import event
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("secretcache.db.sqlalchemy needs SQLAlchemy 2: pip install 'secretcache[sqlalchemy]'") from e
+    raise ImportError(
+        "secretcache.db.sqlalchemy needs SQLAlchemy 2: pip install 'secretcache[sqlalchemy]'"
+    ) from e
 
 from ._auth import AuthPolicy, Login, Read, run_sync
 from ._params import DATABASE, MYSQLDB, PSYCOPG, DriverNames, make_params_of, merged
@@ -50,7 +52,7 @@ _attached: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _read_in_greenlet(step: Read) -> Any:
-    """Async engines run ``do_connect`` in a greenlet on the event loop: blocking cache work goes to a thread."""
+    """Async engines run ``do_connect`` in a greenlet on the loop: cache work that may block uses a thread."""
     if not step.may_block:
         return step.fn()
     import asyncio
@@ -128,12 +130,12 @@ def create_async_engine(
     keys: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
-    """``sqlalchemy.ext.asyncio.create_async_engine`` logging in with the secret (e.g. ``postgresql+psycopg://``).
+    """``sqlalchemy.ext.asyncio.create_async_engine`` logging in with the secret (``postgresql+psycopg://``).
 
     Cache hits are read on the event loop; reads that may call Secrets Manager run in a worker thread.
     """
     if "async_creator" in engine_kwargs or "creator" in engine_kwargs:
-        raise TypeError("async_creator= bypasses do_connect, where secretcache logs in; pass one or the other")
+        raise TypeError("async_creator= bypasses do_connect, where secretcache logs in; pass one or other")
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
     engine = sa_create_async_engine(url, **engine_kwargs)
