@@ -31,11 +31,12 @@ def _ratio(v: float) -> str:
     return f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x"
 
 
-def _line(ax: Any, y: float, text: str) -> None:
-    """A dashed reference line, labelled at the right edge."""
+def _line(ax: Any, y: float, text: str, *, right: bool = False) -> None:
+    """A dashed reference line, labelled at the left (or right) edge."""
     ax.axhline(y, color="grey", ls="--", lw=0.8)
-    ax.text(0.99, y, text, transform=ax.get_yaxis_transform(), fontsize=7, ha="right", va="bottom",
-            color="dimgrey")
+    ax.text(0.99 if right else 0.01, y, text, transform=ax.get_yaxis_transform(), fontsize=7,
+            ha="right" if right else "left", va="bottom", color="dimgrey",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
 
 
 def _bars(ax: Any, groups: list[str], values: dict[str, list[float | None]], *, log: bool,
@@ -80,7 +81,7 @@ def draw(results: dict[str, Any], out: Path) -> None:
     groups = list(outage["hammer"])
     _bars(axes[1, 0], [f"{g[:-1]} thread{'s' if g != '1t' else ''}" for g in groups],
           {lib: [outage["hammer"][g][lib]["backend_calls"] for g in groups] for lib in LIBS},
-          log=True, fmt="{:g}".format)
+          log=True, fmt="{:,}".format)
     axes[1, 0].set_title(f"API calls in {outage['window_s']:g} s of reads during an outage (one key)",
                          fontsize=10)
     rec = outage["recovery"]
@@ -94,7 +95,7 @@ def draw(results: dict[str, Any], out: Path) -> None:
     _bars(axes[1, 2], ["B per cached 1 KiB secret"], {lib: [mem[lib]["bytes_per_secret"]] for lib in LIBS},
           log=False, fmt="{:,.0f}".format)
     _line(axes[1, 2], mem["dict"]["bytes_per_secret"], "plain dict")
-    _line(axes[1, 2], 1500, "target <= 1,500")
+    _line(axes[1, 2], 1500, "target <= 1,500", right=True)
     axes[1, 2].set_title(f"Memory, {mem['n']:,} secrets (tracemalloc)", fontsize=10)
 
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -155,8 +156,9 @@ def _outage(outage: dict[str, Any]) -> list[str]:
     for threads, by_lib in outage["hammer"].items():
         for lib in LIBS:
             row = by_lib[lib]
-            rows.append([threads[:-1], NAMES_SHORT[lib], str(row["backend_calls"]), f"{row['stale_pct']:g}%",
-                         f"{row['error_pct']:g}%", f"{row['reads']:,}", f"{row['p99_ms']:.3f}"])
+            rows.append([threads[:-1], NAMES_SHORT[lib], f"{row['backend_calls']:,}",
+                         f"{row['stale_pct']:g}%", f"{row['error_pct']:g}%", f"{row['reads']:,}",
+                         f"{row['p99_ms']:.3f}"])
     head = ["threads", "library", "API calls", "stale served", "errors", "reads", "read p99 ms"]
     out = [f"Outage ({outage['window_s']:g} s of reads past the ttl; every call fails: {outage['kind']})\n\n"
            + _md(head, rows, left=2)]
@@ -165,7 +167,7 @@ def _outage(outage: dict[str, Any]) -> list[str]:
     for lib in LIBS:
         row = rec[lib]
         lag = f"{row['lag_s']:.2f} s" if row["recovered"] else f"> {rec['cap_s']:g} s"
-        rows.append([NAMES_SHORT[lib], str(row["backend_calls_during"]), f"{row['stale_pct']:g}%",
+        rows.append([NAMES_SHORT[lib], f"{row['backend_calls_during']:,}", f"{row['stale_pct']:g}%",
                      f"{row['error_pct']:g}%", lag])
     head = ["library", "API calls during the outage", "stale served", "errors", "lag to the rotated value"]
     out.append(f"Recovery ({rec['outage_s']:g} s outage, secret rotated during it, one reader per library "

@@ -110,7 +110,10 @@ def error_for_code(
     ``InvalidRequestException`` means "marked for deletion" (AWS) / "marked deleted" (moto) or a
     stage/version mismatch; both are permanent. Unknown 5xx are transient; unknown 4xx are permanent.
     """
-    text = f"{message} (secret {secret_id!r}, code {code})" if code else f"{message} (secret {secret_id!r})"
+    where = [f"secret {secret_id!r}"] if secret_id is not None else []
+    if code:
+        where.append(f"code {code}")
+    text = f"{message} ({', '.join(where)})" if where else message
     if code in _TRANSIENT:
         return _TRANSIENT[code](text, secret_id=secret_id, code=code)
     if code in _PERMANENT:

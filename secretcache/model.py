@@ -60,6 +60,20 @@ def _bad(reference: str, why: str) -> InvalidReferenceError:
 _ARN_HEADS: dict[str, str] = {}
 
 
+def _refusal(name: str, string: object, binary: object) -> str | None:
+    """Why a (SecretString, SecretBinary) pair is not a valid version, or None. Never quotes the value."""
+    if (string is None) == (binary is None):
+        return f"secret {name!r}: a version holds exactly one of SecretString and SecretBinary"
+    if string is not None and not isinstance(string, str):
+        return f"secret {name!r}: SecretString must be str, got {type(string).__name__}"
+    if binary is not None and not isinstance(binary, (bytes, bytearray, memoryview)):
+        return f"secret {name!r}: SecretBinary must be bytes, got {type(binary).__name__}"
+    size = len(string.encode()) if isinstance(string, str) else len(bytes(binary))  # type: ignore[arg-type]
+    if size > MAX_SECRET_BYTES:
+        return f"secret {name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit"
+    return None
+
+
 def _split_arn(arn: str | None, name: str) -> tuple[str | None, str | None]:
     """``arn:...:secret:`` + name + ``-XXXXXX`` as (a shared head, the suffix); any other ARN as (arn, None)."""
     if arn is None:
@@ -105,26 +119,12 @@ class SecretValue:
         secret_binary: bytes | None = None,
         created_date: datetime | None = None,
     ) -> None:
-        if (secret_string is None) == (secret_binary is None):
-            raise SecretFormatError(
-                f"secret {name!r}: a version holds exactly one of SecretString and SecretBinary", secret_id=name
-            )
-        if secret_string is not None and not isinstance(secret_string, str):
-            raise SecretFormatError(
-                f"secret {name!r}: SecretString must be str, got {type(secret_string).__name__}", secret_id=name
-            )
+        problem = _refusal(name, secret_string, secret_binary)
+        if problem is not None:
+            del secret_string, secret_binary  # keep the value out of this frame's locals in tracebacks
+            raise SecretFormatError(problem, secret_id=name)
         if secret_binary is not None:
-            if not isinstance(secret_binary, (bytes, bytearray, memoryview)):
-                raise SecretFormatError(
-                    f"secret {name!r}: SecretBinary must be bytes, got {type(secret_binary).__name__}",
-                    secret_id=name,
-                )
             secret_binary = bytes(secret_binary)
-        size = len(secret_string.encode()) if secret_string is not None else len(secret_binary or b"")
-        if size > MAX_SECRET_BYTES:
-            raise SecretFormatError(
-                f"secret {name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit", secret_id=name
-            )
         init = object.__setattr__
         init(self, "name", name)
         head, tail = _split_arn(arn, name)

@@ -96,6 +96,15 @@ def _our_frames(tb: types.TracebackType | None) -> Iterator[types.FrameType]:
         tb = tb.tb_next
 
 
+CALLER_DATA = frozenset({
+    # The decorated function's positional arguments, exactly as its caller passed them (a Lambda event
+    # that carries a bearer token, say). Injected values never land there: they go into ``call_args``
+    # and ``kwargs``, which the wrapper clears before an exception leaves it.
+    ("inject.py", "wrapper", "args"),
+})
+"""(module, function, local) that hold the caller's own data, not a value secretcache fetched."""
+
+
 def leaking_locals(error: BaseException) -> list[str]:
     """``module:function() local 'name'`` for each local of a secretcache frame in ``error``'s
     tracebacks whose repr shows a canary."""
@@ -103,13 +112,15 @@ def leaking_locals(error: BaseException) -> list[str]:
     for exc in _chain(error):
         for frame in _our_frames(exc.__traceback__):
             _findings.checked["frames"] += 1
+            module = Path(frame.f_code.co_filename).name
             for name, value in frame.f_locals.items():
+                if (module, frame.f_code.co_name, name) in CALLER_DATA:
+                    continue
                 try:
                     shown = saferepr(value, maxsize=None)
                 except Exception:
                     continue
                 if CANARY in shown:
-                    module = Path(frame.f_code.co_filename).name
                     found.append(f"{module}:{frame.f_code.co_name}() local {name!r}")
     return found
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -326,7 +327,7 @@ def test_the_single_user_window_is_crossed_with_awspending_and_pinned(world: Wor
     assert auth._state_for(world.cache, SECRET).pin is None
 
 
-def test_a_pin_is_dropped_when_awspending_is_refused(world: World) -> None:
+def test_a_refused_pin_is_dropped_and_refused_versions_are_skipped_for_known_bad_ttl(world: World) -> None:
     world.connect()
     _, p1 = world.create_pending("pw1")
     world.server.set_password("app", p1)
@@ -336,8 +337,34 @@ def test_a_pin_is_dropped_when_awspending_is_refused(world: World) -> None:
     # The operator rolls back: the database has the old password again, AWSPENDING is stale.
     world.server.set_password("app", world.password)
     world.clock.advance(0.01)
-    assert world.connect()._password == world.password
+    with pytest.raises(PgOperationalError):  # the old version was refused moments ago: not retried yet
+        world.connect()
     assert auth._state_for(world.cache, SECRET).pin is None
+    assert world.server.refused == 2
+
+    world.clock.advance(10.0)  # known_bad_ttl later it is worth a login again
+    assert world.connect()._password == world.password
+
+
+def test_fetches_from_the_previous_rotation_are_not_reused_once_the_password_changes_again(
+    world: World,
+) -> None:
+    world.connect()
+    v1, p1 = world.create_pending("pw1")
+    world.server.set_password("app", p1)
+    world.connect()  # rotation 1: AWSCURRENT refreshed (unchanged), AWSPENDING v1 read and pinned
+    world.finish(v1)
+    state = auth._state_for(world.cache, SECRET)
+    state.pin = None  # as if another connect had dropped it: the cache's AWSCURRENT is still the dead v0
+
+    world.clock.advance(0.3)  # within min_refresh_interval of rotation 1's fetches
+    _, p2 = world.create_pending("pw2")
+    world.server.set_password("app", p2)  # rotation 2's setSecret
+    calls = world.calls
+
+    assert world.connect()._password == p2  # v1 (last AWSPENDING read) refused: AWSPENDING read again
+    assert world.calls - calls <= 2
+    assert world.server.logins[-2:] == [("app", False), ("app", True)]
 
 
 def test_back_to_back_rotations_each_get_a_fresh_fetch_within_the_rate_limit(world: World) -> None:
@@ -655,3 +682,34 @@ def test_mysql_style_refusals_follow_the_same_policy(world: World) -> None:
     world.server.set_password("app", p1)
     assert world.connect()._password == p1
     assert world.stats().pending_logins == 1
+
+
+# -- packaging -----------------------------------------------------------------------------------------
+
+
+def test_importing_secretcache_db_loads_no_driver() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, secretcache.db; "
+            "print(sorted(m for m in ('psycopg', 'psycopg_pool', 'pymysql', 'sqlalchemy', 'boto3', 'asyncio') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("module", "driver", "extra"), [
+    ("secretcache.db.psycopg", "psycopg", "secretcache[postgres]"),
+    ("secretcache.db.pymysql", "pymysql", "secretcache[mysql]"),
+    ("secretcache.db.sqlalchemy", "sqlalchemy", "secretcache[sqlalchemy]"),
+])
+def test_a_missing_driver_names_the_extra_to_install(
+    module: str, driver: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, driver, None)  # what an absent package looks like to `import`
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(ImportError, match=re.escape(extra)):
+        importlib.import_module(module)

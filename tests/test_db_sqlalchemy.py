@@ -200,3 +200,30 @@ async def test_the_async_engine_crosses_the_window(pg_server: DbServer, pg_accou
     finally:
         await engine.dispose()
         setup.cache.close()
+
+
+def test_the_python_examples_in_docs_databases_md_run(
+    pg_account: DbAccount, mysql_account: DbAccount, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every ```python block of docs/databases.md, run as written, with the default cache holding the
+    secrets it names (prod/app/db on PostgreSQL, prod/app/mysql on MariaDB)."""
+    import re
+    from pathlib import Path
+
+    import secretcache
+    from secretcache.testing import InMemoryBackend
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "databases.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+    assert len(blocks) >= 5
+    backend = InMemoryBackend({"prod/app/db": json.dumps(pg_account.as_secret()),
+                               "prod/app/mysql": json.dumps(mysql_account.as_secret())})
+    previous = secretcache.set_default_cache(SecretCache(backend, config=CacheConfig(ttl=3600)))
+    try:
+        for block in blocks:
+            exec(compile(block, "docs/databases.md", "exec"), {"__name__": "docs_example"})
+    finally:
+        cache = secretcache.set_default_cache(previous)
+        assert cache is not None
+        cache.close()
+    assert backend.calls["GetSecretValue"] == 2  # one read per secret: everything else was a cache hit

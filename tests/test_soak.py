@@ -51,7 +51,7 @@ def _check(f: dict[str, Any]) -> None:
     assert f["stale_served"] > 0, "transient faults never made the cache serve stale: plan not exercised"
     assert f["rotations"] > 50, summary
     assert 0 < f["api_calls"] <= f["api_call_bound"], summary
-    assert len(f["memory_calm"]) >= 3, "too few calm phases to judge memory"
+    assert len(f["memory_calm"]) >= 2, "too few calm phases to judge memory"
     assert f["memory_growth_bytes"] <= MEMORY_TOLERANCE, summary
     assert f["log_records"] > 1000, summary
     assert f["log_leaks"] == 0, summary

@@ -13,8 +13,9 @@ One connect follows DESIGN.md ("Databases"), at most three logins:
 Any other error (server down, unknown database, too many connections) is raised at once: no retry,
 no refresh. The flow is free of I/O: :meth:`Login.flow` yields :class:`Read` steps (cache work) and
 :class:`Connect` steps (a driver login) that :func:`run_sync` or :func:`run_async` carry out, so
-sync and async drivers share it (the shape of httpx's auth flow). No driver is imported here:
-failures are recognised by duck typing (:func:`is_auth_failure`).
+sync and async drivers share it (the shape of httpx's auth flow; see ``_flow.py``). No driver is
+imported: failures are recognised by duck typing (``_detect.py``). The state every connect with one
+secret shares (refused versions, the last forced fetches, the pin) lives here too.
 """
 
 from __future__ import annotations
@@ -22,119 +23,29 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import SecretCacheError, SecretFormatError, SecretNotFoundError
 from ..model import SecretValue, validate_secret_id
+from ._detect import is_auth_failure
+from ._flow import Connect, Credentials, Flow, Read, add_note, run_async, run_sync
+from ._flow import short as _short
 
 if TYPE_CHECKING:
     from ..cache import SecretCache
 
 __all__ = [
     "AuthPolicy", "AuthStats", "Connect", "Credentials", "Login", "Read", "auth_stats", "is_auth_failure",
+    "run_async", "run_sync",
 ]
 
 log = logging.getLogger("secretcache.db")
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
-T = TypeVar("T")
-
-# -- detection -----------------------------------------------------------------------------------------
-
-MYSQL_ACCESS_DENIED = frozenset({1045, 1698})
-"""MySQL/MariaDB ER_ACCESS_DENIED_ERROR (wrong password, unknown user) and ER_ACCESS_DENIED_NO_PASSWORD_ERROR
-(MariaDB's answer for an unknown user over TCP): locale-independent error numbers."""
-PG_INVALID_PASSWORD = "28P01"
-PG_INVALID_AUTHORIZATION = "28000"
-AUTH_MESSAGES = (
-    "password authentication failed for user",  # libpq (psycopg 3 gives no SQLSTATE at connect time)
-    "pam authentication failed",  # RDS IAM / PAM
-    "no credentials for the role",  # RDS Proxy with alternating users (SQLSTATE 28000)
-)
-"""Lower-case fragments of server messages meaning "these credentials were refused"."""
-NOT_AUTH_MESSAGES = ("is not permitted to log in", "pg_hba.conf")
-"""28000 cases a refresh cannot fix: a NOLOGIN role, a pg_hba rule. Never treated as rotation."""
-_CHAIN_LIMIT = 8
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The error, what it wraps (SQLAlchemy ``.orig``, wrapper ``.driver_error``) and its explicit causes.
-
-    ``__context__`` is not followed: an error raised while handling an auth failure is not one.
-    """
-    seen: set[int] = set()
-    todo = [error]
-    while todo and len(seen) < _CHAIN_LIMIT:
-        exc = todo.pop(0)
-        if id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        yield exc
-        for attr in ("orig", "driver_error", "__cause__"):
-            inner = getattr(exc, attr, None)
-            if isinstance(inner, BaseException):
-                todo.append(inner)
-
-
-def _errno(exc: BaseException) -> int | None:
-    if isinstance(exc, OSError):  # socket errors carry POSIX errnos, never server error codes
-        return None
-    code = exc.args[0] if exc.args else getattr(exc, "errno", None)
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
-
-
-def _message(exc: BaseException) -> str:
-    """The error's text, lower-cased, for matching only: never logged (psycopg's ``pgconn`` is not read)."""
-    try:
-        text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
-    except Exception:
-        return ""
-    return text.lower()
-
-
-def _structured_verdict(exc: BaseException) -> bool | None:
-    """True/False from an error code the driver gave; None when it gave none."""
-    errno = _errno(exc)
-    if errno is not None:  # MySQL / MariaDB drivers: (errno, message)
-        # "(using password: NO)" is an empty password: configuration, not rotation.
-        return errno in MYSQL_ACCESS_DENIED and "using password: no" not in _message(exc)
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    if isinstance(sqlstate, str) and sqlstate:
-        if sqlstate == PG_INVALID_PASSWORD:
-            return True
-        if sqlstate == PG_INVALID_AUTHORIZATION:
-            return not any(fragment in _message(exc) for fragment in NOT_AUTH_MESSAGES)
-        return False
-    return None
-
-
-def is_auth_failure(error: BaseException, *, extra_messages: tuple[str, ...] = ()) -> bool:
-    """Whether a connect error means "these credentials were refused", the only case rotation explains.
-
-    Error codes first, anywhere in the chain: MySQL/MariaDB 1045 or 1698 (not with an empty password),
-    PostgreSQL SQLSTATE 28P01 or 28000 (not NOLOGIN or pg_hba rejections). Then, because psycopg 3
-    raises connect-time failures with ``sqlstate`` None, the server message: ``password
-    authentication failed for user`` and the others in :data:`AUTH_MESSAGES`, plus
-    ``extra_messages`` (lower-case) for servers whose ``lc_messages`` is not English.
-    Everything else is not an authentication failure: unknown database, refused connection,
-    timeouts, too many connections, "no password supplied", syntax errors.
-    """
-    chain = list(_chain(error))
-    for exc in chain:
-        verdict = _structured_verdict(exc)
-        if verdict is not None:
-            return verdict
-    fragments = AUTH_MESSAGES + tuple(m.lower() for m in extra_messages)
-    for exc in chain:
-        text = _message(exc)
-        if any(f in text for f in fragments) and not any(f in text for f in NOT_AUTH_MESSAGES):
-            return True
-    return False
-
 
 # -- configuration and counters ------------------------------------------------------------------------
 
@@ -144,8 +55,9 @@ class AuthPolicy:
     """Knobs of the rotation policy. The defaults suit real rotations (hours apart, seconds long)."""
 
     min_refresh_interval: float = 1.0
-    """Seconds during which a forced fetch of a stage is reused rather than repeated for the same failure.
-    Credentials that start failing after the last fetch began always get a fresh one (a new rotation)."""
+    """The rate limit: seconds during which a forced fetch whose answer was already known to be no good
+    is reused instead of repeated. A version refused only after the last fetch (a new rotation) always
+    gets a fresh one; a fetch begun after a connect started is always shared with it."""
     known_bad_ttl: float = 10.0
     """Seconds a refused version is remembered, so other connects skip it instead of logging in again."""
     try_pending: bool = True
@@ -198,10 +110,6 @@ class _Pin(NamedTuple):
 def version_key(value: SecretValue) -> object:
     """What identifies a version: its id, or the object itself for backends that give none."""
     return value.version_id if value.version_id is not None else value
-
-
-def _short(value: SecretValue) -> str:
-    return (value.version_id or "?")[:8]
 
 
 class _SecretState:
@@ -266,57 +174,18 @@ def _resolve(cache: SecretCache | None) -> SecretCache:
     return secretcache.default_cache()
 
 
-# -- the steps a flow yields ---------------------------------------------------------------------------
-
-
-class Credentials:
-    """One set of login credentials: driver keyword arguments from one version of the secret.
-
-    Its repr names the stage and version, never the values.
-    """
-
-    __slots__ = ("params", "source", "stage", "value")
-
-    def __init__(self, value: SecretValue, stage: str, source: str, params: Mapping[str, Any]) -> None:
-        self.value = value
-        self.stage = stage
-        self.source = source
-        self.params = params
-
-    def __repr__(self) -> str:
-        return f"<Credentials {self.stage} version {_short(self.value)} ({self.source})>"
-
-    def describe(self) -> str:
-        return f"{self.stage} {_short(self.value)} ({self.source})"
-
-
-class Read(NamedTuple):
-    """Step: cache work. ``may_block``: async drivers run it in a worker thread."""
-
-    fn: Callable[[], Credentials | None]
-    may_block: bool
-
-
-class Connect(NamedTuple):
-    """Step: log in with these credentials; send back the connection, or the exception raised."""
-
-    credentials: Credentials
-
-
-Step: TypeAlias = "Read | Connect"
-Flow: TypeAlias = Generator[Step, Any, Any]
-
-
 # -- the policy ----------------------------------------------------------------------------------------
 
 
 class _Attempts:
     """What one connect tried, for its decisions and for the note on the final error."""
 
+    __slots__ = ("current_version", "notes", "refused", "started", "tried")
+
     def __init__(self) -> None:
+        self.started = monotonic()  # a shared fetch that began after this is as new as this connect needs
         self.refused: list[tuple[Credentials, BaseException]] = []
         self.tried: set[object] = set()
-        self.refused_since = 0.0  # latest "first seen refused" among the versions this connect tried
         self.current_version: str | None = None
         self.notes: list[str] = []
 
@@ -364,7 +233,7 @@ class Login:
         then run it in a worker thread); the later reads are always marked blocking.
         """
         attempts = _Attempts()
-        # 1. The cached credentials: AWSCURRENT, or the AWSPENDING version pinned during a rotation.
+        # 1. The cached credentials: AWSCURRENT, or the AWSPENDING version in use during a rotation.
         may_block = on_event_loop and not self._fresh_in_cache()
         credentials = yield Read(lambda: self._cached(attempts), may_block=may_block)
         assert credentials is not None
@@ -382,7 +251,6 @@ class Login:
         if credentials is not None:
             result = yield Connect(credentials)
             if self._succeeded(credentials, result, attempts):
-                self._pin(credentials, attempts)
                 return result
         # 4. Give up: the driver's own exception from the last login, noting the secret and what was tried.
         raise self._give_up(attempts)
@@ -390,22 +258,13 @@ class Login:
     # -- step 1 ----------------------------------------------------------------------------------------
 
     def _fresh_in_cache(self) -> bool:
-        """Whether reading AWSCURRENT is a hit, i.e. safe on an event loop (no backend call).
-
-        Reads the cache's entry table directly; if that ever changes shape the answer is False and
-        async drivers simply read in a worker thread.
-        """
-        from .. import _core
-
-        clock: Callable[[], float] = getattr(_core, "monotonic", monotonic)  # the cache's clock, not ours
-
+        """Whether reading AWSCURRENT is a hit, i.e. safe on an event loop (no backend call)."""
         cache, _ = self._cache_and_state()
-        entries = getattr(getattr(cache, "_core", None), "entries", None)
-        entry = entries.get(self.secret_id) if isinstance(entries, dict) else None
-        fresh_until = getattr(entry, "fresh_until", None)
-        return isinstance(fresh_until, float) and clock() < fresh_until
+        return cache.peek(self.secret_id) is not None
 
     def _cached(self, attempts: _Attempts) -> Credentials:
+        """The pin while AWSCURRENT has not moved; else AWSCURRENT, unless it was just refused and a
+        later AWSPENDING read brought a version nobody refused (the pin-to-be: no wasted login)."""
         cache, state = self._cache_and_state()
         current = cache.get_secret_value(self.secret_id)
         attempts.current_version = current.version_id
@@ -414,6 +273,17 @@ class Login:
             if pin.over == current.version_id:
                 return self._credentials(pin.value, PENDING, "pinned")
             self._unpin(state, pin, "AWSCURRENT moved")
+        now, ttl = monotonic(), self.policy.known_bad_ttl
+        current_refused = state.refused_since(version_key(current), ttl, now)
+        pending = state.fetches.get(PENDING)
+        if (
+            current_refused is not None
+            and pending is not None
+            and isinstance(pending.outcome, SecretValue)
+            and pending.started >= current_refused
+            and state.refused_since(version_key(pending.outcome), ttl, now) is None
+        ):
+            return self._credentials(pending.outcome, PENDING, "pending")
         return self._credentials(current, CURRENT, "cached")
 
     def _credentials(self, value: SecretValue, stage: str, source: str) -> Credentials:
@@ -421,38 +291,38 @@ class Login:
         memo = self._memo
         if memo is None or memo.value is not value:
             memo = self._memo = Credentials(value, stage, source, self._params_of(value))
+        if memo.stage == stage and memo.source == source:
+            return memo  # the hit path: no new object
         return Credentials(value, stage, source, memo.params)
 
     # -- after each login ------------------------------------------------------------------------------
 
     def _succeeded(self, credentials: Credentials, result: object, attempts: _Attempts) -> bool:
         """True for a connection; False for refused credentials (recorded); any other error is raised."""
+        _, state = self._cache_and_state()
         if not isinstance(result, BaseException):
-            if credentials.source == "pinned":
-                self._cache_and_state()[1].count(3)
+            if credentials.stage == PENDING:
+                state.count(3)
+                if credentials.source != "pinned":
+                    self._pin(credentials, attempts)
             return True
         if not is_auth_failure(result, extra_messages=self.policy.auth_messages):
             raise result  # not rotation: the driver's error as it is, nothing retried or refreshed
-        _, state = self._cache_and_state()
-        key = version_key(credentials.value)
-        since = state.mark_refused(key, self.policy.known_bad_ttl)
+        state.mark_refused(version_key(credentials.value), self.policy.known_bad_ttl)
         attempts.refused.append((credentials, result))
-        attempts.tried.add(key)
-        attempts.refused_since = max(attempts.refused_since, since)
+        attempts.tried.add(version_key(credentials.value))
         if credentials.source == "pinned":
             self._unpin(state, None, "AWSPENDING refused")
         return False
 
     def _usable(self, value: SecretValue, attempts: _Attempts, what: str) -> bool:
-        """False (with a note) for a version this connect tried, or one another connect saw refused
-        no earlier than this connect's own refusals (an older refusal may predate a rollback: try it)."""
+        """False (with a note) for a version this connect tried, or one refused within ``known_bad_ttl``."""
         key = version_key(value)
         if key in attempts.tried:
             attempts.notes.append(f"{what} returned a version already refused ({_short(value)})")
             return False
         _, state = self._cache_and_state()
-        since = state.refused_since(key, self.policy.known_bad_ttl, monotonic())
-        if since is not None and since >= attempts.refused_since:
+        if state.refused_since(key, self.policy.known_bad_ttl, monotonic()) is not None:
             attempts.notes.append(f"{what} returned version {_short(value)}, refused moments ago")
             return False
         return True
@@ -460,20 +330,21 @@ class Login:
     # -- steps 2 and 3 ---------------------------------------------------------------------------------
 
     def _forced_fetch(self, stage: str, attempts: _Attempts) -> SecretValue | SecretCacheError:
-        """The newest value of ``stage``, fetching it unless a fetch can be shared.
+        """The newest value of ``stage``: the last shared fetch when it will do, else a fetch now.
 
-        A fetch is shared (no API call) when it started after this connect's credentials were first
-        seen refused (it already reflects the rotation that refused them) and finished less than
-        ``min_refresh_interval`` ago. Fetches of a stage are serialised per secret, so a herd of
-        failing connects waits for the one in flight and then shares it.
+        The last fetch will do when it began after this connect did (it is as new as anything this
+        connect could learn; a herd of failing connects shares one fetch this way), or when it finished
+        less than ``min_refresh_interval`` ago and already knew its answer was no good (an error, or a
+        version refused before that fetch began): the rate limit for credentials that stay wrong.
+        A version refused only after the last fetch is news (a new rotation): that always fetches.
+        Fetches of a stage are serialised per secret, so waiters share the one in flight.
         """
         cache, state = self._cache_and_state()
         with state.fetch_locks[stage]:
             last = state.fetches.get(stage)
-            if (
-                last is not None
-                and last.started >= attempts.refused_since
-                and monotonic() - last.finished < self.policy.min_refresh_interval
+            if last is not None and (
+                last.started >= attempts.started
+                or (monotonic() - last.finished < self.policy.min_refresh_interval and self._no_good(last))
             ):
                 if stage == CURRENT and isinstance(last.outcome, SecretValue):
                     return cache.get_secret_value(self.secret_id)  # as new as the shared fetch, or newer
@@ -488,6 +359,14 @@ class Login:
             state.fetches[stage] = _Fetch(started, monotonic(), outcome)
             log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
             return outcome
+
+    def _no_good(self, fetch: _Fetch) -> bool:
+        """Whether a fetch's answer was known to be useless when it was made."""
+        if isinstance(fetch.outcome, SecretCacheError):
+            return True
+        _, state = self._cache_and_state()
+        since = state.refused_since(version_key(fetch.outcome), self.policy.known_bad_ttl, monotonic())
+        return since is not None and since <= fetch.started
 
     def _refreshed_current(self, attempts: _Attempts) -> Credentials | None:
         outcome = self._forced_fetch(CURRENT, attempts)
@@ -522,7 +401,6 @@ class Login:
     def _pin(self, credentials: Credentials, attempts: _Attempts) -> None:
         """Use a working AWSPENDING for new connections until AWSCURRENT moves (any new version)."""
         _, state = self._cache_and_state()
-        state.count(3)
         with state.lock:
             if state.pin is not None and state.pin.value is credentials.value:
                 return
@@ -558,68 +436,3 @@ class Login:
             error.__suppress_context__ = True
         log.info("%s", note)
         return error
-
-
-def add_note(error: BaseException, note: str) -> None:
-    """``error.add_note(note)`` on Python 3.11+; on 3.10 the same ``__notes__`` list (newer tools show it)."""
-    adder = getattr(error, "add_note", None)
-    if adder is not None:
-        adder(note)
-        return
-    notes = getattr(error, "__notes__", None)
-    if not isinstance(notes, list):
-        notes = []
-        try:
-            error.__notes__ = notes  # type: ignore[attr-defined]
-        except AttributeError:
-            return
-    notes.append(note)
-
-
-# -- executors -----------------------------------------------------------------------------------------
-
-
-def run_sync(
-    flow: Flow,
-    connect: Callable[[Credentials], T],
-    read: Callable[[Read], Credentials | None] | None = None,
-) -> T:
-    """Carry out a flow on this thread: reads inline (or through ``read``), logins through ``connect``."""
-    try:
-        step = next(flow)
-        while True:
-            reply: object
-            if isinstance(step, Read):
-                reply = step.fn() if read is None else read(step)
-            else:
-                try:
-                    reply = connect(step.credentials)
-                except Exception as e:  # handed to the policy, which re-raises what it does not handle
-                    reply = e
-            step = flow.send(reply)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    finally:
-        flow.close()
-
-
-async def run_async(flow: Flow, connect: Callable[[Credentials], Awaitable[T]]) -> T:
-    """Carry out a flow on an event loop: cache work that may block runs in a worker thread."""
-    import asyncio
-
-    try:
-        step = next(flow)
-        while True:
-            reply: object
-            if isinstance(step, Read):
-                reply = await asyncio.to_thread(step.fn) if step.may_block else step.fn()
-            else:
-                try:
-                    reply = await connect(step.credentials)
-                except Exception as e:
-                    reply = e
-            step = flow.send(reply)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    finally:
-        flow.close()

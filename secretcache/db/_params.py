@@ -9,6 +9,7 @@ arguments, a conninfo string) wins over the secret. Errors name the secret and t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -124,13 +125,41 @@ def merged(
     return {**from_secret, **explicit}
 
 
+class _Memo:
+    """The parameters of the last version seen; a repr without them (tracebacks show locals' reprs)."""
+
+    __slots__ = ("params", "value")
+
+    def __init__(self, value: SecretValue, params: dict[str, Any]) -> None:
+        self.value, self.params = value, params
+
+    def __repr__(self) -> str:
+        return f"<params of version {self.value.version_id!r}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _params_of(
+    secret_id: str, names: DriverNames, keys: tuple[tuple[str, str], ...]
+) -> Callable[[SecretValue], dict[str, Any]]:
+    checked = dict(keys)
+    memo: list[_Memo | None] = [None]  # one object swapped whole: safe to share between threads
+
+    def params_of(value: SecretValue) -> dict[str, Any]:
+        last = memo[0]
+        if last is None or last.value is not value:
+            params = secret_params(value, secret_id=secret_id, names=names, keys=checked)
+            last = memo[0] = _Memo(value, params)
+        return last.params
+
+    return params_of
+
+
 def make_params_of(
     secret_id: str, names: DriverNames, keys: Mapping[str, str] | None
 ) -> Callable[[SecretValue], dict[str, Any]]:
-    """The ``params_of`` a :class:`~secretcache.db._auth.Login` needs, for one driver."""
-    checked = check_keys(keys)
+    """The ``params_of`` a :class:`~secretcache.db._auth.Login` needs, for one driver.
 
-    def params_of(value: SecretValue) -> dict[str, Any]:
-        return secret_params(value, secret_id=secret_id, names=names, keys=checked)
-
-    return params_of
+    Shared per (secret, driver, key names) and memoised per version: a connect on a cache hit does
+    not parse the secret again. Callers must not mutate the dict it returns.
+    """
+    return _params_of(secret_id, names, tuple(sorted(check_keys(keys).items())))
