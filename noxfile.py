@@ -72,3 +72,11 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench.bench_core", *session.posargs)
     session.run("python", "-m", "bench.chart")
     session.run("python", "-m", "bench.bench_db")
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The long load/soak runs (about 150 s each; they stop by themselves). Figures in bench/results/soak_*.json."""
+    _install(session)
+    session.run("python", "-m", "bench.bench_soak", "--backend", "memory", "--canary", *session.posargs)
+    session.run("python", "-m", "bench.bench_soak", "--backend", "moto", "--canary", *session.posargs)
