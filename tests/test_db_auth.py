@@ -346,6 +346,55 @@ def test_a_refused_pin_is_dropped_and_refused_versions_are_skipped_for_known_bad
     assert world.connect()._password == world.password
 
 
+def test_a_connect_refused_while_the_awspending_read_was_in_flight_reuses_it(world: World) -> None:
+    """Regression (CI, MariaDB window test): B began after A's AWSPENDING read began and was refused with
+    AWSCURRENT before A pinned; B must reuse A's read (nobody refused it), not make a second one."""
+    world.connect()
+    _, p1 = world.create_pending("pw1")
+    world.server.set_password("app", p1)
+    login = world.login()
+
+    def connect(credentials: Credentials) -> object:
+        try:
+            return world.server.connect(merged(credentials.params, {}, secret_id=SECRET, names=PSYCOPG))
+        except Exception as e:
+            return e
+
+    a = login.flow()
+    step = next(a)  # A, step 1: AWSCURRENT from the cache
+    step = a.send(step.fn())
+    step = a.send(connect(step.credentials))  # refused
+    step = a.send(step.fn())  # step 2: AWSCURRENT refreshed, the same dead version: nothing to try
+    assert isinstance(step, Read)
+    gate = world.backend.hold(operation=GET)
+    pending_read: list[object] = []
+    reader = threading.Thread(target=lambda: pending_read.append(step.fn()))
+    reader.start()  # step 3: A's AWSPENDING read, held in flight
+    world.backend.wait_held()
+
+    world.clock.advance(0.01)
+    b = login.flow()
+    b_step = next(b)  # B begins after A's read began; the cache still has AWSCURRENT, nothing is pinned
+    b_step = b.send(b_step.fn())
+    assert b_step.credentials.stage == "AWSCURRENT"
+    b_step = b.send(connect(b_step.credentials))  # refused
+
+    gate.set()
+    reader.join(10)
+    step = a.send(pending_read[0])
+    with pytest.raises(StopIteration) as a_done:
+        a.send(connect(step.credentials))
+    assert a_done.value.value._password == p1  # A logged in with AWSPENDING and pinned it
+
+    while isinstance(b_step, Read):  # B, steps 2 and 3
+        b_step = b.send(b_step.fn())
+    with pytest.raises(StopIteration) as b_done:
+        b.send(connect(b_step.credentials))
+    assert b_done.value.value._password == p1
+    assert world.stats().pending_fetches == 1  # B reused A's read
+    assert world.calls == 3  # cold read, one refresh, one AWSPENDING read
+
+
 def test_fetches_from_the_previous_rotation_are_not_reused_once_the_password_changes_again(
     world: World,
 ) -> None:

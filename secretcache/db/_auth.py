@@ -334,17 +334,18 @@ class Login:
 
         The last fetch will do when it began after this connect did (it is as new as anything this
         connect could learn; a herd of failing connects shares one fetch this way), or when it finished
-        less than ``min_refresh_interval`` ago and already knew its answer was no good (an error, or a
-        version refused before that fetch began): the rate limit for credentials that stay wrong.
-        A version refused only after the last fetch is news (a new rotation): that always fetches.
-        Fetches of a stage are serialised per secret, so waiters share the one in flight.
+        less than ``min_refresh_interval`` ago and nothing has happened since that it did not know: its
+        answer was an error, a version nobody has refused, or one refused before that fetch began (the
+        rate limit for credentials that stay wrong). A version refused only after the last fetch is
+        news (a new rotation): that always fetches. Fetches of a stage are serialised per secret, so
+        waiters share the one in flight.
         """
         cache, state = self._cache_and_state()
         with state.fetch_locks[stage]:
             last = state.fetches.get(stage)
             if last is not None and (
                 last.started >= attempts.started
-                or (monotonic() - last.finished < self.policy.min_refresh_interval and self._no_good(last))
+                or (monotonic() - last.finished < self.policy.min_refresh_interval and not self._overtaken(last))
             ):
                 if stage == CURRENT and isinstance(last.outcome, SecretValue):
                     return cache.get_secret_value(self.secret_id)  # as new as the shared fetch, or newer
@@ -360,13 +361,13 @@ class Login:
             log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
             return outcome
 
-    def _no_good(self, fetch: _Fetch) -> bool:
-        """Whether a fetch's answer was known to be useless when it was made."""
+    def _overtaken(self, fetch: _Fetch) -> bool:
+        """Whether a fetch's answer was refused only after the fetch began: news it could not know."""
         if isinstance(fetch.outcome, SecretCacheError):
-            return True
+            return False
         _, state = self._cache_and_state()
         since = state.refused_since(version_key(fetch.outcome), self.policy.known_bad_ttl, monotonic())
-        return since is not None and since <= fetch.started
+        return since is not None and since > fetch.started
 
     def _refreshed_current(self, attempts: _Attempts) -> Credentials | None:
         outcome = self._forced_fetch(CURRENT, attempts)
