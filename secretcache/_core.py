@@ -152,7 +152,7 @@ def _chained(error: SecretCacheError, secret_id: str) -> SecretCacheError:
 def _random() -> float:
     import random  # on the fetch path only: keeps ``import secretcache`` light
 
-    return random.random()
+    return random.random()  # retry jitter, not a secret  # nosec B311
 
 
 def _wrap_unexpected(error: BaseException, secret_id: str) -> SecretCacheError:

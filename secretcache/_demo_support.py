@@ -26,7 +26,7 @@ from ._localdb import (
     start_postgres,
 )
 
-SECRET_ID = "demo/app-db"
+SECRET_ID = "demo/app-db"  # a secret's name  # nosec B105
 MASTER_ID = "demo/admin"
 _NEEDS = """Nothing to run the demo against. It needs one of:
   - the PostgreSQL server binaries (initdb, pg_ctl), to start a throwaway cluster:

@@ -47,6 +47,15 @@ _DOUBLE_MEANING = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\
 def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
     """Parse env-file ``text`` with the built-in parser (see the module docstring)."""
     values: dict[str, str] = {}
+    bad_line = _parse_into(values, text)
+    if bad_line is not None:
+        del text, values  # the file may hold secrets: a traceback's frame locals must not show them
+        raise _unparsable(source, bad_line)
+    return values
+
+
+def _parse_into(values: dict[str, str], text: str) -> int | None:
+    """Add the bindings of ``text`` to ``values``; the number of the first line that does not parse."""
     pos, end = 0, len(text)
     while pos < end:
         skipped = _SKIP.match(text, pos)
@@ -56,8 +65,7 @@ def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
         m = _ENTRY.match(text, pos)
         tail = _TAIL.match(text, m.end()) if m is not None else None
         if m is None or tail is None:
-            line = text.count("\n", 0, pos) + 1
-            raise EnvFileError(f"{source}, line {line}: cannot parse this line (expected NAME=value)")
+            return text.count("\n", 0, pos) + 1
         key = m["qkey"] if m["qkey"] is not None else m["key"]
         if m["single"] is not None:
             values[key] = _SINGLE_ESCAPES.sub(r"\1", m["single"])
@@ -67,7 +75,11 @@ def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
             bare = "" if m["gap"] and m["bare"].startswith("#") else m["bare"]
             values[key] = re.sub(r"\s+#.*", "", bare).strip()
         pos = tail.end()
-    return values
+    return None
+
+
+def _unparsable(source: str, line: int) -> EnvFileError:
+    return EnvFileError(f"{source}, line {line}: cannot parse this line (expected NAME=value)")
 
 
 def _parse_with_dotenv(text: str, source: str) -> dict[str, str] | None:
@@ -79,12 +91,16 @@ def _parse_with_dotenv(text: str, source: str) -> dict[str, str] | None:
     import io
 
     values: dict[str, str] = {}
+    bad_line: int | None = None
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
-            line = binding.original.line
-            raise EnvFileError(f"{source}, line {line}: cannot parse this line (expected NAME=value)")
+            bad_line = binding.original.line
+            break
         if binding.key is not None and binding.value is not None:
             values[binding.key] = binding.value
+    if bad_line is not None:
+        del text, values, binding  # as in parse_env: no secret in a traceback's frame locals
+        raise _unparsable(source, bad_line)
     return values
 
 
@@ -97,5 +113,9 @@ def read_env_file(path: str) -> dict[str, str]:
         raise EnvFileError(f"cannot read env file {path!r}: {e.strerror or type(e).__name__}") from None
     except UnicodeDecodeError as e:
         raise EnvFileError(f"env file {path!r} is not UTF-8 (byte {e.start})") from None
-    parsed = _parse_with_dotenv(text, path)
-    return parsed if parsed is not None else parse_env(text, source=path)
+    try:
+        parsed = _parse_with_dotenv(text, path)
+        return parsed if parsed is not None else parse_env(text, source=path)
+    except EnvFileError:
+        del text
+        raise

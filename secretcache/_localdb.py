@@ -22,7 +22,7 @@ import secrets
 import shutil
 import socket
 import string
-import subprocess
+import subprocess  # starts PostgreSQL binaries  # nosec B404
 import tempfile
 import threading
 import time
@@ -153,7 +153,8 @@ def _pg_bindir() -> Path | None:
 
 
 def _run(cmd: list[str], *, what: str, log: Path | None = None, timeout: float = 60.0) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    # cmd is a fixed argv built by this module (PostgreSQL binaries), never a shell
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)  # nosec B603
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-2000:]
         if log is not None and log.exists():
@@ -220,8 +221,8 @@ def start_postgres(*, base_dir: str | None = None, start_timeout: float = 60.0) 
 
     def stopper() -> None:
         with contextlib.suppress(Exception):
-            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                            "stop"], capture_output=True, timeout=60, check=False)
+            stop = [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            subprocess.run(stop, capture_output=True, timeout=60, check=False)  # fixed argv  # nosec B603
         shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stopper)
@@ -280,7 +281,7 @@ def start_mariadb(*, base_dir: str | None = None, start_timeout: float = 30.0) -
         _run([install_db, "--no-defaults", *user_args, f"--datadir={data}",
               "--auth-root-authentication-method=normal", "--skip-test-db"], what="mariadb-install-db")
         port = _free_port()
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # PostgreSQL binaries, fixed argv  # nosec B603
             [mariadbd, "--no-defaults", *user_args, f"--datadir={data}", f"--socket={sock}", f"--port={port}",
              "--bind-address=127.0.0.1", f"--pid-file={root / 'mysqld.pid'}",
              f"--log-error={root / 'error.log'}",
@@ -322,15 +323,19 @@ def start_mariadb(*, base_dir: str | None = None, start_timeout: float = 30.0) -
 
 def _connect(engine: Engine, host: str, port: int, user: str, password: str, dbname: str,
              connect_timeout: int = 10) -> Any:
-    if engine == "postgres":
-        import psycopg
+    try:
+        if engine == "postgres":
+            import psycopg
 
-        return psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
+            return psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
+                                   autocommit=True, connect_timeout=connect_timeout)
+        import pymysql
+
+        return pymysql.connect(host=host, port=port, user=user, password=password, database=dbname,
                                autocommit=True, connect_timeout=connect_timeout)
-    import pymysql
-
-    return pymysql.connect(host=host, port=port, user=user, password=password, database=dbname,
-                           autocommit=True, connect_timeout=connect_timeout)
+    except Exception:
+        del password  # a refused login's traceback (frame locals) must not show the password tried
+        raise
 
 
 def admin_connect(server: DbServer, dbname: str | None = None) -> Any:
@@ -341,8 +346,12 @@ def admin_connect(server: DbServer, dbname: str | None = None) -> Any:
 
 def connect_as(account: DbAccount, password: str | None = None, *, username: str | None = None) -> Any:
     """An autocommit connection as the account (optionally with another password or username)."""
-    return _connect(account.engine, account.host, account.port, username or account.username,
-                    account.password if password is None else password, account.dbname)
+    try:
+        return _connect(account.engine, account.host, account.port, username or account.username,
+                        account.password if password is None else password, account.dbname)
+    except Exception:
+        del password  # as in _connect
+        raise
 
 
 def _admin_execute(server: DbServer, statements: list[tuple[str, tuple[Any, ...]]]) -> None:

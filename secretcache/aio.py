@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Iterable, Mapping
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._core import CacheStats, Core, EventHook, Flight, Request
-from .backends.base import SecretsBackend
-from .cache import _EMPTY, backend_factory, binary_of, is_template, string_of
+from ._core import Flight, Request
+from ._face import _Face, binary_of, id_list, is_template, string_of
 from .errors import InvalidReferenceError, SecretCacheError
 from .model import SecretRef, SecretValue, find_references
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-
-    from .config import CacheConfig
 
 __all__ = ["AsyncSecretCache"]
 
@@ -50,29 +43,10 @@ async def _wait(future: Flight) -> SecretValue | SecretCacheError:
     return await waiter
 
 
-class AsyncSecretCache:
+class AsyncSecretCache(_Face):
     """The asyncio twin of :class:`~secretcache.SecretCache`: same arguments, methods as coroutines."""
 
-    def __init__(
-        self,
-        backend: SecretsBackend | None = None,
-        *,
-        config: CacheConfig | None = None,
-        client: SecretsManagerClient | None = None,
-        on_event: EventHook | None = None,
-    ) -> None:
-        from .config import CacheConfig  # dataclasses loads with the first cache, not with the package
-
-        if config is not None and not isinstance(config, CacheConfig):
-            raise TypeError(f"config must be a CacheConfig, got {type(config).__name__}")
-        self.config = config or CacheConfig()
-        self._core = core = Core(backend_factory(backend, client), self.config, on_event)
-        self._fast: dict[Any, Any] = _EMPTY if on_event is not None else core.entries
-        self._hits = 0
-        self._finalizer = weakref.finalize(self, core.close)
-
-    def __repr__(self) -> str:
-        return f"<AsyncSecretCache entries={len(self._core.entries)} config={self.config!r}>"
+    _repr_name = "AsyncSecretCache"
 
     async def _get(self, request: Request, *, force: bool = False) -> SecretValue:
         core = self._core
@@ -139,36 +113,11 @@ class AsyncSecretCache:
 
     async def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm the cache with BatchGetSecretValue (in a worker thread); return the failures by id."""
-        if isinstance(secret_ids, str):
-            raise TypeError("prefetch takes an iterable of secret ids, not a single str")
-        return await asyncio.to_thread(self._core.prefetch, list(secret_ids))
+        return await asyncio.to_thread(self._core.prefetch, id_list(secret_ids))
 
     async def refresh(self, secret_id: str, *, version_stage: str | None = None) -> SecretValue:
         """Fetch now, ignoring ttl and backoff; never sleeps. Concurrent calls share one fetch."""
         return await self._get(self._core.request(secret_id, None, version_stage), force=True)
-
-    def peek(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> SecretValue | None:
-        """The cached value if it is within ttl, else None. Never fetches, never blocks.
-
-        Lets callers (decorators, async code) decide whether a read would touch the backend.
-        """
-        core = self._core
-        return core.peek(core.request(secret_id, version_id, version_stage))
-
-    def invalidate(self, secret_id: str | None = None) -> None:
-        """Drop one secret (every stage and version of it), or everything."""
-        self._core.invalidate(secret_id)
-
-    def mark_stale(self) -> None:
-        """Make every cached stage due for refresh on its next read."""
-        self._core.mark_stale()
-
-    @property
-    def stats(self) -> CacheStats:
-        """Counters since creation: hits, misses, refreshes, backend_calls, errors, stale_served."""
-        return self._core.stats(self._hits)
 
     async def close(self) -> None:
         """Stop background refresh work."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidReferenceError, SecretCacheError
 
 if TYPE_CHECKING:
-    import subprocess
+    import subprocess  # types only  # nosec B404
 
     from .backends.base import SecretsBackend
     from .cache import SecretCache
@@ -279,7 +279,7 @@ def _terminal_sent_it_to_the_child() -> bool:
 
 
 def _run_command(command: list[str], environment: dict[str, str]) -> int:
-    import subprocess
+    import subprocess  # runs the user's command (secretcache run)  # nosec B404
 
     child: subprocess.Popen[bytes] | None = None
     early: list[int] = []
@@ -296,7 +296,7 @@ def _run_command(command: list[str], environment: dict[str, str]) -> int:
             environment.clear()
             return 128 + early[0]
         try:
-            child = subprocess.Popen(command, env=environment)
+            child = subprocess.Popen(command, env=environment)  # the user's own argv, no shell  # nosec B603
         except FileNotFoundError:
             return _fail(f"command not found: {command[0]!r}", 127)
         except PermissionError:

@@ -74,8 +74,8 @@ class SecretCacheConfig:
         "exception_retry_growth_factor": 2,
         "exception_retry_delay_max": 3600,
         "default_version_stage": "AWSCURRENT",
-        "secret_refresh_interval": 3600,
-        "secret_cache_hook": None,
+        "secret_refresh_interval": 3600,  # an option name  # nosec B105
+        "secret_cache_hook": None,  # an option name  # nosec B105
     }
 
     max_cache_size: int

@@ -43,7 +43,7 @@ _SUFFIX_CHARS = string.ascii_letters + string.digits
 
 @dataclass
 class _Version:
-    value: str | bytes
+    value: str | bytes = field(repr=False)
     stages: list[str]
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -172,8 +172,12 @@ class InMemoryBackend:
         first version of a secret is always AWSCURRENT. ``version_id`` is the ClientRequestToken.
         """
         if not isinstance(value, (str, bytes)):
-            raise TypeError(f"a secret value is str or bytes, got {type(value).__name__}")
-        size = len(value.encode() if isinstance(value, str) else value)
+            kind = type(value).__name__
+            del value  # no secret in a traceback's frame locals (nor in the other raises below)
+            raise TypeError(f"a secret value is str or bytes, got {kind}")
+        version = _Version(value, [])
+        del value
+        size = len(version.value.encode() if isinstance(version.value, str) else version.value)
         if size > MAX_SECRET_BYTES:
             raise SecretFormatError(
                 f"secret {name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit",
@@ -191,7 +195,7 @@ class InMemoryBackend:
                 secret = self._secrets[name] = _Secret(name, arn)
             self._check_live(secret, name)
             if version_id is not None and version_id in secret.versions:
-                if secret.versions[version_id].value != value:
+                if secret.versions[version_id].value != version.value:
                     raise _aws_error("ResourceExistsException", f"You can't use ClientRequestToken "
                                      f"{version_id} because that value is already in use for a version of "
                                      "the secret.", name)
@@ -199,7 +203,7 @@ class InMemoryBackend:
             if not secret.versions and "AWSCURRENT" not in labels:
                 labels.append("AWSCURRENT")
             new_id = version_id or str(uuid.uuid4())
-            secret.versions[new_id] = _Version(value, [])
+            secret.versions[new_id] = version
             for stage in labels:
                 self._move(secret, stage, secret.holder(stage), new_id)
             return new_id

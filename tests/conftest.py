@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.canary", "tests.servers"]
+pytest_plugins = ["tests.canary", "tests.canary_checks", "tests.servers"]
 
 # No test may reach real AWS: fake credentials and a fixed Region for every boto3 client.
 for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",

@@ -45,11 +45,6 @@ def _shown(obj: object) -> str:
 # -- the suite-wide checks are on ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tests.canary_checks is not wired into conftest yet: frame-locals leaks remain open in rotation, "
-    "_localdb, _envfile and testing.InMemoryBackend (issue 5 closing note, section D)",
-)
 def test_the_exception_and_traceback_canary_checks_are_loaded_in_this_session(
     pytestconfig: pytest.Config,
 ) -> None:

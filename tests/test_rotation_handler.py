@@ -23,8 +23,10 @@ from secretcache.rotation import (
     RotationError,
     RotationHandler,
     RotationStrategy,
+    SecretFields,
     StepContext,
     protocol,
+    read_json_secret,
     rotate_secret_now,
     strategy_for,
 )
@@ -234,6 +236,21 @@ def test_non_json_secret_is_refused_without_showing_it(sm: Any, db: FakeDatabase
     assert text not in str(info.value)
     assert info.value.__cause__ is None
     assert info.value.__context__ is None
+
+
+def test_secret_fields_and_step_contexts_show_keys_never_values(sm: Any, secret: str) -> None:
+    """What a traceback's frame locals (pytest --showlocals, Sentry) render for a rotation step."""
+    current = read_json_secret(sm, secret, stage="AWSCURRENT")
+    password = canary_value("new")
+    pending = PostgresSingleUser().new_pending(current, password)
+    assert isinstance(current, SecretFields)
+    assert isinstance(pending, SecretFields)
+    assert repr(current) == "<secret fields ['dbname', 'engine', 'extra', 'host', 'password', 'port', 'username']>"
+    assert pending["password"] == password
+    assert pending["extra"] == "kept"
+    ctx = StepContext(secret, "t", current, pending, lambda: None, lambda _: current)
+    for shown in (repr(current), str(pending), repr(ctx), f"{[current, pending]}"):
+        assert "sc-canary" not in shown
 
 
 def test_rotation_logs_never_contain_passwords(sm: Any, secret: str, db: FakeDatabase,

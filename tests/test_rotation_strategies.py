@@ -262,6 +262,30 @@ def test_secret_ssl_false_allows_plaintext_even_when_tls_is_required(
     assert whoami(db_account, current(sm, "app/db")) == db_account.username
 
 
+def test_mysql_logins_share_one_unverified_tls_context_and_plaintext_disables_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyMySQL is handed ``ssl_disabled`` for plaintext, and one cheap context (no CA store load) for TLS."""
+    import ssl
+
+    import pymysql
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(pymysql, "connect", lambda **kwargs: seen.append(kwargs))
+    secret = {"engine": "mariadb", "host": "127.0.0.1", "username": "app", "password": "pw"}
+    strategy = MySQLSingleUser()
+    strategy._open(secret, "disable")
+    strategy._open(secret, "prefer")
+    strategy._open(secret, "prefer")
+
+    assert seen[0]["ssl_disabled"] is True
+    assert "ssl" not in seen[0]
+    context = seen[1]["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert seen[2]["ssl"] is context
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_NONE, False)
+
+
 def test_lambda_entry_point_rotates_a_real_database(
     sm: Any, app_secret: str, db_account: DbAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:

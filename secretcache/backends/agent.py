@@ -23,7 +23,7 @@ from ..model import SecretValue
 
 __all__ = ["TOKEN_ENV_VARS", "AgentBackend"]
 
-TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # a header name  # nosec B105
 TOKEN_ENV_VARS = ("AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 """Where the agent (and so we) look for the token, in order. ``file://PATH`` reads it from a file."""
 

@@ -13,7 +13,7 @@ __all__ = ["AUTH_MESSAGES", "NOT_AUTH_MESSAGES", "is_auth_failure"]
 MYSQL_ACCESS_DENIED = frozenset({1045, 1698})
 """MySQL/MariaDB ER_ACCESS_DENIED_ERROR (wrong password, unknown user) and ER_ACCESS_DENIED_NO_PASSWORD_ERROR
 (MariaDB's answer for an unknown user over TCP): locale-independent error numbers."""
-PG_INVALID_PASSWORD = "28P01"
+PG_INVALID_PASSWORD = "28P01"  # a SQLSTATE  # nosec B105
 PG_INVALID_AUTHORIZATION = "28000"
 AUTH_MESSAGES = (
     "password authentication failed for user",  # libpq (psycopg 3 gives no SQLSTATE at connect time)

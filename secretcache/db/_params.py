@@ -36,7 +36,7 @@ class DriverNames(NamedTuple):
 
 PSYCOPG = DriverNames()
 PYMYSQL = DriverNames(dbname="database")
-MYSQLDB = DriverNames(password="passwd", dbname="db")
+MYSQLDB = DriverNames(password="passwd", dbname="db")  # a parameter name  # nosec B106
 DATABASE = DriverNames(dbname="database")  # asyncpg, pg8000, aiomysql, asyncmy
 
 

@@ -12,15 +12,15 @@ import ipaddress
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..db._auth import is_auth_failure
 from .passwords import PasswordPolicy
 
 __all__ = [
-    "AlternatingUsers", "DatabaseStrategy", "RotationError", "RotationStrategy", "SingleUser", "StepContext",
-    "alternate_username",
+    "AlternatingUsers", "DatabaseStrategy", "RotationError", "RotationStrategy", "SecretFields", "SingleUser",
+    "StepContext", "alternate_username",
 ]
 
 log = logging.getLogger("secretcache.rotation")
@@ -28,6 +28,16 @@ log = logging.getLogger("secretcache.rotation")
 Secret = dict[str, Any]
 TlsMode = Literal["require", "prefer", "disable"]
 CLONE_SUFFIX = "_clone"
+
+
+class SecretFields(dict[str, Any]):
+    """A secret's JSON fields. Its repr names the keys only: a traceback's frame locals (pytest, Sentry)
+    or a log line formatting a step's arguments never show a password."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<secret fields {sorted(map(str, self))}>"
 
 
 class RotationError(Exception):
@@ -40,8 +50,8 @@ class StepContext:
 
     secret_id: str
     token: str
-    current: Secret
-    pending: Secret
+    current: Secret = field(repr=False)
+    pending: Secret = field(repr=False)
     load_previous: Callable[[], Secret | None]
     load_secret: Callable[[str], Secret]
 
@@ -160,7 +170,7 @@ class DatabaseStrategy(RotationStrategy):
             raise
 
     def new_pending(self, current: Secret, password: str) -> Secret:
-        return {**current, "password": password}
+        return SecretFields(current, password=password)
 
     def test_secret(self, pending: Secret) -> None:
         conn = self.try_login(pending)
@@ -221,7 +231,7 @@ class AlternatingUsers(DatabaseStrategy):
         if len(username) > self.username_limit:
             raise RotationError(f"createSecret: the alternate user name {username!r} is longer than "
                                 f"{self.username_limit} characters")
-        return {**current, "username": username, "password": password}
+        return SecretFields(current, username=username, password=password)
 
     def set_secret(self, ctx: StepContext) -> None:
         conn = self.try_login(ctx.pending)
@@ -239,7 +249,7 @@ class AlternatingUsers(DatabaseStrategy):
             raise RotationError(f"setSecret: the current credentials of {ctx.secret_id!r} "
                                 f"(user {ctx.current['username']!r}) do not log in")
         current.close()
-        master = dict(ctx.load_secret(ctx.current["masterarn"]))
+        master = SecretFields(ctx.load_secret(ctx.current["masterarn"]))
         master_what = f"admin secret {ctx.current['masterarn']!r}"
         master.setdefault("engine", ctx.current["engine"])
         DatabaseStrategy.validate(self, master, master_what)

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._strategy import DatabaseStrategy, RotationError, RotationStrategy, Secret, StepContext
+from ._strategy import DatabaseStrategy, RotationError, RotationStrategy, Secret, SecretFields, StepContext
 
 __all__ = ["STEPS", "RotationHandler", "handler", "read_json_secret", "rotate_secret_now", "strategy_for"]
 
@@ -170,14 +170,18 @@ def read_json_secret(client: Any, secret_id: str, *, stage: str, version_id: str
     if version_id is not None:
         kwargs["VersionId"] = version_id
     response = client.get_secret_value(**kwargs)
+    text = response.get("SecretString") or ""
+    del response  # from here on no local holds the secret bare: a traceback's frame locals stay clean
     try:
-        value = json.loads(response.get("SecretString") or "")
+        value = json.loads(text)
     except ValueError:
         value = None  # never chain the decode error: its .doc is the secret text
+    del text
     if not isinstance(value, dict):
+        del value
         what = f"secret {secret_id!r} {stage}" + (f" version {version_id}" if version_id else "")
         raise RotationError(f"{what} is not a JSON object")
-    return value
+    return SecretFields(value)
 
 
 _METHODS = {"createSecret": "create_secret", "setSecret": "set_secret", "testSecret": "test_secret",
