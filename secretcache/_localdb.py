@@ -276,13 +276,14 @@ def start_mariadb(*, base_dir: str | None = None, start_timeout: float = 30.0) -
         owner = pwd.getpwnam("mysql")
         os.chown(root, owner.pw_uid, owner.pw_gid)
         user_args = ["--user=mysql"]
-    data, sock = root / "data", root / "mysqld.sock"
+    # --tmpdir: the server runs as `mysql` and may not write to the caller's TMPDIR (nox's is root's)
+    data, sock, own_tmp = root / "data", root / "mysqld.sock", f"--tmpdir={root}"
     try:
-        _run([install_db, "--no-defaults", *user_args, f"--datadir={data}",
+        _run([install_db, "--no-defaults", *user_args, f"--datadir={data}", own_tmp,
               "--auth-root-authentication-method=normal", "--skip-test-db"], what="mariadb-install-db")
         port = _free_port()
-        proc = subprocess.Popen(  # PostgreSQL binaries, fixed argv  # nosec B603
-            [mariadbd, "--no-defaults", *user_args, f"--datadir={data}", f"--socket={sock}", f"--port={port}",
+        proc = subprocess.Popen(  # MariaDB binaries, fixed argv  # nosec B603
+            [mariadbd, "--no-defaults", *user_args, f"--datadir={data}", own_tmp, f"--socket={sock}", f"--port={port}",
              "--bind-address=127.0.0.1", f"--pid-file={root / 'mysqld.pid'}",
              f"--log-error={root / 'error.log'}",
              "--skip-log-bin", "--innodb-flush-log-at-trx-commit=0", "--max-connect-errors=1000000"],
