@@ -39,8 +39,9 @@ SECRETS = {"bench/cli-token": "token-value-for-the-cli-bench",
            "bench/cli-key": "api-key-for-the-cli-bench"}
 REFERENCES = {"SC_TOKEN": "bench/cli-token", "SC_PASSWORD": "bench/cli-db#password",
               "SC_KEY": "{{resolve:secretsmanager:bench/cli-key}}"}
-EXPECTED = {"SC_TOKEN": SECRETS["bench/cli-token"], "SC_PASSWORD": "cli-bench-password",
+EXPECTED = {"SC_TOKEN": SECRETS["bench/cli-token"], "SC_PASSWORD": json.loads(SECRETS["bench/cli-db"])["password"],
             "SC_KEY": SECRETS["bench/cli-key"]}
+ENV_ARGS = [arg for name, ref in REFERENCES.items() for arg in ("--env", f"{name}={ref}")]
 # The verifying child prints each variable's sha256, never the value.
 REPORT = ("import hashlib, json, os; print(json.dumps({n: hashlib.sha256(os.environ.get(n, '').encode())"
           f".hexdigest() for n in {sorted(EXPECTED)!r}}}))")
@@ -54,36 +55,27 @@ def secretcache_command() -> list[str]:
 
 def commands() -> dict[str, list[str]]:
     run = [*secretcache_command(), "run"]
-    with_refs = [arg for name, ref in REFERENCES.items() for arg in ("--env", f"{name}={ref}")]
     return {
         "true": [TRUE],
         "python -c pass": [sys.executable, "-c", "pass"],
         "secretcache run -- true": [*run, "--", TRUE],
-        "secretcache run -- true, 3 references": [*run, *with_refs, "--", TRUE],
+        "secretcache run -- true, 3 references": [*run, *ENV_ARGS, "--", TRUE],
     }
 
 
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
-    """moto's HTTP server holding :data:`SECRETS`, for the duration; yields its URL."""
-    import logging
-
+    """moto's HTTP server (the tests' :func:`~tests.moto_helpers.moto_server`) holding :data:`SECRETS`."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
+    from tests.moto_helpers import moto_server
+
+    with moto_server() as endpoint:
         client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
         for name, value in SECRETS.items():
             client.create_secret(Name=name, SecretString=value)
         yield endpoint
-    finally:
-        server.stop()
 
 
 def child_env(endpoint: str) -> dict[str, str]:
@@ -95,8 +87,7 @@ def child_env(endpoint: str) -> dict[str, str]:
 
 def check_resolution(env: dict[str, str]) -> None:
     """One run whose child reports digests: the references arrived resolved, or the bench stops."""
-    with_refs = [arg for name, ref in REFERENCES.items() for arg in ("--env", f"{name}={ref}")]
-    out = subprocess.run([*secretcache_command(), "run", *with_refs, "--", sys.executable, "-c", REPORT],
+    out = subprocess.run([*secretcache_command(), "run", *ENV_ARGS, "--", sys.executable, "-c", REPORT],
                          env=env, capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         raise SystemExit(f"secretcache run failed (exit {out.returncode}): {out.stderr[-2000:]}")
