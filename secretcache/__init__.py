@@ -10,7 +10,6 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._core import CacheEvent, CacheStats
 from .cache import SecretCache
 from .errors import (
     InvalidReferenceError,
@@ -24,6 +23,7 @@ from .errors import (
     SecretUnavailableError,
 )
 from .model import SecretRef, SecretValue
+from .stats import CacheEvent, CacheStats
 
 if TYPE_CHECKING:
     from .aio import AsyncSecretCache
@@ -79,14 +79,26 @@ _LAZY = {
 }
 
 
+def _public(value: Any) -> Any:
+    """Show a public class under its public path (``secretcache.SecretCache``), as httpx does."""
+    if isinstance(value, type):
+        value.__module__ = __name__
+    return value
+
+
+for _name in __all__:
+    if _name in globals():
+        _public(globals()[_name])
+del _name
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
+    value = globals()[name] = _public(getattr(importlib.import_module(module, __name__), name))
     return value
 
 

@@ -1,29 +1,44 @@
-"""The cache policy, shared by SecretCache (threads) and AsyncSecretCache (asyncio).
+"""Core: the state of one cache and the moves between its states, shared by both faces.
 
-One source of truth for freshness, stale-while-revalidate, stale-if-error, backoff and
-single-flight; the two faces differ only in how they wait for a fetch (a blocking
-``Future.result()`` or an awaited callback). The hit path lives in the faces and is a plain
-dict lookup plus a ``time.monotonic()`` comparison: no lock, no copy, no environment read.
+What is cached (entries), what failed (failures, with their backoff), what is being fetched (flights)
+and the counters live here; the rules live in :mod:`._policy`; the threads live in :mod:`._worker`.
+:class:`~secretcache.SecretCache` waits for a flight by blocking, :class:`~secretcache.AsyncSecretCache`
+by awaiting it; everything else is this one object.
+
+Three invariants hold under ``_lock``:
+
+- fetches of one key never overlap (one flight per key; a read that may not join the running one
+  queues the next behind it, and ``prefetch`` leaves keys in flight to their fetch), so an entry is
+  only replaced by a fetch that started after it ended: a version once served never goes back;
+- every fetch runs on a worker thread (inline only when no thread can be had), so every reader's wait
+  ends by ``fetch_timeout``;
+- after ``os.fork()`` the child keeps the entries and forgets the parent's flights, lock and threads.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple
 
+from ._flight import Flight
+from ._policy import FETCH, RAISE, SERVE, Entry, Failure, backoff_until, decide, fresh_until, may_serve_stale
+from ._request import Key, Request, check_answer, make_request
+from ._worker import Worker
 from .backends.base import BATCH_LIMIT, SecretsBackend
-from .errors import InvalidReferenceError, SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
+from .errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
+from .stats import CacheEvent, CacheStats, EventHook, EventKind
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
     from .config import CacheConfig
 
-__all__ = ["CacheEvent", "CacheStats", "EventHook"]
+__all__ = ["Core", "Wait"]
+
+Outcome = SecretValue | SecretCacheError
 
 
 def _debug(message: str, *args: object) -> None:
@@ -32,113 +47,11 @@ def _debug(message: str, *args: object) -> None:
 
     logging.getLogger("secretcache").debug(message, *args)
 
-Key: TypeAlias = "str | tuple[str, str] | tuple[str, str | None, str]"
-"""``secret_id`` for the default stage; ``(secret_id, stage)``; ``(secret_id, stage|None, version_id)``."""
 
-EventKind = Literal["hit", "miss", "refresh", "stale", "error"]
+def _default_random() -> float:
+    import random  # on the fetch path only: keeps ``import secretcache`` light
 
-
-class CacheStats(NamedTuple):
-    """A snapshot of the cache's counters."""
-
-    hits: int = 0
-    misses: int = 0
-    refreshes: int = 0
-    backend_calls: int = 0
-    errors: int = 0
-    stale_served: int = 0
-
-
-class CacheEvent(NamedTuple):
-    """What the event hook receives. Carries ids and errors, never a value.
-
-    ``kind``: ``hit`` (served from cache), ``miss`` (the caller waited for a fetch), ``refresh``
-    (a fetch replaced a cached value), ``stale`` (a cached value served because the backend failed),
-    ``error`` (a backend call failed). ``age`` is seconds since the served value was fetched.
-    """
-
-    kind: EventKind
-    secret_id: str
-    version_stage: str | None = None
-    version_id: str | None = None
-    error: SecretCacheError | None = None
-    age: float | None = None
-
-
-EventHook = Callable[[CacheEvent], None]
-
-
-class Request(NamedTuple):
-    """What one read asks for, and the key it is cached under."""
-
-    key: Key
-    secret_id: str
-    version_stage: str | None
-    version_id: str | None
-
-
-class Entry:
-    """A cached value and its clock readings (slots: a few dozen bytes beside the value)."""
-
-    __slots__ = ("fresh_until", "last_read", "value")
-
-    def __init__(self, value: SecretValue, fetched_at: float, fresh_until: float) -> None:
-        self.value = value
-        self.fresh_until = fresh_until
-        self.last_read = fetched_at  # LRU order; starts at the fetch time
-
-    def age(self, now: float, ttl: float) -> float | None:
-        """Seconds since the fetch, give or take the ttl jitter (not stored: ~24 bytes per entry saved)."""
-        return None if self.fresh_until == float("inf") else max(0.0, now - (self.fresh_until - ttl))
-
-
-class _Failure:
-    __slots__ = ("attempts", "error", "retry_at")
-
-    def __init__(self, error: SecretCacheError, retry_at: float, attempts: int) -> None:
-        self.error = error
-        self.retry_at = retry_at
-        self.attempts = attempts
-
-
-class Flight:
-    """One fetch in progress for a key; every caller for that key waits for its outcome.
-
-    A minimal future (``concurrent.futures`` would cost its import on ``import secretcache``):
-    threads block in ``result()``, asyncio callers register a callback.
-    """
-
-    __slots__ = ("_callbacks", "_done", "_lock", "discard", "outcome")
-
-    def __init__(self) -> None:
-        self.outcome: SecretValue | SecretCacheError | None = None
-        self.discard = False  # set by invalidate(): the result is returned to waiters but not stored
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[Flight], Any]] = []
-
-    def set_result(self, outcome: SecretValue | SecretCacheError) -> None:
-        with self._lock:
-            self.outcome = outcome
-            callbacks, self._callbacks = self._callbacks, []
-            self._done.set()
-        for callback in callbacks:
-            callback(self)
-
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def result(self) -> SecretValue | SecretCacheError:
-        self._done.wait()
-        assert self.outcome is not None
-        return self.outcome
-
-    def add_done_callback(self, callback: Callable[[Flight], Any]) -> None:
-        with self._lock:
-            if not self._done.is_set():
-                self._callbacks.append(callback)
-                return
-        callback(self)
+    return random.random()  # ttl and retry jitter, not a secret  # nosec B311
 
 
 def _chained(error: SecretCacheError, secret_id: str) -> SecretCacheError:
@@ -147,12 +60,6 @@ def _chained(error: SecretCacheError, secret_id: str) -> SecretCacheError:
     copy.secret_id = secret_id
     copy.__cause__ = error
     return copy
-
-
-def _random() -> float:
-    import random  # on the fetch path only: keeps ``import secretcache`` light
-
-    return random.random()  # retry jitter, not a secret  # nosec B311
 
 
 def _wrap_unexpected(error: BaseException, secret_id: str) -> SecretCacheError:
@@ -164,28 +71,52 @@ def _wrap_unexpected(error: BaseException, secret_id: str) -> SecretCacheError:
     return wrapped
 
 
-def _background_run(core_ref: weakref.ref[Core], request: Request, flight: Flight) -> None:
-    core = core_ref()
-    if core is None:  # the cache was dropped: nobody is left to read the result
-        flight.set_result(SecretUnavailableError("cache closed", secret_id=request.secret_id))
-        return
-    core.run(request, flight)
+def timed_out(request: Request, timeout: float) -> SecretUnavailableError:
+    """The error of a reader whose fetch outlived ``fetch_timeout`` (the fetch itself goes on)."""
+    return SecretUnavailableError(
+        f"fetching secret {request.secret_id!r} took longer than fetch_timeout ({timeout:g} s)",
+        secret_id=request.secret_id,
+    )
+
+
+class Wait(NamedTuple):
+    """A read that must wait for ``flight``; ``miss`` is False for an inline revalidation (a hit if it works)."""
+
+    flight: Flight
+    miss: bool
+
+
+_LIVE: weakref.WeakSet[Core] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_LIVE):
+        core.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Core:
-    """Entries, failures and fetches in flight for one cache, and the rules that connect them."""
+    """Entries, failures and fetches in flight for one cache, and the moves between them."""
 
     def __init__(
         self,
         backend: SecretsBackend | Callable[[], SecretsBackend],
         config: CacheConfig,
         on_event: EventHook | None,
+        *,
+        timer: Callable[[], float] | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        self.timer: Callable[[], float] = timer or monotonic
+        self._random = random or _default_random
         self.entries: dict[Key, Entry] = {}
-        self._failures: dict[Key, _Failure] = {}
+        self._failures: dict[Key, Failure] = {}
         self._flights: dict[Key, Flight] = {}
         self._lock = threading.Lock()
+        self._seq = 0  # counts backend calls started; orders the fetches of a key
         self._backend: SecretsBackend | None = None
         self._backend_factory: Callable[[], SecretsBackend] | None = None
         if isinstance(backend, SecretsBackend):
@@ -193,32 +124,13 @@ class Core:
         else:
             self._backend_factory = backend
         self._on_event = on_event
-        self._executor: ThreadPoolExecutor | None = None
-        self._closed = False
+        self._worker = Worker()
         self.hits = self.misses = self.refreshes = self.backend_calls = self.errors = self.stale_served = 0
-
-    # -- requests -------------------------------------------------------------------------------
+        _LIVE.add(self)
 
     def request(self, secret_id: str, version_id: str | None, version_stage: str | None) -> Request:
         """Validate a read and compute its key."""
-        validate_secret_id(secret_id)
-        if version_id is not None and (not isinstance(version_id, str) or not version_id):
-            raise InvalidReferenceError(
-                f"secret {secret_id!r}: version_id must be a non-empty str", secret_id=secret_id
-            )
-        if version_stage is not None and (not isinstance(version_stage, str) or not version_stage):
-            raise InvalidReferenceError(
-                f"secret {secret_id!r}: version_stage must be a non-empty str", secret_id=secret_id
-            )
-        key: Key
-        if version_id is not None:
-            key = (secret_id, version_stage, version_id)
-        elif version_stage is None or version_stage == self.config.version_stage:
-            key = secret_id
-        else:
-            key = (secret_id, version_stage)
-        stage = version_stage if version_stage is not None or version_id is not None else self.config.version_stage
-        return Request(key, secret_id, stage, version_id)
+        return make_request(secret_id, version_id, version_stage, self.config.version_stage)
 
     @property
     def backend(self) -> SecretsBackend:
@@ -229,120 +141,116 @@ class Core:
                     self._backend = self._backend_factory()
         return self._backend
 
-    # -- the policy -----------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._worker.closed
 
-    def begin(
-        self, request: Request, *, force: bool = False, may_block: bool = True
-    ) -> SecretValue | tuple[Flight, bool]:
-        """Serve ``request`` from the cache if the policy allows; else the fetch to wait on.
+    # -- reads ----------------------------------------------------------------------------------
 
-        Returns the value, or ``(flight, leader)``: the leader must run the fetch (``run``), every
-        caller then waits for ``flight.result()`` and passes the outcome to ``settle``. Raises a fresh
-        error while a failing key is backing off and there is nothing to serve. ``may_block=False``
-        (the asyncio face) sends even an inline-configured revalidation to a worker thread.
+    def begin(self, request: Request, *, force: bool = False, may_block: bool = True) -> SecretValue | Wait:
+        """Serve ``request`` from the cache if the policy allows, else the fetch to wait for.
+
+        Raises a fresh error while a failing key backs off with nothing to serve. ``may_block=False``
+        (the asyncio face) sends even a ``background_refresh=False`` revalidation to a worker.
         """
+        if force:
+            forced = self._flight_for(request, None, None, force=True)
+            assert forced is not None
+            self.note_miss(request)
+            return Wait(forced, True)
         while True:
-            now = monotonic()
+            now = self.timer()
             entry = self.entries.get(request.key)
             failure = self._failures.get(request.key)
-            if not force:
-                served = self._serve(request, entry, failure, now, may_block)
-                if served is not None:
-                    return served
-            with self._lock:
-                flight = self._flights.get(request.key)
+            action, refresh = decide(entry, failure, now, self.config)
+            if action is FETCH:
+                flight = self._flight_for(request, entry, failure)
+                if flight is None:
+                    continue  # a fetch finished between our look and the lock: decide again with its outcome
+                self.note_miss(request)
+                return Wait(flight, True)
+            if action is RAISE:
+                assert failure is not None
+                raise failure.error.copy() from failure.error
+            assert entry is not None
+            if refresh:
+                flight = self._start_refresh(request, entry, failure)
                 if flight is not None:
-                    return flight, False
-                unchanged = self.entries.get(request.key) is entry and self._failures.get(request.key) is failure
-                if force or unchanged:
-                    flight = self._flights[request.key] = Flight()
-                    return flight, True
-            # A fetch finished between our look and the lock: decide again with its outcome, so a
-            # fresh value or a new backoff is honoured instead of starting one more backend call.
-
-    def _serve(
-        self, request: Request, entry: Entry | None, failure: _Failure | None, now: float, may_block: bool
-    ) -> SecretValue | None:
-        """The value the policy serves without waiting for a fetch, or None (raises while backing off)."""
-        if entry is not None and now < entry.fresh_until:
-            return self._hit(request, entry, now)
-        backing_off = failure is not None and now < failure.retry_at
-        if failure is not None and not isinstance(failure.error, SecretUnavailableError):
-            if backing_off:
-                raise failure.error.copy() from failure.error  # permanent: never hidden behind a stale value
-        elif entry is not None:
-            if failure is not None and self._may_serve_stale(entry, now):
-                # The backend has been failing: retry in the background, serve what we have meanwhile
-                # (counted and announced as stale, also inside the stale-while-revalidate window).
-                outcome = self._revalidate(request, entry, may_block)
-                if isinstance(outcome, SecretValue):
-                    return outcome
-                return self._serve_failure(request, entry, outcome or failure.error, now)
-            if self.config.ttl > 0 and now < entry.fresh_until + self.config.stale_while_revalidate:
-                outcome = self._revalidate(request, entry, may_block)
-                if isinstance(outcome, SecretUnavailableError) and self._may_serve_stale(entry, now):
-                    return self._serve_failure(request, entry, outcome, now)  # the inline refresh failed
-                if isinstance(outcome, SecretCacheError) and not isinstance(outcome, SecretUnavailableError):
-                    raise outcome.copy() from outcome
-                return self._hit(request, self.entries.get(request.key, entry), now)
-        if backing_off:
+                    if may_block and not self.config.background_refresh:
+                        # inline (Lambda): this reader waits for the refresh; concurrent readers do not
+                        self._dispatch(flight)
+                        return Wait(flight, False)
+                    if not self._worker.submit(self._run, flight, grow=False):
+                        self._run(flight)  # no thread to be had (interpreter exit): this reader pays
+                elif self.entries.get(request.key) is not entry:
+                    continue  # refreshed (or invalidated) since we looked: serve what is there now
+            if action is SERVE:
+                return self._hit(request, entry, now)
             assert failure is not None
-            return self._serve_failure(request, entry, failure.error, now)  # raises: nothing to serve
-        return None
+            return self._stale(request, entry, failure.error, now)
 
-    def peek(self, request: Request) -> SecretValue | None:
-        """The cached value if it is within ttl, else None: no I/O, no lock, no counters."""
-        entry = self.entries.get(request.key)
-        return entry.value if entry is not None and monotonic() < entry.fresh_until else None
+    def _flight_for(
+        self, request: Request, entry: Entry | None, failure: Failure | None, *, force: bool = False
+    ) -> Flight | None:
+        """The flight to wait for: the one in flight if this read may join it, else a new one.
 
-    def _hit(self, request: Request, entry: Entry, now: float) -> SecretValue:
-        entry.last_read = now
-        self.hits += 1
-        if self._on_event is not None:
-            self._emit("hit", request, age=entry.age(now, self.config.ttl))
-        return entry.value
-
-    def _revalidate(
-        self, request: Request, entry: Entry, may_block: bool
-    ) -> SecretValue | SecretCacheError | None:
-        """Start one refresh of ``entry``, a value past its ttl that may still be served.
-
-        Returns the outcome when the refresh ran inline (``background_refresh=False``) or had just
-        finished (another reader's refresh replaced ``entry``), else None.
+        None when the key's state changed since the caller looked (decide again). A read may join a
+        flight that has not started its backend call, or one that has and was not invalidated since
+        (``refresh`` only one that started after it was called). Otherwise the new flight is queued
+        behind the running one, so the two never overlap.
         """
-        failure = self._failures.get(request.key)
-        if failure is not None and monotonic() < failure.retry_at:
-            return None  # backing off after a transient failure: keep serving what we have
+        new = Flight(request, self.config.fetch_timeout)
         with self._lock:
-            current = self.entries.get(request.key)
-            if current is not entry:  # refreshed (or invalidated) since the caller looked
-                return current.value if current is not None else None
-            if request.key in self._flights or self._failures.get(request.key) is not failure:
+            current = self._flights.get(request.key)
+            if current is not None:
+                if current.seq is None or not (current.discard or force):
+                    return current
+                if current.then is not None:  # already queued behind it, not started: as new as we need
+                    return current.then
+                current.then = self._flights[request.key] = new
+                return new  # started by `_finish` of the running one
+            if not force and self._changed(request, entry, failure):
                 return None
-            flight = self._flights[request.key] = Flight()
-        if not may_block or (self.config.background_refresh and not self._closed):
-            self._pool().submit(_background_run, weakref.ref(self), request, flight)
+            self._flights[request.key] = new
+        self._dispatch(new)
+        return new
+
+    def _start_refresh(self, request: Request, entry: Entry, failure: Failure | None) -> Flight | None:
+        """Register one refresh of a value that is still served, or None when one is in flight already
+        (or the key changed since the caller looked, or the cache is closed: no refresh then)."""
+        if request.key in self._flights or self._worker.closed:
             return None
-        self.run(request, flight)  # inline: this reader pays for the refresh; concurrent readers do not wait
-        return flight.result()
+        new = Flight(request, self.config.fetch_timeout)
+        with self._lock:
+            if request.key in self._flights or self._changed(request, entry, failure):
+                return None
+            self._flights[request.key] = new
+        return new
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            from concurrent.futures import ThreadPoolExecutor
+    def _changed(self, request: Request, entry: Entry | None, failure: Failure | None) -> bool:
+        """Whether the key's entry or failure is no longer what the caller decided on."""
+        return self.entries.get(request.key) is not entry or self._failures.get(request.key) is not failure
 
-            with self._lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="secretcache-refresh")
-        return self._executor
+    def _dispatch(self, flight: Flight) -> None:
+        """Run a flight on a worker thread; on this thread when no worker can be had (after close, at exit)."""
+        if not self._worker.submit(self._run, flight):
+            self._run(flight)
 
-    def run(self, request: Request, flight: Flight) -> None:
-        """Fetch ``request`` from the backend, record the outcome and release the waiters."""
+    def _run(self, flight: Flight) -> None:
+        """Fetch for ``flight`` from the backend, check the answer, record the outcome, release the waiters."""
+        request = flight.request
+        with self._lock:
+            self._seq += 1
+            flight.seq = self._seq
         self.backend_calls += 1
-        outcome: SecretValue | SecretCacheError
+        outcome: Outcome
         try:
             outcome = self.backend.get_secret_value(
                 request.secret_id, version_id=request.version_id, version_stage=request.version_stage
             )
+            wrong = check_answer(request, outcome)
+            if wrong is not None:
+                outcome = wrong  # the crossed answer is dropped here: never stored, never returned
         except SecretCacheError as e:
             outcome = e
         except Exception as e:
@@ -350,20 +258,22 @@ class Core:
         except BaseException as e:
             # KeyboardInterrupt, SystemExit, a greenlet timeout...: still release the waiters and the
             # key (a flight left in place would block this key forever), then let it propagate.
-            outcome = _wrap_unexpected(e, request.secret_id)
-            self._finish(request, flight, outcome)
+            self._finish(flight, _wrap_unexpected(e, request.secret_id))
             raise
-        self._finish(request, flight, outcome)
+        self._finish(flight, outcome)
 
-    def _finish(self, request: Request, flight: Flight, outcome: SecretValue | SecretCacheError) -> None:
+    def _finish(self, flight: Flight, outcome: Outcome) -> None:
+        """Record a fetch's outcome (unless invalidated since it started), wake its waiters, start the
+        fetch queued behind it."""
+        request = flight.request
         refreshed = False
         with self._lock:
             if self._flights.get(request.key) is flight:
                 del self._flights[request.key]
-            if not flight.discard:
+            if not flight.discard:  # fetches of a key never overlap: this one is newer than the entry
                 if isinstance(outcome, SecretValue):
                     refreshed = self._store(request, outcome)
-                else:
+                elif flight.record:
                     self._record_failure(request, outcome)
         if refreshed:
             _debug("refreshed secret %r", request.secret_id)
@@ -373,17 +283,16 @@ class Core:
             _debug("fetch of secret %r failed: %s", request.secret_id, type(outcome).__name__)
             self._emit("error", request, error=outcome)
         flight.set_result(outcome)
+        if flight.then is not None:
+            self._dispatch(flight.then)
 
     def _store(self, request: Request, value: SecretValue) -> bool:
         """Insert under the lock; True when it replaced a cached value (a refresh)."""
-        now = monotonic()
+        now = self.timer()
         config = self.config
-        if request.version_id is not None:
-            fresh_until = float("inf")  # a version's value is immutable: only LRU evicts it
-        else:
-            fresh_until = now + config.ttl * (1.0 - _random() * config.jitter)
+        until = fresh_until(now, config, self._random(), by_version=request.version_id is not None)
         old = self.entries.get(request.key)
-        self.entries[request.key] = Entry(value, now, fresh_until)
+        self.entries[request.key] = Entry(value, now, until)
         self._failures.pop(request.key, None)
         if old is not None:
             self.refreshes += 1
@@ -397,129 +306,141 @@ class Core:
     def _record_failure(self, request: Request, error: SecretCacheError) -> None:
         previous = self._failures.get(request.key)
         attempts = previous.attempts + 1 if previous is not None else 1
-        base, cap = self.config.backoff_base, self.config.backoff_max
-        ceiling = min(cap, base * 2.0 ** min(attempts - 1, 62))
-        retry_at = monotonic() + base + (ceiling - base) * _random()  # jittered, never below base: bounds calls
-        self._failures[request.key] = _Failure(error, retry_at, attempts)
+        retry_at = backoff_until(self.timer(), attempts, self.config, self._random())
+        self._failures[request.key] = Failure(error, retry_at, attempts, isinstance(error, SecretUnavailableError))
         if len(self._failures) > self.config.max_size:
             del self._failures[next(iter(self._failures))]
 
-    def settle(
-        self, request: Request, outcome: SecretValue | SecretCacheError, *, allow_stale: bool = True
-    ) -> SecretValue:
+    def conclude(self, request: Request, wait: Wait, done: bool, *, allow_stale: bool = True) -> SecretValue:
+        """What a reader that waited for ``wait`` gets (``done``: the flight ended before the deadline)."""
+        outcome = self.outcome(wait.flight, done)
+        if not wait.miss and isinstance(outcome, SecretValue):
+            self.hits += 1  # an inline revalidation that worked is a hit, as it would be in the background
+        return self.settle(request, outcome, allow_stale=allow_stale)
+
+    def outcome(self, flight: Flight, done: bool) -> Outcome:
+        """The flight's outcome, or the timeout error of a reader whose deadline passed first."""
+        if done:
+            assert flight.outcome is not None
+            return flight.outcome
+        return timed_out(flight.request, self.config.fetch_timeout)
+
+    def settle(self, request: Request, outcome: Outcome, *, allow_stale: bool = True) -> SecretValue:
         """Turn a fetch outcome into what this caller gets: the value, a stale value, or a fresh error."""
         if isinstance(outcome, SecretValue):
             return outcome
         entry = self.entries.get(request.key) if allow_stale else None
-        return self._serve_failure(request, entry, outcome, monotonic())
+        if entry is not None and isinstance(outcome, SecretUnavailableError):
+            now = self.timer()
+            if may_serve_stale(entry, now, self.config):
+                return self._stale(request, entry, outcome, now)
+        raise outcome.copy() from outcome
 
-    def _may_serve_stale(self, entry: Entry, now: float) -> bool:
-        limit = self.config.stale_if_error
-        return limit is None or now < entry.fresh_until + limit
+    def _hit(self, request: Request, entry: Entry, now: float) -> SecretValue:
+        entry.last_read = now
+        self.hits += 1
+        if self._on_event is not None:
+            self._emit("hit", request, age=entry.age(now, self.config.ttl))
+        return entry.value
 
-    def _serve_failure(
-        self, request: Request, entry: Entry | None, error: SecretCacheError, now: float
-    ) -> SecretValue:
-        """Serve the cached value for a transient error within stale_if_error; else raise a fresh copy."""
-        if entry is not None and isinstance(error, SecretUnavailableError) and self._may_serve_stale(entry, now):
-            self.stale_served += 1
-            _debug("serving stale secret %r: %s", request.secret_id, type(error).__name__)
-            self._emit("stale", request, error=error, age=entry.age(now, self.config.ttl))
-            return entry.value
-        raise error.copy() from error
+    def _stale(self, request: Request, entry: Entry, error: SecretCacheError, now: float) -> SecretValue:
+        self.stale_served += 1
+        _debug("serving stale secret %r: %s", request.secret_id, type(error).__name__)
+        self._emit("stale", request, error=error, age=entry.age(now, self.config.ttl))
+        return entry.value
 
     def note_miss(self, request: Request) -> None:
         self.misses += 1
         _debug("cache miss for secret %r (stage %s)", request.secret_id, request.version_stage)
         self._emit("miss", request)
 
-    def get_blocking(self, request: Request, *, force: bool = False) -> SecretValue:
-        """The thread face of the policy: serve, or lead/join the fetch and wait for it."""
-        started = self.begin(request, force=force)
-        if isinstance(started, SecretValue):
-            return started
-        flight, leader = started
-        self.note_miss(request)
-        if leader:
-            self.run(request, flight)
-        return self.settle(request, flight.result(), allow_stale=not force)
+    def peek(self, request: Request) -> SecretValue | None:
+        """The cached value if it is within ttl, else None: no I/O, no lock, no counters."""
+        entry = self.entries.get(request.key)
+        return entry.value if entry is not None and self.timer() < entry.fresh_until else None
 
-    # -- maintenance ----------------------------------------------------------------------------
-
-    def invalidate(self, secret_id: str | None) -> None:
-        with self._lock:
-            if secret_id is None:
-                keys: Iterable[Key] = list(self.entries) + list(self._failures) + list(self._flights)
-            else:
-                keys = [
-                    k for k in (*self.entries, *self._failures, *self._flights)
-                    if k == secret_id or (isinstance(k, tuple) and k[0] == secret_id)
-                ]
-            for key in set(keys):
-                self.entries.pop(key, None)
-                self._failures.pop(key, None)
-                flight = self._flights.pop(key, None)
-                if flight is not None:
-                    flight.discard = True
-
-    def mark_stale(self) -> None:
-        """Make every stage-addressed entry due for a blocking refresh (e.g. after a SnapStart restore)."""
-        due = monotonic() - self.config.stale_while_revalidate
-        for entry in list(self.entries.values()):
-            if entry.fresh_until != float("inf"):
-                entry.fresh_until = min(entry.fresh_until, due)
-
-    def store_batch(self, ids: list[str], values: list[SecretValue]) -> list[str]:
-        """Store AWSCURRENT values from a batch call under the ids asked for; return the ids not matched."""
-        by_name: dict[str, SecretValue] = {}
-        for value in values:
-            by_name[value.name] = value
-            if value.arn:
-                by_name[value.arn] = value
-                by_name[value.arn[:-7]] = value  # partial ARN: the full one without "-XXXXXX"
-        missing: list[str] = []
-        for secret_id in ids:
-            found = by_name.get(secret_id)
-            if found is None:
-                missing.append(secret_id)
-                continue
-            with self._lock:
-                self._store(self.request(secret_id, None, "AWSCURRENT"), found)
-        return missing
+    # -- prefetch -------------------------------------------------------------------------------
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
+        """Warm AWSCURRENT (asked by name, whatever ``version_stage`` is configured) with batch calls.
+
+        Each id gets a flight of its own, so readers join the batch instead of fetching beside it, and
+        the batch answer is stored under the same ordering rule as any fetch. An id already in flight
+        is left to that fetch (and waited for). When the batch call is denied, each id is fetched alone.
+        """
         ids = list(dict.fromkeys(secret_ids))
-        failures: dict[str, SecretCacheError] = {}
         for secret_id in ids:
             validate_secret_id(secret_id)
-        if not ids:
-            return failures
+        batch: dict[str, Flight] = {}
+        waits: dict[str, Flight] = {}
+        with self._lock:
+            self._seq += 1
+            for secret_id in ids:
+                request = self.request(secret_id, None, "AWSCURRENT")
+                flight = self._flights.get(request.key)
+                if flight is None:
+                    flight = batch[secret_id] = self._flights[request.key] = Flight(request, self.config.fetch_timeout)
+                    flight.seq = self._seq
+                waits[secret_id] = flight
+        if batch and not self._worker.submit(self._run_batch, batch):
+            self._run_batch(batch)
+        failures: dict[str, SecretCacheError] = {}
+        for secret_id, flight in waits.items():
+            outcome = self.outcome(flight, flight.wait())
+            if isinstance(outcome, SecretCacheError):
+                failures[secret_id] = outcome if outcome.secret_id == secret_id else _chained(outcome, secret_id)
+        return failures
+
+    def _run_batch(self, flights: dict[str, Flight]) -> None:
+        ids = list(flights)
         self.backend_calls += -(-len(ids) // BATCH_LIMIT)
         try:
             values, errors = self.backend.batch_get_secret_values(ids)
         except SecretAccessDeniedError:
-            # BatchGetSecretValue not allowed by IAM (a common policy): fall back to one
-            # GetSecretValue per secret, which keeps the backoff and stale rules.
+            # BatchGetSecretValue not allowed by IAM (a common policy): one GetSecretValue per secret,
+            # which keeps the backoff and stale rules.
             _debug("batch prefetch denied; falling back to GetSecretValue per secret")
-            for secret_id in ids:
-                try:
-                    self.get_blocking(self.request(secret_id, None, None))
-                except SecretCacheError as err:
-                    failures[secret_id] = err
-            return failures
-        except SecretCacheError as e:
-            # Throttled or unavailable as a whole: N single calls would only add load. Report it per id.
-            self.errors += 1
-            return {secret_id: _chained(e, secret_id) for secret_id in ids}
-        for secret_id, error in errors.items():
-            self.errors += 1
-            failures[secret_id] = error
-        for secret_id in self.store_batch([i for i in ids if i not in errors], values):
-            try:  # the batch answer named it differently than we did: fetch it on its own
-                self.get_blocking(self.request(secret_id, None, None))
-            except SecretCacheError as err:
-                failures[secret_id] = err
-        return failures
+            for flight in flights.values():
+                self._dispatch(flight)
+            return
+        except Exception as e:
+            # Throttled or unavailable as a whole: N single calls would only add load. Report it per id,
+            # without recording it as each key's failure (no key failed on its own).
+            whole = e if isinstance(e, SecretCacheError) else _wrap_unexpected(e, "(batch)")
+            for secret_id, flight in flights.items():
+                flight.record = False
+                self._finish(flight, _chained(whole, secret_id))
+            return
+        by_id = _match_batch(ids, values)
+        del values
+        for secret_id, flight in flights.items():
+            found = by_id.get(secret_id)
+            if secret_id in errors:
+                self._finish(flight, errors[secret_id])
+            elif found is not None:
+                self._finish(flight, found)
+            else:  # the batch answered without it (or named it differently): fetch it on its own
+                self._dispatch(flight)
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def invalidate(self, secret_id: str | None) -> None:
+        """Drop entries and failures; fetches already started are not stored (reads queue a new one)."""
+        with self._lock:
+            for key in [*self.entries, *self._failures, *self._flights]:
+                if secret_id is None or key == secret_id or (isinstance(key, tuple) and key[0] == secret_id):
+                    self.entries.pop(key, None)
+                    self._failures.pop(key, None)
+                    flight = self._flights.get(key)
+                    if flight is not None and flight.seq is not None:
+                        flight.discard = True
+
+    def mark_stale(self) -> None:
+        """Make every stage-addressed entry due for a blocking refresh (e.g. after a SnapStart restore)."""
+        due = self.timer() - self.config.stale_while_revalidate
+        for entry in list(self.entries.values()):
+            if entry.fresh_until != float("inf"):
+                entry.fresh_until = min(entry.fresh_until, due)
 
     def stats(self, extra_hits: int = 0) -> CacheStats:
         return CacheStats(
@@ -532,10 +453,18 @@ class Core:
         )
 
     def close(self) -> None:
-        self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=False)
+        """Stop the worker threads (idempotent). Later fetches run on the reading thread; no refresh in
+        the background."""
+        self._worker.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: keep the entries; drop the parent's lock, flights and threads."""
+        closed = self._worker.closed
+        self._lock = threading.Lock()
+        self._flights = {}
+        self._worker = Worker()
+        if closed:
+            self._worker.close()
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -551,3 +480,19 @@ class Core:
             import logging
 
             logging.getLogger("secretcache").warning("event hook raised on a %r event", kind, exc_info=True)
+
+
+def _match_batch(ids: list[str], values: list[SecretValue]) -> dict[str, SecretValue]:
+    """The batch's values under the ids asked for: by name, full ARN or partial ARN (and checked so)."""
+    by_name: dict[str, SecretValue] = {}
+    for value in values:
+        by_name[value.name] = value
+        if value.arn:
+            by_name[value.arn] = value
+            by_name[value.arn[:-7]] = value  # partial ARN: the full one without "-XXXXXX"
+    matched: dict[str, SecretValue] = {}
+    for secret_id in ids:
+        found = by_name.get(secret_id)
+        if found is not None and check_answer(Request(secret_id, secret_id, None, None), found) is None:
+            matched[secret_id] = found
+    return matched

@@ -2,8 +2,7 @@
 
 Both faces run one :class:`~secretcache._core.Core`; they differ only in how a caller waits for a
 fetch (blocking on a ``Flight``, or awaiting it). Construction, the control calls that never fetch
-and the value helpers are written here once. The hit paths stay inline in each face: a helper call
-there would cost more than the dict lookup it wraps.
+and the value helpers are written here once.
 
 Loaded with ``import secretcache``, so it imports nothing heavy (no asyncio, logging or dataclasses).
 """
@@ -14,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._core import CacheStats, Core, EventHook
+from ._core import Core
 from .backends.base import SecretsBackend
 from .errors import SecretFormatError
 from .model import SecretValue
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
     from .config import CacheConfig
+    from .stats import CacheStats, EventHook
 
 _EMPTY: dict[Any, Any] = {}
 
@@ -89,13 +89,16 @@ class _Face:
         config: CacheConfig | None = None,
         client: SecretsManagerClient | None = None,
         on_event: EventHook | None = None,
+        timer: Callable[[], float] | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         from .config import CacheConfig  # dataclasses loads with the first cache, not with the package
 
         if config is not None and not isinstance(config, CacheConfig):
             raise TypeError(f"config must be a CacheConfig, got {type(config).__name__}")
         self.config = config or CacheConfig()
-        self._core = core = Core(backend_factory(backend, client), self.config, on_event)
+        self._core = core = Core(backend_factory(backend, client), self.config, on_event, timer=timer, random=random)
+        self._timer = core.timer
         # With an event hook every read goes through the core (which emits "hit"); without one, the
         # faces read the live entries directly. An always-empty dict keeps that choice off the hit path.
         self._fast: dict[Any, Any] = _EMPTY if on_event is not None else core.entries
@@ -104,6 +107,18 @@ class _Face:
 
     def __repr__(self) -> str:
         return f"<{self._repr_name} entries={len(self._core.entries)} config={self.config!r}>"
+
+    def _fresh(self, secret_id: str) -> SecretValue | None:
+        """The hit path: the default stage's value within ttl, or None. A dict read and a clock read."""
+        try:
+            entry = self._fast.get(secret_id)
+        except TypeError:  # unhashable: the slow path names the mistake
+            return None
+        if entry is not None and (now := self._timer()) < entry.fresh_until:
+            entry.last_read = now
+            self._hits += 1
+            return entry.value  # type: ignore[no-any-return]
+        return None
 
     def peek(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None

@@ -14,33 +14,41 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from ._core import Flight, Request
 from ._face import _Face, binary_of, id_list, is_template, string_of
+from ._flight import Flight
+from ._request import Request
 from .errors import InvalidReferenceError, SecretCacheError
 from .model import SecretRef, SecretValue, find_references
 
 __all__ = ["AsyncSecretCache"]
 
 
-async def _wait(future: Flight) -> SecretValue | SecretCacheError:
-    """Await a shared fetch without letting this caller's cancellation cancel it for the others."""
-    if future.done():
-        return future.result()
+async def _wait(flight: Flight) -> bool:
+    """Await a shared fetch until its deadline; True when it ended in time.
+
+    This caller's cancellation or timeout never cancels the fetch for the others.
+    """
+    if flight.done():
+        return True
     loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[SecretValue | SecretCacheError] = loop.create_future()
+    waiter: asyncio.Future[None] = loop.create_future()
 
     def deliver(done: Flight) -> None:
         def settle() -> None:
             if not waiter.done():
-                waiter.set_result(done.result())
+                waiter.set_result(None)
 
         # RuntimeError: this waiter's event loop has closed, nobody is left to wake there. Raising
         # would stop the flight from waking the waiters registered after this one (on other loops).
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle)
 
-    future.add_done_callback(deliver)
-    return await waiter
+    flight.add_done_callback(deliver)
+    try:
+        await asyncio.wait_for(waiter, max(0.0, flight.deadline - monotonic()))
+    except asyncio.TimeoutError:
+        return flight.done()
+    return True
 
 
 class AsyncSecretCache(_Face):
@@ -48,31 +56,22 @@ class AsyncSecretCache(_Face):
 
     _repr_name = "AsyncSecretCache"
 
-    async def _get(self, request: Request, *, force: bool = False) -> SecretValue:
+    async def _read(self, request: Request, *, force: bool = False) -> SecretValue:
+        """The slow path: the policy decides; a fetch runs on the cache's worker and is awaited at most
+        ``fetch_timeout``. Never blocks the event loop (at most a dict write under a lock)."""
         core = self._core
-        started = core.begin(request, force=force, may_block=False)  # never blocks: at most a dict write under a lock
+        started = core.begin(request, force=force, may_block=False)
         if isinstance(started, SecretValue):
             return started
-        flight, leader = started
-        core.note_miss(request)
-        if leader:
-            asyncio.get_running_loop().run_in_executor(None, core.run, request, flight)
-        return core.settle(request, await _wait(flight), allow_stale=not force)
+        return core.conclude(request, started, await _wait(started.flight), allow_stale=not force)
 
     async def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> SecretValue:
         """The cached :class:`SecretValue` for ``secret_id`` at a stage (default AWSCURRENT) or VersionId."""
-        if version_id is None and version_stage is None:
-            try:
-                entry = self._fast.get(secret_id)
-            except TypeError:
-                entry = None
-            if entry is not None and (now := monotonic()) < entry.fresh_until:
-                entry.last_read = now
-                self._hits += 1
-                return entry.value  # type: ignore[no-any-return]
-        return await self._get(self._core.request(secret_id, version_id, version_stage))
+        if version_id is None and version_stage is None and (value := self._fresh(secret_id)) is not None:
+            return value
+        return await self._read(self._core.request(secret_id, version_id, version_stage))
 
     async def get_secret_string(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
@@ -112,15 +111,16 @@ class AsyncSecretCache(_Face):
         return string_of(value) if ref.json_key is None else value.field(ref.json_key)
 
     async def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
-        """Warm the cache with BatchGetSecretValue (in a worker thread); return the failures by id."""
+        """Warm the cache with BatchGetSecretValue (awaited in a thread); return the failures by id."""
         return await asyncio.to_thread(self._core.prefetch, id_list(secret_ids))
 
     async def refresh(self, secret_id: str, *, version_stage: str | None = None) -> SecretValue:
-        """Fetch now, ignoring ttl and backoff; never sleeps. Concurrent calls share one fetch."""
-        return await self._get(self._core.request(secret_id, None, version_stage), force=True)
+        """Fetch now, ignoring ttl and backoff, from a fetch that started after this call (as
+        :meth:`SecretCache.refresh`)."""
+        return await self._read(self._core.request(secret_id, None, version_stage), force=True)
 
     async def close(self) -> None:
-        """Stop background refresh work."""
+        """Stop the background threads (idempotent); as :meth:`SecretCache.close`."""
         self._core.close()
 
     async def __aenter__(self) -> AsyncSecretCache:

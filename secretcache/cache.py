@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from ._core import Request
 from ._face import _Face, binary_of, id_list, is_template, string_of
+from ._request import Request
 from .backends.base import SecretsBackend
 from .errors import InvalidReferenceError, SecretCacheError
 from .model import SecretRef, SecretValue, render_template
@@ -25,7 +24,12 @@ class SecretCache(_Face):
     failures serve the cached value within ``stale_if_error``. See :class:`CacheConfig`.
 
     ``backend`` defaults to :class:`~secretcache.backends.AwsBackend`, created on the first
-    fetch; ``client=`` wraps an existing boto3 ``secretsmanager`` client instead.
+    fetch; ``client=`` wraps an existing boto3 ``secretsmanager`` client instead. ``timer`` (a
+    monotonic clock, as cachetools' ``TTLCache(timer=)``) and ``random`` (draws in [0, 1) for the ttl
+    and backoff jitter) let tests and simulations drive time; waits for a fetch always use real time.
+
+    Safe across ``os.fork()``: the child keeps the cached values and gets its own threads, backend
+    clients and connections.
     """
 
     _repr_name = "SecretCache"
@@ -37,38 +41,39 @@ class SecretCache(_Face):
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def _read(self, request: Request, *, force: bool = False) -> SecretValue:
+        """The slow path: the policy decides; a fetch is waited for at most ``fetch_timeout``."""
+        core = self._core
+        started = core.begin(request, force=force)
+        if isinstance(started, SecretValue):
+            return started
+        return core.conclude(request, started, started.flight.wait(), allow_stale=not force)
+
     def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> SecretValue:
         """The cached :class:`SecretValue` for ``secret_id`` at a stage (default AWSCURRENT) or VersionId."""
-        if version_id is None and version_stage is None:
-            try:
-                entry = self._fast.get(secret_id)
-            except TypeError:
-                entry = None
-            if entry is not None and (now := monotonic()) < entry.fresh_until:
-                entry.last_read = now
-                self._hits += 1
-                return entry.value  # type: ignore[no-any-return]
-        core = self._core
-        return core.get_blocking(core.request(secret_id, version_id, version_stage))
+        if version_id is None and version_stage is None and (value := self._fresh(secret_id)) is not None:
+            return value
+        return self._read(self._core.request(secret_id, version_id, version_stage))
 
     def get_secret_string(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> str:
         """The SecretString; :class:`SecretFormatError` for a binary secret."""
         if version_id is None and version_stage is None:
+            # `_fresh`, inlined: the most frequent read of all, and a call costs more than the lookup.
             try:
                 entry = self._fast.get(secret_id)
             except TypeError:
                 entry = None
-            if entry is not None and (now := monotonic()) < entry.fresh_until:
+            if entry is not None and (now := self._timer()) < entry.fresh_until:
                 text = entry.value.secret_string
                 if text is not None:
                     entry.last_read = now
                     self._hits += 1
                     return text  # type: ignore[no-any-return]
-        return string_of(self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage))
+        return string_of(self._read(self._core.request(secret_id, version_id, version_stage)))
 
     def get_secret_binary(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
@@ -90,19 +95,8 @@ class SecretCache(_Face):
             if isinstance(reference, str) and is_template(reference):
                 return render_template(reference, self.resolve)
             raise
-        if ref.version_id is None and ref.version_stage is None:
-            entry = self._fast.get(ref.secret_id)
-            if entry is not None and (now := monotonic()) < entry.fresh_until:
-                value: SecretValue = entry.value
-                if ref.json_key is None:
-                    if value.secret_string is not None:
-                        entry.last_read = now
-                        self._hits += 1
-                        return value.secret_string
-                else:
-                    entry.last_read = now
-                    self._hits += 1
-                    return value.field(ref.json_key)
+        if ref.version_id is None and ref.version_stage is None and (value := self._fresh(ref.secret_id)) is not None:
+            return string_of(value) if ref.json_key is None else value.field(ref.json_key)
         return self.resolve(ref)
 
     def resolve(self, ref: SecretRef) -> str:
@@ -117,13 +111,17 @@ class SecretCache(_Face):
         return self._core.prefetch(id_list(secret_ids))
 
     def refresh(self, secret_id: str, *, version_stage: str | None = None) -> SecretValue:
-        """Fetch now, ignoring ttl and backoff; never sleeps. Concurrent calls share one fetch."""
-        core = self._core
-        request: Request = core.request(secret_id, None, version_stage)
-        return core.get_blocking(request, force=True)
+        """Fetch now, ignoring ttl and backoff; never sleeps.
+
+        The value comes from a fetch that started after this call (one already running is not reused;
+        the new one starts when it ends, so answers stay in order). Calls made while one fetch runs
+        share the next one.
+        """
+        return self._read(self._core.request(secret_id, None, version_stage), force=True)
 
     def close(self) -> None:
-        """Stop background refresh work. Reads still work (refreshing inline)."""
+        """Stop the background threads (idempotent). Reads still work: no more background refreshes,
+        and a read that must fetch gets a thread of its own, so its wait stays bounded."""
         self._core.close()
 
     def __enter__(self) -> SecretCache:

@@ -45,7 +45,11 @@ class CacheConfig:
     backoff_max: float = 30.0
     """Cap on the delay between attempts for a failing key; bounds recovery lag after an outage."""
     background_refresh: bool = True
-    """False refreshes inline on the reading thread (Lambda, where background threads freeze)."""
+    """False makes the reader that finds a value past ttl wait for its refresh (Lambda, where threads
+    freeze between invocations), instead of refreshing in the background."""
+    fetch_timeout: float = 10.0
+    """Seconds a reader waits for a whole fetch (not one socket read); then it gets the stale value where
+    ``stale_if_error`` allows, else :class:`~secretcache.errors.SecretUnavailableError`. The fetch goes on."""
 
     def __post_init__(self) -> None:
         _non_negative("ttl", self.ttl)
@@ -66,6 +70,9 @@ class CacheConfig:
             )
         if not isinstance(self.background_refresh, bool):
             raise ValueError("CacheConfig.background_refresh must be a bool")
-        for name in ("ttl", "backoff_base", "backoff_max", "stale_while_revalidate"):
+        _non_negative("fetch_timeout", self.fetch_timeout)
+        if self.fetch_timeout == 0:
+            raise ValueError("CacheConfig.fetch_timeout must be > 0")
+        for name in ("ttl", "backoff_base", "backoff_max", "stale_while_revalidate", "fetch_timeout"):
             if math.isinf(getattr(self, name)) and name != "ttl":
                 raise ValueError(f"CacheConfig.{name} must be finite")

@@ -16,8 +16,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import pytest
-
 from secretcache.errors import SecretCacheError, SecretNotFoundError
 from secretcache.model import SecretValue
 
@@ -203,18 +201,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def install_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Replace ``monotonic`` where the cache reads it (each module imported it by name)."""
-    import secretcache._core
-    import secretcache.aio
-    import secretcache.cache
-
-    clock = FakeClock()
-    for module in (secretcache._core, secretcache.cache, secretcache.aio):
-        monkeypatch.setattr(module, "monotonic", clock)
-    return clock
 
 
 class CountingLock:

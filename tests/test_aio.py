@@ -24,7 +24,7 @@ from secretcache import (
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.fakes import CountingLock, FakeClock, ScriptedBackend, install_clock, stop_refresh_workers
+from tests.fakes import CountingLock, FakeClock, ScriptedBackend, stop_refresh_workers
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +44,8 @@ def config(**overrides: Any) -> CacheConfig:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    return install_clock(monkeypatch)
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def store(password: str) -> InMemoryBackend:
 
 @pytest.fixture
 async def cache(store: InMemoryBackend, clock: FakeClock) -> AsyncIterator[AsyncSecretCache]:
-    async with AsyncSecretCache(store, config=config()) as c:
+    async with AsyncSecretCache(store, config=config(), timer=clock) as c:
         yield c
 
 
@@ -176,14 +176,14 @@ async def test_mark_stale_makes_the_next_read_refresh(
 
 async def test_prefetch_batches_and_falls_back(clock: FakeClock) -> None:
     store = InMemoryBackend({f"k/{i}": f"v{i}" for i in range(30)})
-    cache = AsyncSecretCache(store, config=config())
+    cache = AsyncSecretCache(store, config=config(), timer=clock)
     assert await cache.prefetch([f"k/{i}" for i in range(30)]) == {}
     assert store.calls["BatchGetSecretValue"] == 2
     assert await cache.get_secret_string("k/29") == "v29"
     assert store.calls["GetSecretValue"] == 0
     denied = InMemoryBackend({"a": "1"})
     denied.deny_batch = True
-    other = AsyncSecretCache(denied, config=config())
+    other = AsyncSecretCache(denied, config=config(), timer=clock)
     failures = await other.prefetch(["a", "missing"])
     assert list(failures) == ["missing"]
     assert denied.calls["GetSecretValue"] == 2
@@ -194,7 +194,7 @@ async def test_prefetch_batches_and_falls_back(clock: FakeClock) -> None:
 async def test_stats_and_events(clock: FakeClock) -> None:
     backend = ScriptedBackend({"a": canary_value("ev")})
     events: list[CacheEvent] = []
-    cache = AsyncSecretCache(backend, config=config(), on_event=events.append)
+    cache = AsyncSecretCache(backend, config=config(), on_event=events.append, timer=clock)
     await cache.get_secret_string("a")
     await cache.get_secret_string("a")
     await cache.refresh("a")
@@ -228,7 +228,7 @@ async def test_constructor_rejects_wrong_arguments(store: InMemoryBackend) -> No
 
 async def test_transient_failure_serves_stale_then_backs_off_without_calls(clock: FakeClock) -> None:
     backend = ScriptedBackend({"a": "cached"})
-    cache = AsyncSecretCache(backend, config=config())
+    cache = AsyncSecretCache(backend, config=config(), timer=clock)
     await cache.get_secret_string("a")
     clock.advance(TTL + SWR + 1)
     backend.fail("a", lambda sid: SecretUnavailableError(f"5xx (secret {sid!r})", secret_id=sid))
@@ -247,7 +247,7 @@ async def test_swr_readers_do_not_wait_for_a_held_refresh_even_when_inline_is_co
 ) -> None:
     backend = ScriptedBackend({"a": "old"})
     for background in (True, False):
-        cache = AsyncSecretCache(backend, config=config(background_refresh=background))
+        cache = AsyncSecretCache(backend, config=config(background_refresh=background), timer=clock)
         await cache.get_secret_string("a")
         backend.put("a", "new")
         clock.advance(TTL + 1)
@@ -266,7 +266,7 @@ async def test_swr_readers_do_not_wait_for_a_held_refresh_even_when_inline_is_co
 
 async def test_refresh_ignores_backoff(clock: FakeClock) -> None:
     backend = ScriptedBackend({"a": "1"})
-    cache = AsyncSecretCache(backend, config=config())
+    cache = AsyncSecretCache(backend, config=config(), timer=clock)
     backend.script("a", SecretThrottledError("throttled (secret 'a')", secret_id="a"))
     with pytest.raises(SecretThrottledError):
         await cache.get_secret_string("a")
@@ -279,9 +279,9 @@ async def test_refresh_ignores_backoff(clock: FakeClock) -> None:
 
 async def test_close_and_async_context_manager(clock: FakeClock) -> None:
     backend = ScriptedBackend({"a": "1"})
-    async with AsyncSecretCache(backend, config=config()) as cache:
+    async with AsyncSecretCache(backend, config=config(), timer=clock) as cache:
         assert await cache.get_secret_string("a") == "1"
-    assert cache._core._closed
+    assert cache._core.closed
     assert await cache.get_secret_string("a") == "1"  # reads still work after close
 
 
@@ -316,7 +316,7 @@ async def test_fetches_run_off_the_event_loop_thread(clock: FakeClock) -> None:
     backend = ScriptedBackend()
     seen: list[str] = []
     backend.script("a", lambda sid: seen.append(threading.current_thread().name) or "v")
-    cache = AsyncSecretCache(backend, config=config())
+    cache = AsyncSecretCache(backend, config=config(), timer=clock)
     assert await cache.get_secret_string("a") == "v"
     assert seen
     assert seen[0] != threading.current_thread().name

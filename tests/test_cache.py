@@ -33,7 +33,6 @@ from tests.fakes import (
     CountingLock,
     FakeClock,
     ScriptedBackend,
-    install_clock,
     stop_refresh_workers,
     wait_until,
 )
@@ -56,8 +55,8 @@ def config(**overrides: Any) -> CacheConfig:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    return install_clock(monkeypatch)
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -79,7 +78,7 @@ def store(password: str) -> InMemoryBackend:
 
 @pytest.fixture
 def cache(store: InMemoryBackend, clock: FakeClock) -> Iterator[SecretCache]:
-    with SecretCache(store, config=config()) as c:
+    with SecretCache(store, config=config(), timer=clock) as c:
         yield c
 
 
@@ -110,7 +109,7 @@ def test_hit_path_takes_no_lock(store: InMemoryBackend, clock: FakeClock, label:
     version_id = store.version_stages("app/db")
     vid = next(v for v, stages in version_id.items() if "AWSCURRENT" in stages)
     events: list[CacheEvent] = []
-    cache = SecretCache(store, config=config(), on_event=events.append if with_hook else None)
+    cache = SecretCache(store, config=config(), on_event=events.append if with_hook else None, timer=clock)
     read(cache, vid)
     counting = CountingLock(cache._core._lock)
     cache._core._lock = counting  # type: ignore[assignment]
@@ -182,7 +181,7 @@ def test_against_moto_only_get_secret_value_is_called_once_per_refresh(clock: Fa
         operations: list[str] = []
         client.meta.events.register("before-call.secrets-manager",
                                     lambda model, **_: operations.append(model.name), unique_id="count-all")
-        cache = SecretCache(client=client, config=config())
+        cache = SecretCache(client=client, config=config(), timer=clock)
         for _ in range(100):
             cache.get_secret_string("app/moto")
         clock.advance(TTL + SWR + 1)
@@ -234,7 +233,7 @@ def test_get_resolves_every_reference_form(cache: SecretCache, store: InMemoryBa
 def test_json_key_values_render_as_json(store: InMemoryBackend, clock: FakeClock) -> None:
     shape = {"n": 1000000, "t": True, "o": {"a": 1}, "l": [1, "x"], "z": None}
     store.put_secret("app/shape", json.dumps(shape))
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     assert [cache.get(f"app/shape#{k}") for k in "ntolz"] == ["1000000", "true", '{"a":1}', '[1,"x"]', "null"]
 
 
@@ -280,7 +279,7 @@ def test_oversize_value_raises_format_error_naming_the_size_not_the_value(clock:
     backend = ScriptedBackend()
     huge = canary_value("big") * 3000
     backend.script("app/huge", lambda sid: SecretValue(sid, secret_string=huge))
-    cache = SecretCache(backend, config=config())
+    cache = SecretCache(backend, config=config(), timer=clock)
     with pytest.raises(SecretFormatError) as info:
         cache.get_secret_string("app/huge")
     assert "app/huge" in str(info.value)
@@ -331,7 +330,7 @@ def test_version_id_entries_never_expire(
 
 
 def test_version_id_entries_are_evicted_only_by_lru(store: InMemoryBackend, clock: FakeClock) -> None:
-    cache = SecretCache(store, config=config(max_size=2))
+    cache = SecretCache(store, config=config(max_size=2), timer=clock)
     vid = next(iter(store.version_stages("app/db")))
     cache.get_secret_value("app/db", version_id=vid)
     clock.advance(1)
@@ -347,7 +346,7 @@ def test_configured_default_stage_is_read_when_none_is_given(
     store: InMemoryBackend, clock: FakeClock
 ) -> None:
     store.put_secret("app/db", json.dumps({"password": "pending"}), stages=("AWSPENDING",))
-    cache = SecretCache(store, config=config(version_stage="AWSPENDING"))
+    cache = SecretCache(store, config=config(version_stage="AWSPENDING"), timer=clock)
     assert cache.get("app/db#password") == "pending"
     assert cache.get_secret_value("app/db", version_stage="AWSCURRENT").version_stages == ("AWSCURRENT",)
 
@@ -492,7 +491,7 @@ def test_invalidate_everything(cache: SecretCache, store: InMemoryBackend) -> No
 def test_invalidate_also_forgets_a_failure(clock: FakeClock) -> None:
     backend = ScriptedBackend({"app/x": "v"})
     backend.script("app/x", SecretNotFoundError("gone (secret 'app/x')", secret_id="app/x"))
-    cache = SecretCache(backend, config=config())
+    cache = SecretCache(backend, config=config(), timer=clock)
     with pytest.raises(SecretNotFoundError):
         cache.get_secret_string("app/x")
     cache.invalidate("app/x")  # e.g. the secret was just created: no need to wait for the backoff
@@ -501,7 +500,7 @@ def test_invalidate_also_forgets_a_failure(clock: FakeClock) -> None:
 
 def test_a_fetch_in_flight_during_invalidate_does_not_reinsert_its_result(clock: FakeClock) -> None:
     backend = ScriptedBackend({"app/x": canary_value("x")})
-    cache = SecretCache(backend, config=config())
+    cache = SecretCache(backend, config=config(), timer=clock)
     gate = backend.hold()
     got: list[str] = []
     reader = threading.Thread(target=lambda: got.append(cache.get_secret_string("app/x")))
@@ -518,7 +517,7 @@ def test_a_fetch_in_flight_during_invalidate_does_not_reinsert_its_result(clock:
 
 def test_a_background_refresh_in_flight_during_invalidate_does_not_reinsert(clock: FakeClock) -> None:
     backend = ScriptedBackend({"app/x": canary_value("x")})
-    cache = SecretCache(backend, config=config())
+    cache = SecretCache(backend, config=config(), timer=clock)
     cache.get_secret_string("app/x")
     clock.advance(TTL + 1)
     gate = backend.hold()
@@ -531,7 +530,7 @@ def test_a_background_refresh_in_flight_during_invalidate_does_not_reinsert(cloc
 
 
 def test_lru_evicts_the_least_recently_read_entry(store: InMemoryBackend, clock: FakeClock) -> None:
-    cache = SecretCache(store, config=config(max_size=3))
+    cache = SecretCache(store, config=config(max_size=3), timer=clock)
     for name in ("app/db", "app/api-key", "app/text"):
         cache.get_secret_value(name)
         clock.advance(1)
@@ -551,7 +550,7 @@ def test_lru_evicts_the_least_recently_read_entry(store: InMemoryBackend, clock:
 def test_entries_never_exceed_max_size(store: InMemoryBackend, clock: FakeClock) -> None:
     for i in range(50):
         store.put_secret(f"bulk/{i}", f"v{i}")
-    cache = SecretCache(store, config=config(max_size=7))
+    cache = SecretCache(store, config=config(max_size=7), timer=clock)
     for i in range(50):
         assert cache.get_secret_string(f"bulk/{i}") == f"v{i}"
         assert len(cache._core.entries) <= 7
@@ -577,7 +576,7 @@ def test_stats_count_every_outcome(clock: FakeClock) -> None:
     from secretcache import SecretThrottledError
 
     backend = ScriptedBackend({"a": "1", "b": "2"})
-    cache = SecretCache(backend, config=config())
+    cache = SecretCache(backend, config=config(), timer=clock)
     cache.get_secret_string("a")  # miss
     cache.get_secret_string("a")  # hit
     cache.get_secret_value("a", version_stage="AWSCURRENT")  # hit through the core
@@ -598,7 +597,7 @@ def test_event_hook_receives_each_kind_with_ids_and_no_values(clock: FakeClock) 
     value = canary_value("ev")
     backend = ScriptedBackend({"a": value})
     events: list[CacheEvent] = []
-    cache = SecretCache(backend, config=config(), on_event=events.append)
+    cache = SecretCache(backend, config=config(), on_event=events.append, timer=clock)
     cache.get_secret_string("a")
     clock.advance(5)
     cache.get_secret_string("a")
@@ -624,7 +623,7 @@ def test_a_raising_event_hook_never_breaks_a_read(clock: FakeClock, caplog: pyte
         raise RuntimeError(f"hook broke on {event.kind}")
 
     backend = ScriptedBackend({"a": canary_value("hook")})
-    cache = SecretCache(backend, config=config(), on_event=broken)
+    cache = SecretCache(backend, config=config(), on_event=broken, timer=clock)
     assert cache.get_secret_string("a").startswith(CANARY)
     assert cache.get_secret_string("a").startswith(CANARY)
     assert cache.refresh("a").secret_string.startswith(CANARY)  # type: ignore[union-attr]
@@ -652,7 +651,7 @@ def bulk_store(n: int) -> InMemoryBackend:
 
 def test_prefetch_uses_batches_of_20_and_then_serves_from_the_cache(clock: FakeClock) -> None:
     store = bulk_store(45)
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     ids = [f"bulk/{i}" for i in range(45)]
     assert cache.prefetch(ids) == {}
     assert store.calls["BatchGetSecretValue"] == 3
@@ -664,7 +663,7 @@ def test_prefetch_uses_batches_of_20_and_then_serves_from_the_cache(clock: FakeC
 def test_prefetch_follows_pages_within_a_chunk(clock: FakeClock) -> None:
     store = bulk_store(20)
     store.batch_page_size = 7
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     assert cache.prefetch([f"bulk/{i}" for i in range(20)]) == {}
     assert store.calls["BatchGetSecretValue"] == 3
     assert cache.get_secret_string("bulk/19") == "value-19"
@@ -675,7 +674,7 @@ def test_prefetch_returns_per_secret_errors_by_id(clock: FakeClock) -> None:
     store = bulk_store(3)
     store.put_secret("gone", "x")
     store.delete_secret("gone")
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     failures = cache.prefetch(["bulk/0", "missing", "bulk/1", "gone", "bulk/2"])
     assert set(failures) == {"missing", "gone"}
     assert isinstance(failures["missing"], SecretNotFoundError)
@@ -688,7 +687,7 @@ def test_prefetch_returns_per_secret_errors_by_id(clock: FakeClock) -> None:
 def test_prefetch_falls_back_to_one_get_per_secret_when_the_batch_call_is_denied(clock: FakeClock) -> None:
     store = bulk_store(25)
     store.deny_batch = True
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     failures = cache.prefetch([*(f"bulk/{i}" for i in range(25)), "missing"])
     assert list(failures) == ["missing"]
     assert isinstance(failures["missing"], SecretNotFoundError)
@@ -702,7 +701,7 @@ def test_prefetch_by_arn_and_partial_arn_serves_reads_by_the_same_ids(clock: Fak
     store = bulk_store(2)
     arn = store.arn("bulk/0")
     partial = store.arn("bulk/1")[:-7]
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     assert cache.prefetch([arn, partial]) == {}
     assert cache.get_secret_string(arn) == "value-0"
     assert cache.get_secret_string(partial) == "value-1"
@@ -711,7 +710,7 @@ def test_prefetch_by_arn_and_partial_arn_serves_reads_by_the_same_ids(clock: Fak
 
 def test_prefetch_of_nothing_makes_no_call_and_duplicates_are_fetched_once(clock: FakeClock) -> None:
     store = bulk_store(2)
-    cache = SecretCache(store, config=config())
+    cache = SecretCache(store, config=config(), timer=clock)
     assert cache.prefetch([]) == {}
     assert store.calls["BatchGetSecretValue"] == 0
     assert cache.prefetch(["bulk/0", "bulk/0", "bulk/1"]) == {}
@@ -720,20 +719,23 @@ def test_prefetch_of_nothing_makes_no_call_and_duplicates_are_fetched_once(clock
 
 # -- lifecycle and the default backend ---------------------------------------------------------------------
 
-def test_close_stops_background_work_and_later_reads_refresh_inline(clock: FakeClock) -> None:
+def test_close_stops_the_workers_and_later_reads_still_fetch(clock: FakeClock) -> None:
     backend = ScriptedBackend({"a": "1"})
-    with SecretCache(backend, config=config()) as cache:
+    with SecretCache(backend, config=config(), timer=clock) as cache:
         cache.get_secret_string("a")
         clock.advance(TTL + 1)
-        cache.get_secret_string("a")  # a background refresh: the worker pool exists now
-        wait_until(lambda: backend.active == 0)
-        executor = cache._core._executor
-        assert executor is not None
-    assert cache._core._executor is None
-    wait_until(lambda: not any(t.is_alive() for t in executor._threads), what="refresh workers to stop")
+        cache.get_secret_string("a")  # a background refresh on the cache's worker
+        wait_until(lambda: backend.active == 0 and backend.count("a") == 2)
+        worker = cache._core._worker
+        assert worker._threads >= 1
+    wait_until(lambda: worker._threads == 0, what="the workers to end after close()")
     backend.rotate("a", "2")
     clock.advance(TTL + 1)
-    assert cache.get_secret_string("a") == "2"  # refreshed inline by this reader
+    calls = backend.count("a")
+    assert cache.get_secret_string("a") == "1"  # within stale_while_revalidate: served, no refresh after close
+    assert backend.count("a") == calls
+    clock.advance(TTL + SWR)
+    assert cache.get_secret_string("a") == "2"  # past it: this reader's fetch, on a thread of its own
     cache.close()  # idempotent
 
 
@@ -742,7 +744,7 @@ def test_a_dropped_cache_is_collected_and_its_workers_end(clock: FakeClock) -> N
     import weakref
 
     backend = ScriptedBackend({"a": "1"})
-    cache = SecretCache(backend, config=config())
+    cache = SecretCache(backend, config=config(), timer=clock)
     cache.get_secret_string("a")
     clock.advance(TTL + 1)
     cache.get_secret_string("a")

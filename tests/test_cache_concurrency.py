@@ -142,7 +142,7 @@ async def until(predicate: Any, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def test_200_tasks_share_one_gated_fetch_per_key_while_the_loop_keeps_running() -> None:
+async def test_200_tasks_share_the_gated_fetches_of_each_key_while_the_loop_keeps_running() -> None:
     keys = [f"async/{i}" for i in range(4)]
     backend = ScriptedBackend({k: f"value-of-{k}" for k in keys})
     cache = AsyncSecretCache(backend, config=CacheConfig(ttl=300))
@@ -179,7 +179,9 @@ async def test_200_tasks_share_one_gated_fetch_per_key_while_the_loop_keeps_runn
     stop.set()
     await beat
     assert all(value == f"value-of-{key}" for key, value in results)
-    assert {k: backend.count(k) for k in keys} == dict.fromkeys(keys, 1)
+    # per key: the held fetch, and at most one queued behind it for the refresh() calls made after the
+    # held one started (a refresh returns a value fetched after it was called)
+    assert all(1 <= backend.count(k) <= 2 for k in keys), {k: backend.count(k) for k in keys}
 
 
 async def test_cancelling_one_waiting_task_does_not_cancel_the_shared_fetch() -> None:

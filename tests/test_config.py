@@ -17,6 +17,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "ttl": 300.0, "jitter": 0.1, "stale_while_revalidate": 60.0, "stale_if_error": 86400.0,
         "max_size": 1024,
         "version_stage": "AWSCURRENT", "backoff_base": 1.0, "backoff_max": 30.0, "background_refresh": True,
+        "fetch_timeout": 10.0,
     }
 
 
@@ -112,3 +113,9 @@ def test_unknown_fields_are_rejected() -> None:
 def test_an_int_beyond_float_range_is_rejected_by_name(field: str) -> None:
     with pytest.raises(ValueError, match=f"CacheConfig.{field} is too large"):
         CacheConfig(**{field: 10**400})
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("inf"), float("nan"), "10", True])
+def test_fetch_timeout_must_be_a_positive_finite_number(bad: Any) -> None:
+    with pytest.raises(ValueError, match="fetch_timeout"):
+        CacheConfig(fetch_timeout=bad)

@@ -35,7 +35,7 @@ from secretcache.errors import (
     SecretUnavailableError,
 )
 from tests.canary import CANARY, canary_value
-from tests.fakes import FakeClock, install_clock, wait_until
+from tests.fakes import FakeClock, wait_until
 from tests.faults import FaultProxy
 from tests.moto_helpers import moto_server_fixture
 
@@ -187,12 +187,12 @@ def matrix_config() -> CacheConfig:
 class Face:
     """The sync or async cache behind one awaitable interface, so both faces run the same steps."""
 
-    def __init__(self, kind: str, backend: AwsBackend) -> None:
+    def __init__(self, kind: str, backend: AwsBackend, clock: FakeClock) -> None:
         self.kind = kind
         if kind == "sync":
-            self.cache: Any = SecretCache(backend, config=matrix_config())
+            self.cache: Any = SecretCache(backend, config=matrix_config(), timer=clock)
         else:
-            self.cache = AsyncSecretCache(backend, config=matrix_config())
+            self.cache = AsyncSecretCache(backend, config=matrix_config(), timer=clock)
 
     async def read(self, secret_id: str) -> str:
         if self.kind == "sync":
@@ -265,13 +265,12 @@ class Case:
 @pytest.mark.parametrize("face_kind", ["sync", "async"])
 @pytest.mark.parametrize(("fault_mode", "phase"), CASES, ids=[f"{p}-{f}" for f, p in CASES])
 async def test_fault_matrix(
-    fault_mode: str, phase: str, face_kind: str, proxy: FaultProxy, admin: Any, backend: AwsBackend,
-    monkeypatch: pytest.MonkeyPatch,
+    fault_mode: str, phase: str, face_kind: str, proxy: FaultProxy, admin: Any, backend: AwsBackend
 ) -> None:
     fault = FAULTS[fault_mode]
     step1, step2, step3 = OUTCOMES[(phase, fault.kind)]
-    clock = install_clock(monkeypatch)
-    face = Face(face_kind, backend)
+    clock = FakeClock()
+    face = Face(face_kind, backend, clock)
     name = f"matrix/{face_kind}/{phase.strip('()')}{'-call' if phase.endswith(')') else ''}/{fault_mode}"
     case = Case(proxy, admin, clock, face, name)
     read: Callable[[], Awaitable[str]] = lambda: face.read(name)  # noqa: E731

@@ -25,14 +25,14 @@ from secretcache import (
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.fakes import FakeClock, install_clock
+from tests.fakes import FakeClock
 
 TTL = 60.0
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    return install_clock(monkeypatch)
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def store(password: str, token: str) -> InMemoryBackend:
 
 
 @pytest.fixture
-def cache(store: InMemoryBackend) -> Iterator[SecretCache]:
-    with SecretCache(store, config=CacheConfig(ttl=TTL, jitter=0.0, background_refresh=False)) as c:
+def cache(store: InMemoryBackend, clock: FakeClock) -> Iterator[SecretCache]:
+    with SecretCache(store, config=CacheConfig(ttl=TTL, jitter=0.0, background_refresh=False), timer=clock) as c:
         yield c
 
 

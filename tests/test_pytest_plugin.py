@@ -48,7 +48,7 @@ def test_fixtures_give_each_test_its_own_store_and_cache(pytester: pytest.Pytest
             assert secret_backend is not first_backend
             assert secret_cache is not first_cache
             assert secret_backend.calls == {}
-            assert first_cache._core._closed  # the first test's cache was closed after it
+            assert first_cache._core.closed  # the first test's cache was closed after it
     """)
     result.assert_outcomes(passed=2)
 
