@@ -17,6 +17,12 @@ mode               what the client sees
 ``slow``           moto's answer after ``slow_seconds`` (below the client's read_timeout)
 ``truncate``       moto's answer with a Content-Length promising more than the body sent
 ``garbled``        HTTP 200 whose body is not JSON
+``trickle``        moto's answer, ``trickle_bytes`` at a time with ``trickle_pause`` between chunks:
+                   each pause is under botocore's ``read_timeout`` (no read ever times out), the
+                   whole answer takes far longer than a ``fetch_timeout`` (released by ``clear()``)
+``rewrite``        moto's answer for the secret asked, with ``rewrite_fields`` (default ``Name`` and
+                   ``ARN``) taken from the AWSCURRENT answer of the secret ``rewrite_as`` maps it to:
+                   an answer crossed between processes (BatchGetSecretValue: per entry)
 a permanent code   HTTP 400 with that AWS error code (``PERMANENT`` lists them with messages)
 =================  ========================================================================
 
@@ -72,6 +78,9 @@ PERMANENT: dict[str, str] = {
 TRANSIENT = ("throttle", "500", "503", "502-html", "hang", "fin", "rst", "truncate", "garbled")
 """Modes that fail a request transiently (``slow`` succeeds; permanent codes are in ``PERMANENT``)."""
 
+ANSWERING = ("pass", "slow", "trickle", "rewrite")
+"""Modes that answer with moto's 200 (``trickle`` slowly, ``rewrite`` with another secret's fields)."""
+
 _AMZ_JSON = "application/x-amz-json-1.1"
 CONTROL = "/__faults__/"
 _DROP = {"content-length", "transfer-encoding", "connection", "date", "server"}
@@ -100,12 +109,21 @@ class FaultProxy:
         *,
         ops: tuple[str, ...] = ("GetSecretValue", "BatchGetSecretValue"),
         slow_seconds: float = 0.05,
+        trickle_bytes: int = 8,
+        trickle_pause: float = 0.25,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.ops = ops
         self.slow_seconds = slow_seconds
+        self.trickle_bytes = trickle_bytes
+        self.trickle_pause = trickle_pause
+        """``trickle``: bytes per chunk and seconds between chunks (keep the pause under the read_timeout)."""
+        self.rewrite_as: dict[str, str] = {}
+        """``rewrite``: secret asked (id as sent, or the answer's Name/ARN) -> the secret whose fields answer."""
+        self.rewrite_fields: tuple[str, ...] = ("Name", "ARN")
+        """``rewrite``: the answer fields replaced by the other secret's (add SecretString, VersionId...)."""
         self.seen: list[Seen] = []
         self.targets: Collection[str] | None = None
         """When set, faults apply only to requests naming one of these SecretIds (a batch: any of them)."""
@@ -138,8 +156,14 @@ class FaultProxy:
         with self._lock:
             self._standing = mode
 
+    def rewrite(self, mapping: dict[str, str], *, fields: tuple[str, ...] = ("Name", "ARN")) -> None:
+        """Set what ``rewrite`` answers with: for each secret asked, ``fields`` of ``mapping[asked]``'s answer."""
+        with self._lock:
+            self.rewrite_as = dict(mapping)
+            self.rewrite_fields = tuple(fields)
+
     def clear(self) -> None:
-        """Back to passing everything through; hung requests are released (their clients gave up)."""
+        """Back to passing everything through; hung and trickling requests are released (dropped)."""
         with self._lock:
             self._script.clear()
             self._standing = "pass"
@@ -190,7 +214,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in ("pass", "slow", *TRANSIENT) and mode not in PERMANENT:
+    if mode not in (*ANSWERING, *TRANSIENT) and mode not in PERMANENT:
         raise ValueError(f"unknown fault mode {mode!r}")
 
 
@@ -221,7 +245,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # the client gave up first (it timed out): nothing to answer
 
         def _control(self) -> None:
-            """The plan, driven from another process: ``POST /__faults__/{fail,script,clear,count}``."""
+            """The plan, driven from another process: ``POST /__faults__/{fail,script,clear,count,rewrite}``."""
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             action = self.path[len(CONTROL):]
             answer: dict[str, Any] = {}
@@ -233,6 +257,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             elif action == "clear":
                 proxy.clear()
                 proxy.targets = None
+            elif action == "rewrite":
+                proxy.rewrite(request["mapping"], fields=tuple(request.get("fields", ("Name", "ARN"))))
             elif action == "count":
                 operation = request.get("operation", "GetSecretValue")
                 answer["count"] = proxy.count(operation, request.get("secret_id"))
@@ -275,20 +301,72 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     release.wait(proxy.slow_seconds)
                 try:
                     status, headers, answer = self._forward(body)
+                    if mode == "rewrite" and status == 200:
+                        answer = self._rewritten(operation, secret_ids, answer)
                 except OSError:  # moto is gone (shutting down): answer as a load balancer would
                     self._reply(502, "text/html", b"<html><body>502 Bad Gateway (no upstream)</body></html>")
                     return
-                if mode == "truncate":
+                if mode == "trickle":
+                    self._trickle(status, headers, answer, release)
+                elif mode == "truncate":
                     self._reply(status, headers.get("content-type", _AMZ_JSON), answer[: len(answer) // 2],
                                 length=len(answer), extra=headers)
                     self._drop(reset=False)
                 else:
                     self._reply(status, headers.get("content-type", _AMZ_JSON), answer, extra=headers)
 
-        def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        def _rewritten(self, operation: str, secret_ids: list[str], answer: bytes) -> bytes:
+            """moto's answer with the mapped fields of each entry taken from another secret's answer."""
+            with proxy._lock:
+                mapping, fields = dict(proxy.rewrite_as), proxy.rewrite_fields
+            document = json.loads(answer)
+            if operation == "BatchGetSecretValue":
+                entries = document.get("SecretValues", [])
+            else:
+                entries = [document]
+                secret_ids = secret_ids[:1]
+            for entry in entries:
+                keys = [*secret_ids, entry.get("Name"), entry.get("ARN")] if len(entries) == 1 else \
+                    [entry.get("Name"), entry.get("ARN")]
+                target = next((mapping[k] for k in keys if k in mapping), None)
+                if target is None:
+                    continue
+                status, _, other = self._forward(json.dumps({"SecretId": target}).encode(),
+                                                 target_op="GetSecretValue")
+                assert status == 200, f"rewrite: reading {target!r} upstream gave HTTP {status}"
+                source = json.loads(other)
+                for field in fields:
+                    if field in source:
+                        entry[field] = source[field]
+                    else:
+                        entry.pop(field, None)  # e.g. SecretBinary in place of SecretString
+            return json.dumps(document).encode()
+
+        def _trickle(self, status: int, headers: dict[str, str], answer: bytes, release: threading.Event) -> None:
+            """Send the headers, then the body a few bytes at a time; stop (and drop) once released."""
+            self.send_response(status)
+            for name, value in headers.items():
+                if name != "content-type":
+                    self.send_header(name, value)
+            self.send_header("Content-Type", headers.get("content-type", _AMZ_JSON))
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.flush()
+            step = max(1, proxy.trickle_bytes)
+            for start in range(0, len(answer), step):
+                if release.wait(proxy.trickle_pause):  # cleared or closed: free this thread at once
+                    self._drop(reset=False)
+                    return
+                self.wfile.write(answer[start:start + step])
+                self.wfile.flush()
+
+        def _forward(self, body: bytes, *, target_op: str | None = None) -> tuple[int, dict[str, str], bytes]:
             conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=30)
             try:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _DROP}
+                if target_op is not None:
+                    headers = {k: v for k, v in headers.items() if k.lower() != "x-amz-target"}
+                    headers["X-Amz-Target"] = f"secretsmanager.{target_op}"
                 conn.request("POST", self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 answer = response.read()
@@ -356,6 +434,9 @@ class RemoteFaults:
 
     def clear(self) -> None:
         self._post("clear")
+
+    def rewrite(self, mapping: dict[str, str], *, fields: tuple[str, ...] = ("Name", "ARN")) -> None:
+        self._post("rewrite", mapping=mapping, fields=list(fields))
 
     def count(self, operation: str = "GetSecretValue", secret_id: str | None = None) -> int:
         return int(self._post("count", operation=operation, secret_id=secret_id)["count"])

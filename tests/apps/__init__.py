@@ -1,0 +1,1 @@
+"""Small applications the process tests run in subprocesses (gunicorn, multiprocessing)."""
