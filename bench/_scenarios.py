@@ -155,12 +155,27 @@ def _herd_once(c: Contender, secret_id: str, threads: int, new_value: str | None
     return out
 
 
+class _DictReads:
+    """The herd's baseline: the same threads released together, each reading a plain dict."""
+
+    class _NoCalls:
+        @staticmethod
+        def snapshot() -> dict[str, int]:
+            return {}
+
+    calls = _NoCalls()
+
+    def __init__(self, secret_id: str, value: str) -> None:
+        self.read = {secret_id: value}.__getitem__
+
+
 def bench_herd(store: Any, *, repeats: int, tag: str = "") -> dict[str, Any]:
     """32 threads released together just after the ttl passed (steady, rotated) or uncached (cold)."""
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
         s: {lib: [] for lib in LIBS} for s in ("steady", "rotated", "cold")
     }
     config = secretcache_config(ttl=float(HERD_TTL), jitter=0.0)
+    dict_runs: list[dict[str, Any]] = []
     for r in range(repeats):
         store.latency = 0.0
         ids = {s: f"herd{tag}/{s}-{r}" for s in ("steady", "rotated", "cold")}
@@ -179,9 +194,11 @@ def bench_herd(store: Any, *, repeats: int, tag: str = "") -> dict[str, Any]:
         for (s, lib), c in made.items():
             samples[s][lib].append(_herd_once(c, ids[s], HERD_THREADS, new_value if s == "rotated" else None))
             c.close()
+        dict_runs.append(_herd_once(_DictReads(ids["steady"], "v"), ids["steady"], HERD_THREADS, None))  # type: ignore[arg-type]
     out: dict[str, Any] = {"threads": HERD_THREADS, "latency_ms": LATENCY * 1e3, "ttl_s": HERD_TTL,
                            "release_after_ttl_s": HERD_DELAY, "repeats": repeats,
-                           "secretcache_config": repr(config)}
+                           "secretcache_config": repr(config),
+                           "dict": _percentiles(x for run in dict_runs for x in run["latencies"])}
     for s, by_lib in samples.items():
         out[s] = {}
         for lib, runs in by_lib.items():

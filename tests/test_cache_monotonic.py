@@ -24,7 +24,7 @@ from secretcache import AsyncSecretCache, SecretCache
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretCacheError, SecretUnavailableError
 from secretcache.model import SecretValue
-from tests.fakes import run_threads, stop_refresh_workers
+from tests.fakes import run_threads, stop_refresh_workers, wait_until
 
 NAMES = [f"mono/{i}" for i in range(4)]
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf"
@@ -255,7 +255,8 @@ def test_refresh_does_not_return_a_fetch_that_started_before_it() -> None:
     cache.close()
 
 
-def test_a_slow_older_fetch_finishing_last_does_not_replace_a_newer_prefetch() -> None:
+def test_prefetch_joins_a_read_in_flight_instead_of_fetching_beside_it() -> None:
+    # Two fetches of one key in flight at once could finish in either order; the cache never starts one.
     name = NAMES[1]
     backend = _quiet_backend()
     cache = SecretCache(backend, config=CacheConfig(ttl=300.0, jitter=0.0))
@@ -264,19 +265,21 @@ def test_a_slow_older_fetch_finishing_last_does_not_replace_a_newer_prefetch() -
     reader, box = _in_thread(lambda: cache.get_secret_string(name))  # cold read: version 1, held
     assert backend.started.acquire(timeout=10)
     backend.bump(name)
-    assert cache.prefetch([name]) == {}  # a batch that started later: version 2 stored
-    assert backend.started.acquire(timeout=10)
-    assert cache.get_secret_string(name) == f"{name}:2"
+    batch, failures = _in_thread(lambda: cache.prefetch([name]))
+    wait_until(lambda: cache.stats.misses == 1 and batch.is_alive(), what="the prefetch to wait for the read")
+    assert cache.stats.backend_calls == 1  # no second fetch started beside the held one
     gate.set()
     reader.join(20)
-    assert not reader.is_alive()
-    assert box, "the held reader returned nothing"
-    assert isinstance(box[0], str), f"the held reader got {box[0]!r}"
-    assert cache.get_secret_string(name) == f"{name}:2", "an older fetch brought back version 1"
+    batch.join(20)
+    assert box == [f"{name}:1"]
+    assert failures == [{}]
+    assert cache.get_secret_string(name) == f"{name}:1"  # the one fetch; a refresh brings version 2
+    assert cache.refresh(name).secret_string == f"{name}:2"
+    assert cache.get_secret_string(name) == f"{name}:2"
     cache.close()
 
 
-def test_an_older_prefetch_finishing_last_does_not_replace_a_newer_read() -> None:
+def test_a_refresh_during_a_held_prefetch_queues_behind_it_and_wins() -> None:
     name = NAMES[2]
     backend = _quiet_backend()
     cache = SecretCache(backend, config=CacheConfig(ttl=300.0, jitter=0.0))
@@ -286,10 +289,14 @@ def test_an_older_prefetch_finishing_last_does_not_replace_a_newer_read() -> Non
     batch, _ = _in_thread(lambda: cache.prefetch([name]))  # reads version 1, held
     assert backend.started.acquire(timeout=10)
     backend.bump(name)
-    assert cache.refresh(name).secret_string == f"{name}:2"
+    refresher, refreshed = _in_thread(lambda: cache.refresh(name).secret_string)
+    wait_until(lambda: cache.stats.misses == 2, what="the refresh to queue behind the batch")
     gate.set()
     batch.join(20)
+    refresher.join(20)
     assert not batch.is_alive()
+    assert not refresher.is_alive()
+    assert refreshed == [f"{name}:2"]  # fetched after the refresh was called
     assert cache.get_secret_string(name) == f"{name}:2", "an older batch answer brought back version 1"
     cache.close()
 
@@ -304,9 +311,13 @@ def test_invalidate_during_a_fetch_then_a_newer_read_is_not_undone() -> None:
     assert backend.started.acquire(timeout=10)
     cache.invalidate(name)
     backend.bump(name)
-    assert cache.get_secret_string(name) == f"{name}:2"  # a new fetch, after the invalidation
+    second, box = _in_thread(lambda: cache.get_secret_string(name))  # queued behind the invalidated fetch
+    wait_until(lambda: cache.stats.misses == 2, what="the second read to queue")
     gate.set()
     reader.join(20)
+    second.join(20)
     assert not reader.is_alive()
+    assert not second.is_alive()
+    assert box == [f"{name}:2"]  # a fetch that started after the invalidation
     assert cache.get_secret_string(name) == f"{name}:2", "the invalidated, older fetch was stored"
     cache.close()
