@@ -361,12 +361,13 @@ class Core:
 
     # -- prefetch -------------------------------------------------------------------------------
 
-    def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
-        """Warm AWSCURRENT (asked by name, whatever ``version_stage`` is configured) with batch calls.
+    def begin_prefetch(self, secret_ids: Iterable[str]) -> dict[str, Flight]:
+        """Start warming AWSCURRENT (asked by name, whatever ``version_stage`` is configured) with batch
+        calls; return the flight each id's outcome arrives on.
 
         Each id gets a flight of its own, so readers join the batch instead of fetching beside it, and
-        the batch answer is stored under the same ordering rule as any fetch. An id already in flight
-        is left to that fetch (and waited for). When the batch call is denied, each id is fetched alone.
+        its answer is stored under the same rules as any fetch. An id already in flight is left to that
+        fetch (and waited for). When the batch call is denied, each id is fetched alone.
         """
         ids = list(dict.fromkeys(secret_ids))
         for secret_id in ids:
@@ -384,12 +385,14 @@ class Core:
                 waits[secret_id] = flight
         if batch and not self._worker.submit(self._run_batch, batch):
             self._run_batch(batch)
-        failures: dict[str, SecretCacheError] = {}
-        for secret_id, flight in waits.items():
-            outcome = self.outcome(flight, flight.wait())
-            if isinstance(outcome, SecretCacheError):
-                failures[secret_id] = outcome if outcome.secret_id == secret_id else _chained(outcome, secret_id)
-        return failures
+        return waits
+
+    def prefetch_failure(self, secret_id: str, flight: Flight, done: bool) -> SecretCacheError | None:
+        """How one id of a prefetch ended: None when its value is in, else its error (naming the id)."""
+        outcome = self.outcome(flight, done)
+        if isinstance(outcome, SecretValue):
+            return None
+        return outcome if outcome.secret_id == secret_id else _chained(outcome, secret_id)
 
     def _run_batch(self, flights: dict[str, Flight]) -> None:
         ids = list(flights)

@@ -111,8 +111,11 @@ class AsyncSecretCache(_Face):
         return string_of(value) if ref.json_key is None else value.field(ref.json_key)
 
     async def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
-        """Warm the cache with BatchGetSecretValue (awaited in a thread); return the failures by id."""
-        return await asyncio.to_thread(self._core.prefetch, id_list(secret_ids))
+        """Warm the cache with BatchGetSecretValue (20 per call); return the failures by id."""
+        core = self._core
+        waits = core.begin_prefetch(id_list(secret_ids))
+        failures = {i: core.prefetch_failure(i, flight, await _wait(flight)) for i, flight in waits.items()}
+        return {i: error for i, error in failures.items() if error is not None}
 
     async def refresh(self, secret_id: str, *, version_stage: str | None = None) -> SecretValue:
         """Fetch now, ignoring ttl and backoff, from a fetch that started after this call (as

@@ -108,7 +108,10 @@ class SecretCache(_Face):
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm the cache with BatchGetSecretValue (20 per call); return the failures by id."""
-        return self._core.prefetch(id_list(secret_ids))
+        core = self._core
+        waits = core.begin_prefetch(id_list(secret_ids))
+        failures = {i: core.prefetch_failure(i, flight, flight.wait()) for i, flight in waits.items()}
+        return {i: error for i, error in failures.items() if error is not None}
 
     def refresh(self, secret_id: str, *, version_stage: str | None = None) -> SecretValue:
         """Fetch now, ignoring ttl and backoff; never sleeps.
