@@ -21,6 +21,7 @@ from ..errors import (
     error_for_code,
 )
 from ..model import SecretValue
+from . import _redact
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class AwsBackend:
         self.failover_regions: tuple[str, ...] = tuple(failover_regions)
         self._clients: dict[str | None, SecretsManagerClient] = {}
         if client is not None:
+            _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
         self._lock = threading.Lock()
 
@@ -183,6 +185,7 @@ class AwsBackend:
             return self._clients[region]
 
     def _new_client(self, region: str | None) -> SecretsManagerClient:
+        _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
         if self._session is None:
             import boto3  # on the first fetch only
 
