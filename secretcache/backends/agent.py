@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError, error_for_code
 from ..model import SecretValue, value_from_answer
+from . import _fork
 
 __all__ = ["TOKEN_ENV_VARS", "AgentBackend"]
 
@@ -114,6 +115,12 @@ class AgentBackend:
         self._path = parts.path.rstrip("/") + "/secretsmanager/get"
         self._explicit_token = token
         self._token: str | None = token
+        self._lock = threading.Lock()
+        _fork.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a fresh token lock (a parent thread may have held it at the fork). Each
+        request opens its own connection, so no socket is shared with the parent."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:

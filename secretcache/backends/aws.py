@@ -21,7 +21,7 @@ from ..errors import (
     error_for_code,
 )
 from ..model import SecretValue, value_from_answer
-from . import _redact
+from . import _fork, _redact
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -193,6 +193,8 @@ class AwsBackend:
         if isinstance(failover_regions, str):
             raise TypeError("failover_regions must be a sequence of Region names, not a str")
         self._session = session
+        self._own_session = session is None  # built by us on first use: rebuilt in a forked child
+        self._given_client = client
         self._region_name = region_name
         self._endpoint_url = endpoint_url
         self._config = config
@@ -202,6 +204,31 @@ class AwsBackend:
             _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
         self._lock = threading.Lock()
+        _fork.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: drop the clients (and session) this backend built, close the pooled
+        connections of a client it was given, and take a fresh lock; clients are rebuilt on next use.
+
+        The parent keeps using its clients and their keep-alive sockets; a child writing on the same
+        sockets would read answers meant for the parent. Closing in the child only closes its copies
+        of the descriptors (no shutdown): the parent's connections are unaffected. A boto3 session
+        holds credential-refresh locks a parent thread may have held at the fork, so ours is rebuilt
+        too; a session the caller passed is theirs to manage.
+        """
+        self._lock = threading.Lock()
+        self._clients = {}
+        if self._own_session:
+            self._session = None
+        given = self._given_client
+        if given is not None:
+            # botocore keeps its urllib3 pools on client._endpoint.http_session (URLLib3Session, whose
+            # close() empties its PoolManagers); getattr so that another botocore layout only skips this.
+            http_session = getattr(getattr(given, "_endpoint", None), "http_session", None)
+            close = getattr(http_session, "close", None)
+            if callable(close):
+                close()
+            self._clients[None] = given
 
     def __repr__(self) -> str:
         region = self._region_name
