@@ -94,9 +94,12 @@ _PERMANENT: dict[str, type[SecretCacheError]] = {
 # Secrets Manager's own 5xx codes: transient whatever HTTP status an intermediary (the agent) reports.
 _SERVICE_TRANSIENT = ("InternalServiceError", "InternalFailure", "ServiceUnavailable")
 
-# Used only where botocore cannot be imported (it is a dependency, so in practice never): botocore 1.44's
-# throttled and transient codes. Where botocore is present its own tables are read instead (see
-# _retry_codes), so an upgrade that teaches botocore a new throttling code teaches us too.
+# botocore 1.44's throttled and transient codes, for two uses: the codes every process meets are
+# classified without importing botocore's retry machinery (an AgentBackend or InMemoryBackend process
+# never loads botocore for a throttle), and they stand in for botocore's tables where botocore cannot
+# be imported. Any other code is looked up in botocore's own tables (see _retry_codes), so an upgrade
+# that teaches botocore a new throttling code teaches us too; tests/test_errors.py checks that this
+# copy still covers what the installed botocore retries.
 _FALLBACK_THROTTLED = (
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
     "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
@@ -104,6 +107,12 @@ _FALLBACK_THROTTLED = (
     "PriorRequestNotComplete", "EC2ThrottledException",
 )
 _FALLBACK_TRANSIENT = ("RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete")
+
+_KNOWN_TRANSIENT: dict[str, type[SecretCacheError]] = {
+    **dict.fromkeys(_SERVICE_TRANSIENT, SecretUnavailableError),
+    **dict.fromkeys(_FALLBACK_TRANSIENT, SecretUnavailableError),
+    **dict.fromkeys(_FALLBACK_THROTTLED, SecretThrottledError),  # a code in both lists is throttling
+}
 
 _transient_table: dict[str, type[SecretCacheError]] | None = None
 
@@ -166,7 +175,8 @@ def error_for_code(
 
     ``InvalidRequestException`` means "marked for deletion" (AWS) / "marked deleted" (moto) or a
     stage/version mismatch; both are permanent. Throttling and transient codes are the ones botocore
-    itself retries as such (read from botocore on the first code that is not a known permanent one).
+    itself retries as such (botocore's tables are read on the first code that is in neither our copy of
+    them nor the permanent table).
     Unknown 5xx are transient; unknown 4xx are permanent.
     """
     where = [f"secret {secret_id!r}"] if secret_id is not None else []
@@ -175,15 +185,15 @@ def error_for_code(
     text = f"{message} ({', '.join(where)})" if where else message
     if code in _PERMANENT:
         return _PERMANENT[code](text, secret_id=secret_id, code=code)
-    if code:
-        transient = _transient_codes().get(code)
-        if transient is not None:
-            return transient(text, secret_id=secret_id, code=code)
     if code == "InvalidRequestException":
         lowered = message.lower()
         if "deleted" in lowered or "deletion" in lowered:
             return SecretDeletedError(text, secret_id=secret_id, code=code)
         return SecretNotFoundError(text, secret_id=secret_id, code=code)
+    if code:
+        transient = _KNOWN_TRANSIENT.get(code) or _transient_codes().get(code)
+        if transient is not None:
+            return transient(text, secret_id=secret_id, code=code)
     if http_status is not None and http_status >= 500:
         return SecretUnavailableError(text, secret_id=secret_id, code=code)
     if http_status == 429:

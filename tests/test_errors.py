@@ -165,6 +165,16 @@ def _botocore_retry_tables() -> tuple[set[str], set[str]]:
     return throttled, transient
 
 
+@pytest.fixture(params=["with-the-copy", "botocore-only"])
+def code_tables(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a table test as it is, and with our copy of botocore's codes emptied: then every code goes
+    through the lookup in botocore's own tables (what a code botocore learns after us takes)."""
+    if request.param == "botocore-only":
+        monkeypatch.setattr(errors, "_KNOWN_TRANSIENT", {})
+        monkeypatch.setattr(errors, "_transient_table", None)
+
+
+@pytest.mark.usefixtures("code_tables")
 def test_every_code_botocore_retries_as_throttling_is_a_throttled_error() -> None:
     throttled, _ = _botocore_retry_tables()
     # The codes a hand-kept list used to miss, among them: proof the table is botocore's.
@@ -176,6 +186,7 @@ def test_every_code_botocore_retries_as_throttling_is_a_throttled_error() -> Non
         assert error.code == code
 
 
+@pytest.mark.usefixtures("code_tables")
 def test_every_code_botocore_retries_as_transient_is_an_unavailable_error() -> None:
     _, transient = _botocore_retry_tables()
     assert {"RequestTimeout", "RequestTimeoutException"} <= transient
@@ -191,7 +202,7 @@ def test_the_fallback_tables_cover_what_the_installed_botocore_retries() -> None
     assert transient <= set(errors._FALLBACK_TRANSIENT)
 
 
-def test_the_code_table_is_built_without_importing_botocore_at_package_import() -> None:
+def test_common_codes_need_no_botocore_and_an_unknown_one_is_looked_up_in_botocore() -> None:
     import subprocess
     import sys
 
@@ -201,8 +212,11 @@ def test_the_code_table_is_built_without_importing_botocore_at_package_import() 
         "from secretcache.errors import error_for_code, SecretNotFoundError\n"
         "e = error_for_code('ResourceNotFoundException', 'm', secret_id='s')\n"
         "assert type(e) is SecretNotFoundError\n"
-        "assert 'botocore' not in sys.modules, 'a known permanent code imported botocore'\n"
-        "from secretcache.errors import SecretThrottledError\n"
+        "from secretcache.errors import SecretThrottledError, SecretUnavailableError\n"
         "assert type(error_for_code('SlowDown', 'm', secret_id='s')) is SecretThrottledError\n"
+        "assert type(error_for_code('InternalServiceError', 'm', secret_id='s')) is SecretUnavailableError\n"
+        "assert 'botocore' not in sys.modules, 'a common code imported botocore'\n"
+        "error_for_code('SomethingNew', 'm', secret_id='s', http_status=400)\n"
+        "assert 'botocore.retries.standard' in sys.modules, 'an unknown code was not looked up in botocore'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
