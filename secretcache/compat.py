@@ -28,6 +28,7 @@ from copy import deepcopy
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import SecretCacheError, SecretFormatError
+from .model import _shown_key
 
 if TYPE_CHECKING:
     from .cache import SecretCache as NativeCache
@@ -261,7 +262,7 @@ class InjectKeywordedSecretString:
             secret = {}
             if missing is not None:
                 resolved = {}
-                raise SecretInjectionError(f"secret {self.secret_id!r} has no JSON key {missing!r}",
+                raise SecretInjectionError(f"secret {self.secret_id!r} has no JSON key {_shown_key(missing)}",
                                            secret_id=self.secret_id)
             resolved.update(kwargs)
             try:

@@ -91,15 +91,81 @@ _PERMANENT: dict[str, type[SecretCacheError]] = {
     "KMSAccessDeniedException": SecretDecryptionError,
 }
 
-_TRANSIENT: dict[str, type[SecretCacheError]] = {
-    "ThrottlingException": SecretThrottledError,
-    "Throttling": SecretThrottledError,
-    "TooManyRequestsException": SecretThrottledError,
-    "RequestLimitExceeded": SecretThrottledError,
-    "InternalServiceError": SecretUnavailableError,
-    "InternalFailure": SecretUnavailableError,
-    "ServiceUnavailable": SecretUnavailableError,
+# Secrets Manager's own 5xx codes: transient whatever HTTP status an intermediary (the agent) reports.
+_SERVICE_TRANSIENT = ("InternalServiceError", "InternalFailure", "ServiceUnavailable")
+
+# botocore 1.44's throttled and transient codes, for two uses: the codes every process meets are
+# classified without importing botocore's retry machinery (an AgentBackend or InMemoryBackend process
+# never loads botocore for a throttle), and they stand in for botocore's tables where botocore cannot
+# be imported. Any other code is looked up in botocore's own tables (see _retry_codes), so an upgrade
+# that teaches botocore a new throttling code teaches us too; tests/test_errors.py checks that this
+# copy still covers what the installed botocore retries.
+_FALLBACK_THROTTLED = (
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
+    "PriorRequestNotComplete", "EC2ThrottledException",
+)
+_FALLBACK_TRANSIENT = ("RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete")
+
+_KNOWN_TRANSIENT: dict[str, type[SecretCacheError]] = {
+    **dict.fromkeys(_SERVICE_TRANSIENT, SecretUnavailableError),
+    **dict.fromkeys(_FALLBACK_TRANSIENT, SecretUnavailableError),
+    **dict.fromkeys(_FALLBACK_THROTTLED, SecretThrottledError),  # a code in both lists is throttling
 }
+
+_transient_table: dict[str, type[SecretCacheError]] | None = None
+
+
+def _retry_codes() -> tuple[frozenset[str], frozenset[str]]:
+    """(throttling codes, transient codes) exactly as botocore's own retry logic classifies them.
+
+    Read from botocore itself rather than copied, so the two cannot drift: the standard retry mode's
+    throttled and transient checkers, plus every ``service_error_code`` of the legacy mode's default
+    and Secrets Manager policies in ``botocore/data/_retry.json`` (all of which are throttling codes).
+    Anything missing in a future botocore falls back to the copy above instead of failing.
+    """
+    try:
+        from botocore.retries import standard
+    except ImportError:
+        return frozenset(_FALLBACK_THROTTLED), frozenset(_FALLBACK_TRANSIENT)
+    throttled = set(getattr(standard.ThrottledRetryableChecker, "_THROTTLED_ERROR_CODES", _FALLBACK_THROTTLED))
+    transient = set(getattr(standard.TransientRetryableChecker, "_TRANSIENT_ERROR_CODES", _FALLBACK_TRANSIENT))
+    throttled.update(_legacy_retry_codes())
+    return frozenset(throttled), frozenset(transient)
+
+
+def _legacy_retry_codes() -> set[str]:
+    """The error codes of botocore's legacy retry policies (``_retry.json``) that apply to Secrets Manager."""
+    try:
+        from botocore.loaders import create_loader
+
+        config = create_loader().load_data("_retry")
+        definitions = config.get("definitions", {})
+        codes: set[str] = set()
+        for service in ("__default__", "secretsmanager"):
+            for policy in ((config.get("retry", {}).get(service) or {}).get("policies") or {}).values():
+                if "$ref" in policy:
+                    policy = definitions.get(policy["$ref"], {})
+                code = policy.get("applies_when", {}).get("response", {}).get("service_error_code")
+                if isinstance(code, str):
+                    codes.add(code)
+        return codes
+    except Exception:  # an unreadable or reshaped data file: the standard mode's tables still apply
+        return set()
+
+
+def _transient_codes() -> dict[str, type[SecretCacheError]]:
+    """The transient code table, built on first need (not at import: ``import secretcache`` stays light)."""
+    global _transient_table
+    table = _transient_table
+    if table is None:
+        throttled, transient = _retry_codes()
+        table = dict.fromkeys(_SERVICE_TRANSIENT, SecretUnavailableError)
+        table.update(dict.fromkeys(transient, SecretUnavailableError))
+        table.update(dict.fromkeys(throttled, SecretThrottledError))  # a code in both lists is throttling
+        _transient_table = table  # computing twice in a race is harmless: same result
+    return table
 
 
 def error_for_code(
@@ -108,14 +174,15 @@ def error_for_code(
     """Map an AWS error code (and HTTP status) to the typed error a caller sees.
 
     ``InvalidRequestException`` means "marked for deletion" (AWS) / "marked deleted" (moto) or a
-    stage/version mismatch; both are permanent. Unknown 5xx are transient; unknown 4xx are permanent.
+    stage/version mismatch; both are permanent. Throttling and transient codes are the ones botocore
+    itself retries as such (botocore's tables are read on the first code that is in neither our copy of
+    them nor the permanent table).
+    Unknown 5xx are transient; unknown 4xx are permanent.
     """
     where = [f"secret {secret_id!r}"] if secret_id is not None else []
     if code:
         where.append(f"code {code}")
     text = f"{message} ({', '.join(where)})" if where else message
-    if code in _TRANSIENT:
-        return _TRANSIENT[code](text, secret_id=secret_id, code=code)
     if code in _PERMANENT:
         return _PERMANENT[code](text, secret_id=secret_id, code=code)
     if code == "InvalidRequestException":
@@ -123,6 +190,10 @@ def error_for_code(
         if "deleted" in lowered or "deletion" in lowered:
             return SecretDeletedError(text, secret_id=secret_id, code=code)
         return SecretNotFoundError(text, secret_id=secret_id, code=code)
+    if code:
+        transient = _KNOWN_TRANSIENT.get(code) or _transient_codes().get(code)
+        if transient is not None:
+            return transient(text, secret_id=secret_id, code=code)
     if http_status is not None and http_status >= 500:
         return SecretUnavailableError(text, secret_id=secret_id, code=code)
     if http_status == 429:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, TypeVar
 
 from .errors import InvalidReferenceError, SecretCacheError, SecretFormatError, SecretUnavailableError
-from .model import SecretRef, SecretValue, find_references, is_reference, render_template
+from .model import SecretRef, SecretValue, _shown_key, find_references, is_reference, render_template
 
 if TYPE_CHECKING:
     import inspect
@@ -407,7 +407,7 @@ def inject_secret(
             if not isinstance(kwarg, str) or not kwarg.isidentifier():
                 raise TypeError(f"inject_secret: fields= key {kwarg!r} is not a valid keyword argument name")
             if not isinstance(key, str) or not key:
-                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {key!r}")
+                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {_shown_key(key)}")
         injection = Fields(reference, fields)
 
     def decorate(func: Callable[..., R]) -> Callable[..., R]:

@@ -53,6 +53,12 @@ def _shown(reference: str) -> str:
     return reference if len(reference) <= _MAX_SHOWN else reference[:_MAX_SHOWN] + "..."
 
 
+def _shown_key(key: object) -> str:
+    """A JSON key as it appears in an error message: quoted and bounded like a reference (a key is data
+    from the secret or the caller, and a 10,000-character one must not make a 10,000-character message)."""
+    return repr(_shown(key if isinstance(key, str) else repr(key)))
+
+
 def _bad(reference: str, why: str) -> InvalidReferenceError:
     return InvalidReferenceError(f"invalid secret reference {_shown(reference)!r}: {why}", reference=reference)
 
@@ -60,18 +66,66 @@ def _bad(reference: str, why: str) -> InvalidReferenceError:
 _ARN_HEADS: dict[str, str] = {}
 
 
-def _refusal(name: str, string: object, binary: object) -> str | None:
-    """Why a (SecretString, SecretBinary) pair is not a valid version, or None. Never quotes the value."""
+def _value_problem(string: object, binary: object) -> str | None:
+    """Why a (SecretString, SecretBinary) pair is not a valid version, or None. Never raises (a raise from
+    here would leave the value in this frame's locals in the traceback) and never quotes the value."""
     if (string is None) == (binary is None):
-        return f"secret {name!r}: a version holds exactly one of SecretString and SecretBinary"
+        return "a version holds exactly one of SecretString and SecretBinary"
     if string is not None and not isinstance(string, str):
-        return f"secret {name!r}: SecretString must be str, got {type(string).__name__}"
+        return f"SecretString must be str, got {type(string).__name__}"
     if binary is not None and not isinstance(binary, (bytes, bytearray, memoryview)):
-        return f"secret {name!r}: SecretBinary must be bytes, got {type(binary).__name__}"
-    size = len(string.encode()) if isinstance(string, str) else len(bytes(binary))  # type: ignore[arg-type]
+        return f"SecretBinary must be bytes, got {type(binary).__name__}"
+    # surrogatepass: JSON's "\ud800" escapes decode to lone surrogates, which a strict encode() rejects.
+    size = len(string.encode("utf-8", "surrogatepass")) if isinstance(string, str) else memoryview(binary).nbytes  # type: ignore[arg-type]
     if size > MAX_SECRET_BYTES:
-        return f"secret {name!r}: value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit"
+        return f"value is {size} bytes, over the {MAX_SECRET_BYTES}-byte limit"
     return None
+
+
+def _refusal(name: str, string: object, binary: object) -> str | None:
+    """Why a (SecretString, SecretBinary) pair is not a valid version of ``name``, or None. Never quotes the value."""
+    problem = _value_problem(string, binary)
+    return None if problem is None else f"secret {name!r}: {problem}"
+
+
+def _metadata_problem(name: object, arn: object, version_id: object, version_stages: object) -> str | None:
+    """Why an answer's identifying fields are unusable, or None (they hold no value: safe to inspect)."""
+    if not isinstance(name, str) or not name:
+        return f"Name must be a non-empty str, got {type(name).__name__}"
+    for field, given in (("ARN", arn), ("VersionId", version_id)):
+        if given is not None and not isinstance(given, str):
+            return f"{field} must be a str, got {type(given).__name__}"
+    if not isinstance(version_stages, (list, tuple)) or not all(isinstance(s, str) for s in version_stages):
+        return "VersionStages must be a list of str"
+    return None
+
+
+def value_from_answer(
+    name: object,
+    arn: object,
+    version_id: object,
+    version_stages: object,
+    secret_string: object,
+    secret_binary: object,
+    created_date: object,
+) -> SecretValue | str:
+    """A :class:`SecretValue` from the fields of a backend's answer, or why the answer is malformed.
+
+    For backends: a malformed answer is the service's (or a proxy's) fault, so they raise it as the
+    transient :class:`~secretcache.errors.SecretUnavailableError` rather than :class:`SecretFormatError`,
+    which is for values built by user code. Returns the problem instead of raising, and chains nothing:
+    a raise from here (or an exception kept as a cause) would carry the answer in its frames' locals
+    into every traceback and error tracker. The problem names fields and types, never a value.
+    """
+    try:
+        problem = _value_problem(secret_string, secret_binary) or _metadata_problem(
+            name, arn, version_id, version_stages)
+        if problem is None:
+            return SecretValue(name, arn, version_id, version_stages, secret_string,  # type: ignore[arg-type]
+                               secret_binary, created_date)  # type: ignore[arg-type]
+    except Exception as e:  # a field of a type no check foresaw: report its kind, drop the exception
+        problem = f"unusable ({type(e).__name__})"
+    return problem
 
 
 def _split_arn(arn: str | None, name: str) -> tuple[str | None, str | None]:
@@ -123,9 +177,12 @@ class SecretValue:
         if problem is not None:
             del secret_string, secret_binary  # keep the value out of this frame's locals in tracebacks
             raise SecretFormatError(problem, secret_id=name)
-        if secret_binary is not None:
-            secret_binary = bytes(secret_binary)
         init = object.__setattr__
+        # The value is stored first and the arguments dropped: whatever below raises (a malformed ARN or
+        # stage list), this frame's locals then hold it only inside ``self``, whose repr hides it.
+        init(self, "secret_string", secret_string)
+        init(self, "secret_binary", bytes(secret_binary) if secret_binary is not None else None)
+        del secret_string, secret_binary
         init(self, "name", name)
         head, tail = _split_arn(arn, name)
         init(self, "_arn_head", head)
@@ -133,8 +190,6 @@ class SecretValue:
         init(self, "version_id", version_id)
         stages = tuple(version_stages)
         init(self, "version_stages", _COMMON_STAGES.get(stages, stages))
-        init(self, "secret_string", secret_string)
-        init(self, "secret_binary", secret_binary)
         init(self, "created_date", created_date)
         init(self, "_json", None)
 
@@ -155,11 +210,25 @@ class SecretValue:
                              self.secret_string, self.secret_binary, self.created_date))
 
     def __repr__(self) -> str:
-        kind = "string" if self.secret_string is not None else "binary"
-        return (
-            f"SecretValue(name={self.name!r}, version_id={self.version_id!r}, "
-            f"version_stages={self.version_stages!r}, {kind}=<redacted>)"
-        )
+        # Never raises and never shows a value, even half-built (``__init__`` raised part way, or
+        # ``SecretValue.__new__(SecretValue)``): tracebacks with locals (pytest --showlocals, Sentry,
+        # ``TracebackException(capture_locals=True)``) call repr on every local, ``self`` included.
+        try:
+            if getattr(self, "secret_string", None) is not None:
+                kind = "string"
+            elif getattr(self, "secret_binary", None) is not None:
+                kind = "binary"
+            else:
+                kind = "value"
+            name = getattr(self, "name", None)
+            version_id = getattr(self, "version_id", None)
+            stages = getattr(self, "version_stages", ())
+            return (
+                f"SecretValue(name={name!r}, version_id={version_id!r}, "
+                f"version_stages={stages!r}, {kind}=<redacted>)"
+            )
+        except Exception:  # a subclass's odd attribute: still say what it is, never fail
+            return "SecretValue(<redacted>)"
 
     __str__ = __repr__
 
@@ -214,7 +283,7 @@ class SecretValue:
             pass
         if key not in obj:
             del obj, rendered  # error reporters capture frame locals: the parsed value must not be one of them
-            raise SecretFormatError(f"secret {self.name!r} has no JSON key {key!r}", secret_id=self.name)
+            raise SecretFormatError(f"secret {self.name!r} has no JSON key {_shown_key(key)}", secret_id=self.name)
         raw = obj[key]
         if isinstance(raw, str):
             text = raw
@@ -227,7 +296,8 @@ class SecretValue:
                 problem = type(e).__name__
                 del obj, rendered, raw  # error reporters capture frame locals
                 raise SecretFormatError(
-                    f"secret {self.name!r}: JSON key {key!r} cannot be rendered ({problem})", secret_id=self.name
+                    f"secret {self.name!r}: JSON key {_shown_key(key)} cannot be rendered ({problem})",
+                    secret_id=self.name,
                 ) from None
         rendered[key] = text
         return text

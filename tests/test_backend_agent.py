@@ -314,3 +314,56 @@ def test_a_cache_reads_through_the_agent(agent: AgentStub) -> None:
         assert cache.get("app/cfg#user") == "app"
         assert cache.get_secret_json("app/cfg") == {"user": "app"}
     assert len(agent.requests) == 1
+
+
+# -- malformed answers: transient, naming the id, and no value in any frame of the traceback ---------
+
+
+def _malformed(kind: str) -> Any:
+    """A 200 answer for secret "m" that is malformed in the way ``kind`` says; holds a canary."""
+    secret = canary_value("agent-malformed")
+    if kind == "string-is-a-number":
+        return {**answer("m"), "SecretString": 12345, "Note": secret}
+    if kind == "string-is-an-object":
+        return {**answer("m"), "SecretString": {"password": secret}}
+    if kind == "binary-is-a-list":
+        body = answer("m", b"x")
+        body["SecretBinary"] = [secret]
+        return body
+    if kind == "invalid-base64":
+        body = answer("m", b"x")
+        body["SecretBinary"] = f"{secret}!!"
+        return body
+    if kind == "too-large":
+        return answer("m", secret * 4000)
+    if kind == "no-value":
+        body = answer("m")
+        del body["SecretString"]
+        return {**body, "Note": secret}
+    if kind == "stages-not-strs":
+        return answer("m", secret, VersionStages=[{"x": 1}])
+    if kind == "a-json-list":
+        return json.dumps([answer("m", secret)])
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["string-is-a-number", "string-is-an-object", "binary-is-a-list",
+                                  "invalid-base64", "too-large", "no-value", "stages-not-strs", "a-json-list"])
+def test_a_malformed_answer_is_transient_names_the_secret_and_holds_no_value(agent: AgentStub, kind: str) -> None:
+    import traceback
+
+    from tests.canary_checks import leaking_locals
+
+    agent.script.append((200, _malformed(kind)))
+    with pytest.raises(SecretCacheError) as info:
+        AgentBackend(agent.url, token=TOKEN).get_secret_value("m")
+    error = info.value
+    assert type(error) is SecretUnavailableError
+    assert error.secret_id == "m"
+    assert "'m'" in str(error)
+    assert CANARY not in str(error)
+    assert error.__cause__ is None
+    assert leaking_locals(error) == []
+    text = "".join(traceback.TracebackException(type(error), error, error.__traceback__,
+                                                capture_locals=True).format())
+    assert CANARY not in text

@@ -424,3 +424,155 @@ def test_no_error_message_carries_the_secret_value(aws: Any) -> None:
             backend.get_secret_value("canary")
         texts += [str(info.value), repr(info.value), str(info.value.__cause__)]
     assert not [t for t in texts if CANARY in t]
+
+
+# -- malformed answers: transient, naming the id, and no value in any frame of the traceback ---------
+
+
+class AnswerClient:
+    """A client stand-in answering GetSecretValue with ``answer`` and BatchGetSecretValue with ``pages``
+    in turn (an exception in ``pages`` is raised)."""
+
+    def __init__(self, answer: Any = None, pages: list[Any] | None = None) -> None:
+        self.answer = answer
+        self.pages = list(pages or [])
+
+    def get_secret_value(self, **_: Any) -> Any:
+        return self.answer
+
+    def batch_get_secret_value(self, **_: Any) -> Any:
+        page = self.pages.pop(0)
+        if isinstance(page, BaseException):
+            raise page
+        return page
+
+
+def assert_clean(error: BaseException) -> None:
+    """No canary in the message, in any local of a secretcache frame, or in a traceback formatted with
+    every frame's locals (as error trackers capture them); and formatting it does not fail."""
+    import traceback
+
+    from tests.canary_checks import leaking_locals
+
+    assert CANARY not in str(error)
+    assert leaking_locals(error) == []
+    text = "".join(traceback.TracebackException(type(error), error, error.__traceback__,
+                                                capture_locals=True).format())
+    assert CANARY not in text
+
+
+def big() -> str:
+    return canary_value("big") * 4000  # ~100 KB: over Secrets Manager's 64 KiB limit
+
+
+MALFORMED = {
+    "string-is-a-number": {"SecretString": 12345},
+    "string-is-an-object": {"SecretString": {"k": "CANARY"}},
+    "string-is-a-list": {"SecretString": ["CANARY"]},
+    "binary-is-a-str": {"SecretBinary": "CANARY"},
+    "too-large": {"SecretString": "BIG"},
+    "too-large-binary": {"SecretBinary": "BIGBYTES"},
+    "no-value": {},
+    "arn-not-a-str": {"SecretString": "CANARY", "ARN": 5},
+    "stages-not-strs": {"SecretString": "CANARY", "VersionStages": [1, 2]},
+    "name-not-a-str": {"SecretString": "CANARY", "Name": ["x"]},
+}
+
+
+def materialise(template: dict[str, Any]) -> dict[str, Any]:
+    def fill(v: Any) -> Any:
+        if v == "CANARY":
+            return canary_value("malformed")
+        if v == "BIG":
+            return big()
+        if v == "BIGBYTES":
+            return big().encode()
+        if isinstance(v, dict):
+            return {k: fill(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return v
+
+    return {"Name": "app/m", **fill(template)}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_a_malformed_answer_is_transient_names_the_secret_and_holds_no_value(kind: str) -> None:
+    backend = AwsBackend(client=AnswerClient(materialise(MALFORMED[kind])))  # type: ignore[arg-type]
+    with pytest.raises(SecretCacheError) as info:
+        backend.get_secret_value("app/m")
+    assert type(info.value) is SecretUnavailableError
+    assert info.value.secret_id == "app/m"
+    assert "'app/m'" in str(info.value)
+    assert_clean(info.value)
+
+
+GARBLED = {
+    "truncated-json": b'{"Name": "g", "SecretString": "%s',
+    "object-string": b'{"Name": "g", "SecretString": {"k": "%s"}}',
+    "invalid-base64": b'{"Name": "g", "SecretBinary": "%s!!"}',
+    "a-list": b'[{"Name": "g", "SecretString": "%s"}]',
+    "bad-date": b'{"Name": "g", "SecretString": "%s", "CreatedDate": "never"}',
+    "date-is-a-list": b'{"Name": "g", "SecretString": "%s", "CreatedDate": [1]}',
+}
+
+
+def garbled_answer(template: bytes) -> Any:
+    """A before-send hook answering 200 with ``template`` holding a canary. Built here so that the test's
+    own frame (first in the traceback formatted with locals) holds no canary."""
+    from botocore.awsrequest import AWSResponse
+
+    from tests.moto_helpers import _Raw
+
+    body = template % canary_value("garbled").encode()
+
+    def answer(**_: Any) -> Any:
+        return AWSResponse("https://garbled.invalid", 200, {"content-type": "application/x-amz-json-1.1"},
+                           _Raw(body))
+
+    return answer
+
+
+@pytest.mark.parametrize("kind", sorted(GARBLED))
+def test_a_garbled_body_is_transient_and_no_frame_or_cause_holds_it(aws: Any, kind: str) -> None:
+    """The body reaches botocore's parser (a before-send hook answers for moto): whatever botocore
+    raises on it, the caller gets SecretUnavailableError, chained to nothing that holds the body."""
+    aws.meta.events.register_first("before-send.secrets-manager.GetSecretValue", garbled_answer(GARBLED[kind]),
+                                   unique_id="garbled")
+    backend = AwsBackend(client=aws)
+    with pytest.raises(SecretCacheError) as info:
+        backend.get_secret_value("g")
+    assert type(info.value) is SecretUnavailableError
+    assert info.value.secret_id == "g"
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert_clean(info.value)
+
+
+def test_a_malformed_batch_entry_is_skipped_and_the_good_ones_kept() -> None:
+    good = {"Name": "b/good", "SecretString": canary_value("good")}
+    bad = {"Name": "b/bad", "SecretString": {"k": canary_value("bad")}}
+    backend = AwsBackend(client=AnswerClient(pages=[{"SecretValues": [bad, good]}]))  # type: ignore[arg-type]
+    values, errors = backend.batch_get_secret_values(["b/good", "b/bad"])
+    assert [v.name for v in values] == ["b/good"]
+    assert errors == {}
+
+
+def test_a_malformed_batch_page_is_transient() -> None:
+    backend = AwsBackend(client=AnswerClient(pages=[{"SecretValues": canary_value("page")}]))  # type: ignore[arg-type]
+    with pytest.raises(SecretUnavailableError) as info:
+        backend.batch_get_secret_values(["b/x"])
+    assert_clean(info.value)
+
+
+def test_a_failing_second_batch_page_leaves_no_value_of_the_first_in_any_frame() -> None:
+    from botocore.exceptions import ClientError
+
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                            "BatchGetSecretValue")
+    first = lambda: {"SecretValues": [{"Name": "p/1", "SecretString": canary_value("page1")}],  # noqa: E731
+                     "NextToken": "t"}  # a lambda: the test's own frame holds no canary
+    backend = AwsBackend(client=AnswerClient(pages=[first(), throttled]))  # type: ignore[arg-type]
+    with pytest.raises(SecretThrottledError) as info:
+        backend.batch_get_secret_values(["p/1", "p/2"])
+    assert_clean(info.value)

@@ -762,3 +762,49 @@ def test_a_missing_driver_names_the_extra_to_install(
     monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(ImportError, match=re.escape(extra)):
         importlib.import_module(module)
+
+
+# -- every read names its stage: the cache's default stage is not AWSCURRENT for everyone --------------
+
+
+class StageLoggingBackend(InMemoryBackend):
+    """An InMemoryBackend that also logs the stage each GetSecretValue asked for (None: unnamed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages: list[str | None] = []
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> Any:
+        self.stages.append(version_stage)
+        return super().get_secret_value(secret_id, version_id=version_id, version_stage=version_stage)
+
+
+def test_with_a_previous_default_stage_the_policy_reads_and_refreshes_awscurrent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(auth, "monotonic", FakeClock())
+    backend = StageLoggingBackend()
+    passwords = [canary_value(f"stage{i}") for i in range(3)]
+    backend.put_secret(SECRET, rds("app", passwords[0]))
+    backend.rotate(SECRET, rds("app", passwords[1]))  # AWSCURRENT: 1, AWSPREVIOUS: 0
+    server = FakeServer({"app": passwords[1]})
+    cache = SecretCache(backend, config=CacheConfig(ttl=3600, version_stage="AWSPREVIOUS"))
+    login = Login(SECRET, make_params_of(SECRET, PSYCOPG, None), cache=cache, policy=AuthPolicy())
+
+    def connect() -> FakeConnection:
+        return run_sync(login.flow(), lambda c: server.connect(merged(c.params, {}, secret_id=SECRET,
+                                                                      names=PSYCOPG)))
+
+    try:
+        assert connect()._password == passwords[1]  # step 1 read AWSCURRENT, not the default AWSPREVIOUS
+        backend.rotate(SECRET, rds("app", passwords[2]))
+        server.set_password("app", passwords[2])
+        backend.stages.clear()
+        assert connect()._password == passwords[2]  # the forced refresh read AWSCURRENT
+        assert backend.stages == ["AWSCURRENT"]
+        assert auth_stats(SECRET, cache=cache).refreshes == 1
+        assert server.logins[-2:] == [("app", False), ("app", True)]
+    finally:
+        cache.close()

@@ -143,3 +143,80 @@ def test_transient_and_permanent_are_told_apart_by_type() -> None:
                  ["ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"]]
     assert all(isinstance(e, SecretUnavailableError) for e in transient)
     assert not any(isinstance(e, SecretUnavailableError) for e in permanent)
+
+
+# -- throttling and transient codes come from botocore's own retry configuration --------------------
+
+
+def _botocore_retry_tables() -> tuple[set[str], set[str]]:
+    """Read botocore's retry configuration here, independently of errors.py: (throttling, transient)."""
+    from botocore.loaders import create_loader
+    from botocore.retries import standard
+
+    throttled = set(standard.ThrottledRetryableChecker()._throttled_error_codes)
+    transient = set(standard.TransientRetryableChecker()._transient_error_codes)
+    config = create_loader().load_data("_retry")
+    for service in ("__default__", "secretsmanager"):
+        for policy in (config["retry"].get(service) or {}).get("policies", {}).values():
+            definition = config["definitions"][policy["$ref"]] if "$ref" in policy else policy
+            code = definition["applies_when"].get("response", {}).get("service_error_code")
+            if code:
+                throttled.add(code)
+    return throttled, transient
+
+
+@pytest.fixture(params=["with-the-copy", "botocore-only"])
+def code_tables(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a table test as it is, and with our copy of botocore's codes emptied: then every code goes
+    through the lookup in botocore's own tables (what a code botocore learns after us takes)."""
+    if request.param == "botocore-only":
+        monkeypatch.setattr(errors, "_KNOWN_TRANSIENT", {})
+        monkeypatch.setattr(errors, "_transient_table", None)
+
+
+@pytest.mark.usefixtures("code_tables")
+def test_every_code_botocore_retries_as_throttling_is_a_throttled_error() -> None:
+    throttled, _ = _botocore_retry_tables()
+    # The codes a hand-kept list used to miss, among them: proof the table is botocore's.
+    assert {"RequestThrottledException", "ThrottledException", "LimitExceededException", "SlowDown",
+            "PriorRequestNotComplete"} <= throttled
+    for code in sorted(throttled):
+        error = error_for_code(code, "slow down", secret_id="app/db", http_status=400)
+        assert type(error) is SecretThrottledError, code
+        assert error.code == code
+
+
+@pytest.mark.usefixtures("code_tables")
+def test_every_code_botocore_retries_as_transient_is_an_unavailable_error() -> None:
+    _, transient = _botocore_retry_tables()
+    assert {"RequestTimeout", "RequestTimeoutException"} <= transient
+    for code in sorted(transient):
+        error = error_for_code(code, "try again", secret_id="app/db", http_status=400)
+        assert isinstance(error, SecretUnavailableError), code
+
+
+def test_the_fallback_tables_cover_what_the_installed_botocore_retries() -> None:
+    """The copy used only without botocore is not stale against the botocore we test with."""
+    throttled, transient = _botocore_retry_tables()
+    assert throttled <= set(errors._FALLBACK_THROTTLED)
+    assert transient <= set(errors._FALLBACK_TRANSIENT)
+
+
+def test_common_codes_need_no_botocore_and_an_unknown_one_is_looked_up_in_botocore() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import secretcache\n"
+        "from secretcache.errors import error_for_code, SecretNotFoundError\n"
+        "e = error_for_code('ResourceNotFoundException', 'm', secret_id='s')\n"
+        "assert type(e) is SecretNotFoundError\n"
+        "from secretcache.errors import SecretThrottledError, SecretUnavailableError\n"
+        "assert type(error_for_code('SlowDown', 'm', secret_id='s')) is SecretThrottledError\n"
+        "assert type(error_for_code('InternalServiceError', 'm', secret_id='s')) is SecretUnavailableError\n"
+        "assert 'botocore' not in sys.modules, 'a common code imported botocore'\n"
+        "error_for_code('SomethingNew', 'm', secret_id='s', http_status=400)\n"
+        "assert 'botocore.retries.standard' in sys.modules, 'an unknown code was not looked up in botocore'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

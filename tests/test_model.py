@@ -310,3 +310,114 @@ def test_find_and_render_embedded_references_in_order() -> None:
     assert render_template("plain text", lambda r: pytest.fail("no reference here")) == "plain text"
     with pytest.raises(InvalidReferenceError):
         render_template("x {{resolve:secretsmanager:prod/db", lambda r: "v")
+
+
+# -- repr never raises; values stay out of frames; JSON keys are bounded in messages -----------------
+
+
+def _formatted_with_locals(error: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.TracebackException(type(error), error, error.__traceback__,
+                                                capture_locals=True).format())
+
+
+def test_the_repr_of_a_half_built_value_never_raises_and_shows_no_value() -> None:
+    bare = SecretValue.__new__(SecretValue)
+    assert repr(bare).startswith("SecretValue(")
+    assert str(bare) == repr(bare)
+
+
+def test_a_constructor_failing_part_way_leaves_no_value_in_any_frame() -> None:
+    from tests.canary_checks import leaking_locals
+
+    with pytest.raises(AttributeError) as info:
+        SecretValue("app/half", arn=12345, secret_string=canary_value("half"))  # type: ignore[arg-type]
+    assert leaking_locals(info.value) == []
+    text = _formatted_with_locals(info.value)  # repr of the half-built `self` must work
+    assert CANARY not in text
+    assert "SecretValue(name=" in text
+
+
+def test_a_value_built_by_user_code_keeps_raising_format_errors_without_the_value_in_frames() -> None:
+    from tests.canary_checks import leaking_locals
+
+    too_large = lambda: canary_value("user") * 5000  # noqa: E731  (the test frame holds no canary)
+    with pytest.raises(SecretFormatError) as info:
+        SecretValue("app/user", secret_string=too_large())
+    assert leaking_locals(info.value) == []
+    assert CANARY not in _formatted_with_locals(info.value)
+    with pytest.raises(SecretFormatError):
+        SecretValue("app/user", secret_string=12345)  # type: ignore[arg-type]
+
+
+def test_a_lone_surrogate_is_measured_not_a_crash() -> None:
+    value = SecretValue("app/s", secret_string="\ud800x")
+    assert value.secret_string == "\ud800x"
+
+
+@pytest.mark.parametrize("fields", [
+    {"secret_string": 5}, {"secret_binary": "x"}, {"version_stages": [1]}, {"arn": 5}, {"name": None},
+    {"version_stages": object()}, {"secret_string": None},
+])
+def test_an_answer_that_cannot_be_a_value_is_described_never_raised(fields: dict[str, Any]) -> None:
+    from secretcache.model import value_from_answer
+
+    given: dict[str, Any] = {"name": "app/a", "arn": None, "version_id": None, "version_stages": (),
+                             "secret_string": canary_value("answer"), "secret_binary": None,
+                             "created_date": None, **fields}
+    outcome = value_from_answer(**given)
+    assert isinstance(outcome, str)
+    assert CANARY not in outcome
+
+
+LONG_KEY = "k" * 10_000
+
+
+def test_a_missing_ten_thousand_character_json_key_gives_a_bounded_message() -> None:
+    value = SecretValue("app/json", secret_string=json.dumps({"a": canary_value("json")}))
+    with pytest.raises(SecretFormatError) as info:
+        value.field(LONG_KEY)
+    assert len(str(info.value)) < 300
+    assert "kkkk" in str(info.value)
+
+
+def test_json_keys_in_messages_are_quoted_and_bounded_like_references() -> None:
+    from secretcache.model import _shown_key
+
+    assert _shown_key("password") == "'password'"
+    assert len(_shown_key(LONG_KEY)) < 210
+    assert len(_shown_key([LONG_KEY])) < 210  # not a str (a caller's mistake): its repr, bounded
+
+
+def test_database_and_decorator_messages_bound_long_json_keys() -> None:
+    from secretcache import inject_secret
+    from secretcache.db._params import PSYCOPG, merged, secret_params
+
+    with pytest.raises(SecretFormatError) as info:
+        merged({}, {}, secret_id="app/db", names=PSYCOPG, keys={"username": LONG_KEY})
+    assert len(str(info.value)) < 400
+    value = SecretValue("app/db", secret_string=json.dumps({LONG_KEY: 5.5, "host": "h"}))
+    with pytest.raises(SecretFormatError) as info:
+        secret_params(value, secret_id="app/db", names=PSYCOPG, keys={"username": LONG_KEY})
+    assert len(str(info.value)) < 400
+    with pytest.raises(TypeError) as type_info:
+        inject_secret("app/db", fields={"user": [LONG_KEY]})  # type: ignore[dict-item]
+    assert len(str(type_info.value)) < 400
+
+
+def test_the_compat_decorator_bounds_a_long_missing_key() -> None:
+    from secretcache import SecretCache, compat
+    from secretcache.testing import InMemoryBackend
+
+    native = SecretCache(backend=InMemoryBackend({"app/c": json.dumps({"a": "1"})}))
+    legacy = compat.SecretCache.__new__(compat.SecretCache)
+    legacy.cache = native
+
+    @compat.InjectKeywordedSecretString("app/c", legacy, user=LONG_KEY)
+    def use(*, user: str) -> str:
+        return user
+
+    with pytest.raises(SecretFormatError) as info:
+        use()
+    assert len(str(info.value)) < 400

@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError, error_for_code
-from ..model import SecretValue
+from ..model import SecretValue, value_from_answer
+from . import _fork
 
 __all__ = ["TOKEN_ENV_VARS", "AgentBackend"]
 
@@ -63,6 +64,32 @@ def _error_text(body: bytes) -> tuple[str | None, str]:
     return None, " ".join(body.decode("utf-8", "replace").split())[:_MAX_SHOWN]
 
 
+def _answer(body: bytes, secret_id: str) -> SecretValue | str:
+    """The value of the agent's 200 answer, or why it is malformed. Returns rather than raises: a raise
+    from here would leave the body in this frame's locals, and a caught decode error keeps it too."""
+    try:
+        doc: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    del body
+    if not isinstance(doc, dict):
+        return f"expected a JSON object, got {type(doc).__name__}"
+    binary = doc.get("SecretBinary")
+    if isinstance(binary, str):
+        try:
+            binary = base64.b64decode(binary, validate=True)
+        except ValueError:
+            return "SecretBinary is not valid base64"
+    string = doc.get("SecretString")
+    if string is None and binary is None:
+        return "no SecretString or SecretBinary"
+    stages = doc.get("VersionStages") or ()
+    if isinstance(stages, list) and all(isinstance(s, str) for s in stages):
+        stages = tuple(sys.intern(s) for s in stages)
+    return value_from_answer(doc.get("Name") or secret_id, doc.get("ARN"), doc.get("VersionId"), stages,
+                             string, binary, _parse_date(doc.get("CreatedDate")))
+
+
 class AgentBackend:
     """Reads through the local Secrets Manager Agent or the Lambda extension (default port 2773).
 
@@ -88,6 +115,12 @@ class AgentBackend:
         self._path = parts.path.rstrip("/") + "/secretsmanager/get"
         self._explicit_token = token
         self._token: str | None = token
+        self._lock = threading.Lock()
+        _fork.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a fresh token lock (a parent thread may have held it at the fork). Each
+        request opens its own connection, so no socket is shared with the parent."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -179,37 +212,16 @@ class AgentBackend:
         return error_for_code(code, message, secret_id=secret_id, http_status=status)
 
     def _to_value(self, body: bytes, secret_id: str) -> SecretValue:
-        try:
-            doc: Any = json.loads(body)
-        except ValueError:
-            doc = None
+        """The value of a 200 answer. A malformed one (not a JSON object, no value, a value of the wrong
+        type, invalid base64, over the size limit) is the agent's fault, not the secret's: the transient
+        SecretUnavailableError naming the secret id, raised once the answer is dropped, so no frame of
+        the traceback holds it (and nothing is chained: a decode error's ``.doc`` is the body)."""
+        outcome = _answer(body, secret_id)
         del body
-        if not isinstance(doc, dict):
-            # The body would be the secret: say what went wrong, quote nothing, keep nothing.
-            doc = None
-            raise SecretUnavailableError(f"Secrets Manager Agent sent an unreadable answer for secret "
-                                         f"{secret_id!r}", secret_id=secret_id) from None
-        binary = doc.get("SecretBinary")
-        if isinstance(binary, str):
-            try:
-                binary = base64.b64decode(binary, validate=True)
-            except ValueError:
-                raise SecretUnavailableError(
-                    f"Secrets Manager Agent sent invalid base64 for secret {secret_id!r}", secret_id=secret_id
-                ) from None
-        string = doc.get("SecretString")
-        if string is None and binary is None:
-            raise SecretUnavailableError(f"Secrets Manager Agent answered without a value for secret "
-                                         f"{secret_id!r}", secret_id=secret_id)
-        return SecretValue(
-            name=doc.get("Name") or secret_id,
-            arn=doc.get("ARN"),
-            version_id=doc.get("VersionId"),
-            version_stages=tuple(sys.intern(str(s)) for s in doc.get("VersionStages") or ()),
-            secret_string=string,
-            secret_binary=binary,
-            created_date=_parse_date(doc.get("CreatedDate")),
-        )
+        if isinstance(outcome, SecretValue):
+            return outcome
+        raise SecretUnavailableError(f"Secrets Manager Agent sent a malformed answer for secret {secret_id!r}: "
+                                     f"{outcome}", secret_id=secret_id)
 
     def batch_get_secret_values(
         self, secret_ids: Sequence[str]

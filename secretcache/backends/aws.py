@@ -11,7 +11,7 @@ import functools
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
@@ -20,7 +20,8 @@ from ..errors import (
     SecretUnavailableError,
     error_for_code,
 )
-from ..model import SecretValue
+from ..model import SecretValue, value_from_answer
+from . import _fork, _redact
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -103,25 +104,66 @@ def map_botocore_error(error: Exception, secret_id: str | None) -> SecretCacheEr
                                   secret_id=secret_id)
 
 
+def _unreadable(error: BaseException) -> str | None:
+    """The error's type name when it is botocore failing to read an answer (a garbled body), else None.
+
+    botocore raises whatever its parser hits on a body of the wrong shape (``AttributeError``,
+    ``binascii.Error``, ``ValueError`` from a timestamp, its own ``ResponseParserError``), so this looks
+    at where the error came from: botocore's response parser, or botocore's own code (an error raised
+    by the caller's code, e.g. a stand-in client, passes through untyped as before).
+    """
+    if type(error).__name__ == "ResponseParserError":
+        return "ResponseParserError"
+    if type(error).__module__.split(".")[0] in ("botocore", "boto3"):
+        return None  # botocore's typed errors are mapped by map_botocore_error
+    modules: list[str] = []
+    tb = error.__traceback__
+    while tb is not None:
+        modules.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    if "botocore.parsers" in modules or (modules and modules[-1].split(".")[0] == "botocore"):
+        return type(error).__name__
+    return None
+
+
 def _to_value(response: Any, secret_id: str) -> SecretValue:
-    """A SecretValue from a GetSecretValue answer (or one BatchGetSecretValue entry)."""
+    """A SecretValue from a GetSecretValue answer (or one BatchGetSecretValue entry).
+
+    A malformed answer (no value, a value of the wrong type or over the size limit, unusable metadata)
+    is the service's or a proxy's fault, not the secret's: it raises the transient
+    SecretUnavailableError naming the secret id, like every other garbled answer. The answer is
+    dropped before raising, so no frame of the traceback holds it.
+    """
+    outcome = _answer(response, secret_id)
+    del response
+    if isinstance(outcome, SecretValue):
+        return outcome
+    raise SecretUnavailableError(f"Secrets Manager sent a malformed answer for secret {secret_id!r}: {outcome}",
+                                 secret_id=secret_id)
+
+
+def _answer(response: Any, secret_id: str) -> SecretValue | str:
+    """The value of an answer, or why it is malformed. Returns rather than raises (see _to_value)."""
+    if not isinstance(response, Mapping):
+        return f"expected an object, got {type(response).__name__}"
     string, binary = response.get("SecretString"), response.get("SecretBinary")
     if string is None and binary is None:
         # botocore turns a non-JSON 200 body into {"message": ...}: a broken answer, not a valueless secret.
-        raise SecretUnavailableError(
-            f"Secrets Manager answered without a value for secret {secret_id!r}", secret_id=secret_id
-        )
+        return "no SecretString or SecretBinary"
     name = response.get("Name") or secret_id
-    return SecretValue(
-        # Reuse the caller's id string when it is the name: it is already held as the cache key.
-        name=secret_id if name == secret_id else name,
-        arn=response.get("ARN"),
-        version_id=response.get("VersionId"),
+    stages = response.get("VersionStages") or ()
+    if isinstance(stages, list) and all(isinstance(s, str) for s in stages):
         # Thousands of cached versions share a handful of labels: keep one copy of each.
-        version_stages=tuple(sys.intern(s) for s in response.get("VersionStages") or ()),
-        secret_string=string,
-        secret_binary=binary,
-        created_date=response.get("CreatedDate"),
+        stages = tuple(sys.intern(s) for s in stages)
+    return value_from_answer(
+        # Reuse the caller's id string when it is the name: it is already held as the cache key.
+        secret_id if name == secret_id else name,
+        response.get("ARN"),
+        response.get("VersionId"),
+        stages,
+        string,
+        binary,
+        response.get("CreatedDate"),
     )
 
 
@@ -151,19 +193,48 @@ class AwsBackend:
         if isinstance(failover_regions, str):
             raise TypeError("failover_regions must be a sequence of Region names, not a str")
         self._session = session
+        self._own_session = session is None  # built by us on first use: rebuilt in a forked child
+        self._given_client = client
         self._region_name = region_name
         self._endpoint_url = endpoint_url
         self._config = config
         self.failover_regions: tuple[str, ...] = tuple(failover_regions)
         self._clients: dict[str | None, SecretsManagerClient] = {}
         if client is not None:
+            _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
         self._lock = threading.Lock()
+        _fork.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: drop the clients (and session) this backend built, close the pooled
+        connections of a client it was given, and take a fresh lock; clients are rebuilt on next use.
+
+        The parent keeps using its clients and their keep-alive sockets; a child writing on the same
+        sockets would read answers meant for the parent. Closing in the child only closes its copies
+        of the descriptors (no shutdown): the parent's connections are unaffected. A boto3 session
+        holds credential-refresh locks a parent thread may have held at the fork, so ours is rebuilt
+        too; a session the caller passed is theirs to manage.
+        """
+        self._lock = threading.Lock()
+        self._clients = {}
+        if self._own_session:
+            self._session = None
+        given = self._given_client
+        if given is not None:
+            # botocore keeps its urllib3 pools on client._endpoint.http_session (URLLib3Session, whose
+            # close() empties its PoolManagers); getattr so that another botocore layout only skips this.
+            http_session = getattr(getattr(given, "_endpoint", None), "http_session", None)
+            close = getattr(http_session, "close", None)
+            if callable(close):
+                close()
+            self._clients[None] = given
 
     def __repr__(self) -> str:
         region = self._region_name
         if region is None and None in self._clients:
-            region = self._clients[None].meta.region_name
+            # getattr: a stand-in client may lack .meta, and a repr that raises breaks tracebacks with locals.
+            region = getattr(getattr(self._clients[None], "meta", None), "region_name", None)
         return f"AwsBackend(region_name={region!r}, failover_regions={self.failover_regions!r})"
 
     @property
@@ -183,6 +254,7 @@ class AwsBackend:
             return self._clients[region]
 
     def _new_client(self, region: str | None) -> SecretsManagerClient:
+        _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
         if self._session is None:
             import boto3  # on the first fetch only
 
@@ -207,18 +279,32 @@ class AwsBackend:
         """
         regions: list[str | None] = [None, *self.failover_regions]
         for attempt, region in enumerate(regions):
+            last = attempt == len(regions) - 1
             try:
                 client = self.client_for(region)
                 return call(client, [_in_region(i, region) if region else i for i in ids])
             except SecretCacheError as e:  # already typed (e.g. a malformed answer)
-                if not isinstance(e, SecretUnavailableError) or attempt == len(regions) - 1:
+                if not isinstance(e, SecretUnavailableError) or last:
                     raise
+                continue
             except Exception as e:
-                if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
-                    raise
-                typed = map_botocore_error(e, secret_id)
-                if not isinstance(typed, SecretUnavailableError) or attempt == len(regions) - 1:
-                    raise typed from e
+                unreadable = _unreadable(e)
+                if unreadable is None:
+                    if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
+                        raise
+                    typed = map_botocore_error(e, secret_id)
+                    if not isinstance(typed, SecretUnavailableError) or last:
+                        raise typed from e
+                    continue
+            # botocore could not read the answer. Raised here, outside the except block: the parser's
+            # frames hold the answer (the secret) in their locals, so its exception must be neither the
+            # cause nor the context of what the caller (and an error tracker capturing locals) sees.
+            if last:
+                what = f"secret {secret_id!r}" if secret_id is not None else "a BatchGetSecretValue call"
+                raise SecretUnavailableError(
+                    f"Secrets Manager sent an answer botocore could not read for {what} ({unreadable})",
+                    secret_id=secret_id,
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get_secret_value(
@@ -267,17 +353,45 @@ def _batch_pages(
         request: BatchGetSecretValueRequestTypeDef = {"SecretIdList": ids}
         if token:
             request["NextToken"] = token
-        page = client.batch_get_secret_value(**request)
-        for entry in page.get("SecretValues", ()):
-            try:
-                values.append(_to_value(entry, entry.get("Name") or "?"))
-            except SecretCacheError:  # a malformed entry: the cache fetches that id on its own
-                continue
-        for failure in page.get("Errors", ()):
-            sent = failure.get("SecretId") or ""
-            secret_id = original.get(sent, sent)
-            message = " ".join(str(failure.get("Message") or "").split()) or "batch read failed"
-            errors[secret_id] = error_for_code(failure.get("ErrorCode"), message, secret_id=secret_id)
-        token = page.get("NextToken")
+        # The page is read in its own frame, never held here: when the next page's call raises, this
+        # frame's locals (in the traceback) must not hold the previous page's values.
+        token = _read_page(client.batch_get_secret_value(**request), original, values, errors)
         if not token:
             return values, errors
+
+
+def _read_page(
+    page: Any, original: dict[str, str], values: list[SecretValue], errors: dict[str, SecretCacheError]
+) -> str | None:
+    """Add one BatchGetSecretValue page's values and failures to ``values`` / ``errors``; its NextToken.
+
+    A malformed entry is skipped (the cache then fetches that id on its own); a malformed page raises
+    SecretUnavailableError, with the page dropped first so no frame of the traceback holds it.
+    """
+    entries = failures = token = None
+    usable = isinstance(page, Mapping)
+    if usable:
+        entries, failures, token = page.get("SecretValues"), page.get("Errors"), page.get("NextToken")
+    del page
+    usable = usable and all(isinstance(v, (list, type(None))) for v in (entries, failures)) \
+        and isinstance(token, (str, type(None)))
+    if not usable:
+        del entries, failures
+        raise SecretUnavailableError("Secrets Manager sent a malformed BatchGetSecretValue answer")
+    values.extend(v for v in map(_entry, entries or ()) if isinstance(v, SecretValue))
+    del entries
+    for failure in failures or ():
+        if not isinstance(failure, Mapping):
+            continue
+        sent = failure.get("SecretId")
+        secret_id = original.get(sent, sent) if isinstance(sent, str) else ""
+        message = " ".join(str(failure.get("Message") or "").split()) or "batch read failed"
+        code = failure.get("ErrorCode")
+        errors[secret_id] = error_for_code(code if isinstance(code, str) else None, message, secret_id=secret_id)
+    return token
+
+
+def _entry(entry: Any) -> SecretValue | str:
+    """One BatchGetSecretValue entry's value, or why it is malformed (the cache then fetches it alone)."""
+    name = entry.get("Name") if isinstance(entry, Mapping) else None
+    return _answer(entry, name if isinstance(name, str) and name else "?")

@@ -10,6 +10,9 @@ One connect follows DESIGN.md ("Databases"), at most three logins:
 4. otherwise raise the driver's own exception from the last login, with a note naming the secret
    id and the versions tried (never a password).
 
+Every read names its stage ("AWSCURRENT" or "AWSPENDING"): ``version_stage=None`` would mean the cache's
+configured default, which need not be AWSCURRENT (``CacheConfig(version_stage="AWSPREVIOUS")``).
+
 Any other error (server down, unknown database, too many connections) is raised at once: no retry,
 no refresh. The flow is free of I/O: :meth:`Login.flow` yields :class:`Read` steps (cache work) and
 :class:`Connect` steps (a driver login) that :func:`run_sync` or :func:`run_async` carry out, so
@@ -260,13 +263,13 @@ class Login:
     def _fresh_in_cache(self) -> bool:
         """Whether reading AWSCURRENT is a hit, i.e. safe on an event loop (no backend call)."""
         cache, _ = self._cache_and_state()
-        return cache.peek(self.secret_id) is not None
+        return cache.peek(self.secret_id, version_stage=CURRENT) is not None
 
     def _cached(self, attempts: _Attempts) -> Credentials:
         """The pin while AWSCURRENT has not moved; else AWSCURRENT, unless it was just refused and a
         later AWSPENDING read brought a version nobody refused (the pin-to-be: no wasted login)."""
         cache, state = self._cache_and_state()
-        current = cache.get_secret_value(self.secret_id)
+        current = cache.get_secret_value(self.secret_id, version_stage=CURRENT)
         attempts.current_version = current.version_id
         pin = state.pin
         if pin is not None:
@@ -348,13 +351,14 @@ class Login:
                 or (monotonic() - last.finished < self.policy.min_refresh_interval and not self._overtaken(last))
             ):
                 if stage == CURRENT and isinstance(last.outcome, SecretValue):
-                    return cache.get_secret_value(self.secret_id)  # as new as the shared fetch, or newer
+                    # As new as the shared fetch, or newer.
+                    return cache.get_secret_value(self.secret_id, version_stage=CURRENT)
                 return last.outcome
             started = monotonic()
             state.count(1 if stage == CURRENT else 2)
             outcome: SecretValue | SecretCacheError
             try:
-                outcome = cache.refresh(self.secret_id, version_stage=None if stage == CURRENT else stage)
+                outcome = cache.refresh(self.secret_id, version_stage=stage)
             except SecretCacheError as e:
                 outcome = e
             state.fetches[stage] = _Fetch(started, monotonic(), outcome)

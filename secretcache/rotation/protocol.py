@@ -49,6 +49,10 @@ class RotationHandler:
 
     def __init__(self, client: Any, strategy: RotationStrategy, *,
                  check_rotation_enabled: bool = True) -> None:
+        from ..backends import _redact
+
+        # PutSecretValue's request body and GetSecretValue's answers would reach botocore's DEBUG logs.
+        _redact.install()
         self.client = client
         self.strategy = strategy
         self.check_rotation_enabled = check_rotation_enabled
@@ -236,6 +240,9 @@ def handler(event: Mapping[str, Any], context: object = None) -> None:
     if _client is None:
         import boto3
 
+        from ..backends import _redact
+
+        _redact.install()  # before the client's first call, whose answer botocore would log at DEBUG
         endpoint = os.environ.get("SECRETS_MANAGER_ENDPOINT") or None
         _client = boto3.client("secretsmanager", endpoint_url=endpoint)
     secret_id = event.get("SecretId")
