@@ -8,6 +8,7 @@ the built-in parser and python-dotenv's agree on such files, so installing the e
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def _double(value: str) -> str:
 
 def _bare_ok(value: str) -> bool:
     """A value that may be written unquoted and read back unchanged."""
-    return (value == value.strip() and "\n" not in value and "\r" not in value and " #" not in value
-            and "\t#" not in value and not value.startswith(("'", '"', "#")))
+    # Any whitespace before '#' starts a comment (also U+00A0 and other Unicode spaces, as in python-dotenv).
+    return (value == value.strip() and "\n" not in value and "\r" not in value
+            and re.search(r"\s#", value) is None and not value.startswith(("'", '"', "#")))
 
 
 @st.composite

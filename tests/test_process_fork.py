@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import select
@@ -121,6 +122,18 @@ def make_cache(aws: Aws, **config: Any) -> SecretCache:
 # -- forking with a bound ------------------------------------------------------------------------------
 
 
+def leave_pytests_log_handlers() -> None:
+    """In a forked child: stop writing into the parent's pytest log handlers.
+
+    pytest always keeps a FileHandler (to /dev/null) on the root logger. Its buffered stream has a lock of
+    its own that logging's at-fork hook does not renew, so a parent thread logging at DEBUG at the instant
+    of the fork leaves it held for good and the child's first log record blocks. That is CPython's hazard
+    for any process that forks while threads write to a buffered file, not the cache's; the children here
+    test the cache, so they log nowhere.
+    """
+    logging.getLogger().handlers.clear()
+
+
 def fork_child(work: Callable[[], dict[str, Any]]) -> tuple[int, int]:
     """Fork; the child runs ``work`` and writes its JSON report to a pipe, then ``os._exit``s. Returns
     ``(pid, read_fd)``. Nothing the child does ever returns into pytest."""
@@ -129,6 +142,7 @@ def fork_child(work: Callable[[], dict[str, Any]]) -> tuple[int, int]:
     if pid == 0:  # the child
         code = 70
         try:
+            leave_pytests_log_handlers()
             os.close(read_fd)
             try:
                 report = work()
@@ -371,6 +385,7 @@ _MP_AWS: Aws | None = None
 def _mp_child(conn: Any, names: list[str], seed: int) -> None:
     assert _MP_CACHE is not None
     assert _MP_AWS is not None
+    leave_pytests_log_handlers()
     report = threaded_reads(_MP_CACHE, _MP_AWS, names, threads=3, rounds=15, seed=seed, who=f"mp {seed}")
     conn.send(report)
     conn.close()
