@@ -453,10 +453,10 @@ def serve() -> None:
 
     from moto.server import ThreadedMotoServer
 
-    from tests.moto_patch import apply_g1_patch
+    from secretcache.testing import patch_moto_staging_labels
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    apply_g1_patch()
+    patch_moto_staging_labels()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
