@@ -148,7 +148,8 @@ class InMemoryBackend:
     AccessDeniedException, as when IAM or an SCP denies it.
 
     Observing: ``calls`` counts reads by operation (``calls["GetSecretValue"]``), :meth:`count` by
-    secret, ``call_log`` keeps the last ``call_log_size`` reads as :class:`Call` records, ``active`` is
+    secret, ``call_log`` keeps the last ``call_log_size`` reads as :class:`Call` records (0: none, for
+    long runs that measure memory), ``active`` is
     the number of reads in progress (held at a gate or not), and :meth:`wait_for_calls` /
     :meth:`wait_held` wait for reads to arrive. Steering: :meth:`script` answers the next reads of a
     secret, :meth:`fail_next` / :meth:`fail_always` inject faults, :meth:`hold` holds reads in flight,
@@ -176,7 +177,6 @@ class InMemoryBackend:
         self.call_log: deque[Call] = deque(maxlen=call_log_size)
         self.active = 0
         """Reads in progress right now (held at a gate or not)."""
-        self._by_secret: Counter[tuple[str, str]] = Counter()
         self._secrets: dict[str, _Secret] = {}
         self._planned: list[_Planned] = []  # fail_next and script: used up in order, before the standing ones
         self._standing: list[_Planned] = []  # fail_always
@@ -383,9 +383,14 @@ class InMemoryBackend:
     # -- observing -----------------------------------------------------------------------------------
 
     def count(self, secret_id: str | None = None, *, operation: str = GET) -> int:
-        """Calls of ``operation`` made so far (only those naming ``secret_id``, as asked, when given)."""
+        """Calls of ``operation`` made so far; with ``secret_id``, those naming it (as asked: name or ARN),
+        counted in :attr:`call_log` (so among the last ``call_log_size`` calls)."""
         with self._lock:
-            return self.calls[operation] if secret_id is None else self._by_secret[operation, secret_id]
+            if secret_id is None:
+                return self.calls[operation]
+            if self.call_log.maxlen == 0:
+                raise ValueError("count(secret_id) reads the call log, and this backend keeps none")
+            return sum(1 for c in self.call_log if c.operation == operation and secret_id in c.secret_ids)
 
     def wait_for_calls(self, n: int, *, active: bool = False, timeout: float = 10.0) -> None:
         """Block until ``n`` reads were made (``active``: are in progress right now); ``TimeoutError``
@@ -408,7 +413,6 @@ class InMemoryBackend:
         """Zero the call counters and empty the call log."""
         with self._lock:
             self.calls.clear()
-            self._by_secret.clear()
             self.call_log.clear()
 
     @contextmanager
@@ -431,7 +435,6 @@ class InMemoryBackend:
         """
         with self._changed:
             self.calls[operation] += 1
-            self._by_secret.update((operation, i) for i in ids)
             self.call_log.append(Call(operation, tuple(ids), version_id, version_stage))
             self._changed.notify_all()
             planned = next((p for p in self._planned if p.matches(operation, ids)), None)
