@@ -89,7 +89,7 @@ class MotoTarget:
         self.admin.put_secret_value(SecretId=secret_id, SecretString=value)
 
     def fault(self, phase: str, doomed: list[str]) -> None:
-        modes = {"throttle": "throttle", "5xx": "500", "conn": "rst", "slow": "slow"}
+        modes = {"throttle": "throttle", "5xx": "5xx", "conn": "rst", "slow": "slow"}
         if phase in modes:
             self.faults.fail(modes[phase])
         elif phase == "denied":

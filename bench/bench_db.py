@@ -88,9 +88,9 @@ def world(server: Any, *, master: bool = False) -> Iterator[World]:
     from secretcache import SecretCache
     from secretcache._localdb import create_account, drop_account
     from secretcache.config import CacheConfig
-    from tests.moto_patch import apply_g1_patch
+    from secretcache.testing import patch_moto_staging_labels
 
-    undo = apply_g1_patch()  # moto moves its default version with AWSCURRENT, as AWS does
+    undo = patch_moto_staging_labels()  # moto moves its default version with AWSCURRENT, as AWS does
     account = create_account(server)
     admin = create_account(server, master=True) if master else None
     try:

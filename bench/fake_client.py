@@ -1,14 +1,16 @@
-"""The backends the benchmarks drive: a botocore-shaped fake ``secretsmanager`` client, and moto.
+"""The backends the benchmarks drive: a botocore-shaped ``secretsmanager`` client over
+``secretcache.testing.InMemoryBackend``, and moto.
 
 Every library under test (secretcache through ``SecretCache(client=...)``, the official
 ``aws-secretsmanager-caching`` and Powertools ``parameters``) gets its own client over one shared
 store, so they read the same secrets while each client counts its own API calls per operation.
 
-The fake answers the way botocore does: each call parses a JSON body into fresh objects (so a cache
-that keeps a response keeps its own copy, as with a real client), ``CreatedDate`` is a tz-aware
-datetime and ``ResponseMetadata`` carries HTTP headers. Latency is slept (releasing the GIL like
-real I/O); an outage makes every call fail after ``failure_latency`` with a ``ClientError``
-(ThrottlingException, InternalServiceError) or an ``EndpointConnectionError``.
+The store is the test suite's ``InMemoryBackend`` (versions, labels, latency, faults); the client only
+translates, the way botocore answers: each call builds fresh response objects (so a cache that keeps
+a response keeps its own copy, as with a real client), ``CreatedDate`` is a tz-aware datetime and
+``ResponseMetadata`` carries HTTP headers; the store's typed errors become ``ClientError`` (or
+``EndpointConnectionError`` / ``ReadTimeoutError`` for the ``conn`` / ``timeout`` faults). An outage
+makes every call fail after ``failure_latency`` with one of ``secretcache.testing.FAULT_NAMES``.
 
 ``MotoStore`` offers the same surface over moto's in-process backend (``moto.mock_aws``) with real
 boto3 clients; latency and counting go through a botocore ``before-call`` hook.
@@ -16,21 +18,28 @@ boto3 clients; latency and counting go through a botocore ``before-call`` hook.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
+
+from secretcache.errors import SecretCacheError, SecretThrottledError, SecretUnavailableError
+from secretcache.model import SecretValue
+from secretcache.testing import FAULT_NAMES, InMemoryBackend
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-OUTAGE_KINDS = ("throttle", "internal", "connection")
+OUTAGE_KINDS = FAULT_NAMES
+T = TypeVar("T")
 
 
 class CallCounts:
@@ -53,28 +62,6 @@ class CallCounts:
             return dict(self._counts)
 
 
-class _Version:
-    __slots__ = ("created", "stages", "value", "version_id")
-
-    def __init__(self, version_id: str, value: str, stages: list[str]) -> None:
-        self.version_id = version_id
-        self.value = value
-        self.stages = stages
-        self.created = time.time()
-
-
-class _Secret:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        suffix = uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:6]
-        self.arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-{suffix}"
-        self.versions: dict[str, _Version] = {}
-        self.created = time.time()
-
-    def with_stage(self, stage: str) -> _Version | None:
-        return next((v for v in self.versions.values() if stage in v.stages), None)
-
-
 _rotations = itertools.count(1)
 
 
@@ -91,116 +78,48 @@ def rotated(value: str) -> str:
     return f"{value}~rotated-{n}"
 
 
-def _client_error(code: str, message: str, operation: str, status: int) -> ClientError:
-    response: Any = {"Error": {"Code": code, "Message": message},
-                     "ResponseMetadata": {"HTTPStatusCode": status}}
-    return ClientError(response, operation)
-
-
 class FakeStore:
-    """The service side: secrets with versions and staging labels, latency, and outages."""
+    """The service side: an :class:`InMemoryBackend` with the bench's outage switch and client factory."""
 
     def __init__(self, *, latency: float = 0.0, failure_latency: float = 0.005) -> None:
-        self.latency = latency
-        self.failure_latency = failure_latency
-        self.outage: str | None = None
-        self._lock = threading.Lock()
-        self._secrets: dict[str, _Secret] = {}
-        self._by_id: dict[str, _Secret] = {}
-        self._counter = itertools.count(1)
+        # No call log: the benchmarks measure the memory a process holds, and count calls per client.
+        self.backend = InMemoryBackend(region=REGION, account_id=ACCOUNT, latency=latency,
+                                       failure_latency=failure_latency, call_log_size=0)
 
-    # -- the test-facing API ------------------------------------------------------------------
+    @property
+    def latency(self) -> float:
+        return self.backend.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.backend.latency = seconds
 
     def new_client(self) -> tuple[FakeSecretsManager, CallCounts]:
         """A client of its own (own call counts) over this store."""
-        client = FakeSecretsManager(self)
+        client = FakeSecretsManager(self.backend)
         return client, client.calls
 
     def put_secret(self, name: str, value: str) -> str:
         """Create the secret or add a version; the new version becomes AWSCURRENT. Returns its VersionId."""
-        with self._lock:
-            secret = self._secrets.get(name)
-            if secret is None:
-                secret = self._secrets[name] = _Secret(name)
-                for key in (name, secret.arn, secret.arn[:-7]):
-                    self._by_id[key] = secret
-            version_id = str(uuid.UUID(int=next(self._counter)))
-            current = secret.with_stage("AWSCURRENT")
-            if current is not None:
-                for old in secret.versions.values():
-                    if "AWSPREVIOUS" in old.stages:
-                        old.stages = [s for s in old.stages if s != "AWSPREVIOUS"]
-                current.stages = [s for s in current.stages if s != "AWSCURRENT"] + ["AWSPREVIOUS"]
-            secret.versions[version_id] = _Version(version_id, value, ["AWSCURRENT"])
-            secret.versions = {k: v for k, v in secret.versions.items() if v.stages}
-            return version_id
+        return self.backend.put_secret(name, value)
 
     def rotate(self, name: str, value: str | None = None) -> str:
         """Put a new AWSCURRENT version (the old one becomes AWSPREVIOUS), as finishSecret leaves it."""
         return self.put_secret(name, value if value is not None else rotated(self.current_value(name)))
 
     def current_value(self, name: str) -> str:
-        with self._lock:
-            version = self._secrets[name].with_stage("AWSCURRENT")
-            assert version is not None
-            return version.value
+        return str(self.backend.get_secret_value(name).secret_string)
 
     def set_outage(self, kind: str | None) -> None:
-        """Make every API call fail (``throttle``, ``internal``, ``connection``), or recover (None)."""
+        """Make every API call fail with a fault from ``FAULT_NAMES``, or recover (None)."""
         if kind is not None and kind not in OUTAGE_KINDS:
             raise ValueError(f"outage kind must be one of {OUTAGE_KINDS}, got {kind!r}")
-        self.outage = kind
-
-    # -- the service ----------------------------------------------------------------------------
-
-    def call(self, operation: str) -> None:
-        """Apply the injected latency or failure of one API call."""
-        kind = self.outage
+        self.backend.heal()
         if kind is not None:
-            time.sleep(self.failure_latency)
-            if kind == "connection":
-                raise EndpointConnectionError(endpoint_url=f"https://secretsmanager.{REGION}.amazonaws.com")
-            if kind == "internal":
-                raise _client_error("InternalServiceError", "An error occurred (500)", operation, 500)
-            raise _client_error("ThrottlingException", "Rate exceeded", operation, 400)
-        if self.latency:
-            time.sleep(self.latency)
-
-    def find(self, secret_id: str, operation: str) -> _Secret:
-        with self._lock:
-            secret = self._by_id.get(secret_id)
-        if secret is None:
-            raise _client_error(
-                "ResourceNotFoundException", "Secrets Manager can't find the specified secret.",
-                operation, 400,
-            )
-        return secret
-
-    def version(self, secret: _Secret, version_id: str | None, stage: str | None, operation: str) -> _Version:
-        with self._lock:
-            if version_id is not None:
-                version = secret.versions.get(version_id)
-                if version is not None and stage is not None and stage not in version.stages:
-                    raise _client_error(
-                        "InvalidRequestException",
-                        "You provided a VersionStage that is not associated to the provided VersionId.",
-                        operation, 400,
-                    )
-            else:
-                version = secret.with_stage(stage or "AWSCURRENT")
-            if version is None:
-                raise _client_error(
-                    "ResourceNotFoundException",
-                    f"Secrets Manager can't find the specified secret value for "
-                    f"{'VersionId' if version_id else 'staging label'}: "
-                    f"{version_id or stage or 'AWSCURRENT'}",
-                    operation, 400,
-                )
-            # Serialised under the lock so labels and value belong to one moment, as AWS answers.
-            return _Version(version.version_id, version.value, list(version.stages))
+            self.backend.fail_always(kind)
 
 
-def _metadata(body: str) -> dict[str, Any]:
+def _metadata(body_size: int) -> dict[str, Any]:
     request_id = str(uuid.uuid4())
     return {
         "RequestId": request_id,
@@ -208,113 +127,122 @@ def _metadata(body: str) -> dict[str, Any]:
         "HTTPHeaders": {
             "x-amzn-requestid": request_id,
             "content-type": "application/x-amz-json-1.1",
-            "content-length": str(len(body)),
+            "content-length": str(body_size),
             "date": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
         },
         "RetryAttempts": 0,
     }
 
 
-def _parse(body: str, *date_fields: str) -> dict[str, Any]:
-    """What botocore's JSON parser does: fresh objects per call, epoch seconds to tz-aware datetimes."""
+def _aws_message(error: SecretCacheError) -> str:
+    """The service's own message: the store's error text without the ids ``error_for_code`` appends."""
+    where = [f"secret {error.secret_id!r}"] if error.secret_id is not None else []
+    if error.code:
+        where.append(f"code {error.code}")
+    return str(error).removesuffix(f" ({', '.join(where)})") if where else str(error)
+
+
+def _client_error(error: SecretCacheError, operation: str) -> Exception:
+    """What botocore raises where the store raised ``error``."""
+    cause = error.__cause__
+    if error.code is None and isinstance(error, SecretUnavailableError) and isinstance(cause, OSError):
+        url = f"https://secretsmanager.{REGION}.amazonaws.com"
+        if isinstance(cause, TimeoutError):
+            return ReadTimeoutError(endpoint_url=url)
+        return EndpointConnectionError(endpoint_url=url)
+    if error.code is None and type(error) is SecretCacheError:
+        return ParamValidationError(report=_aws_message(error))  # botocore refuses it before sending
+    transient = isinstance(error, SecretUnavailableError) and not isinstance(error, SecretThrottledError)
+    response: Any = {"Error": {"Code": error.code or "", "Message": _aws_message(error)},
+                     "ResponseMetadata": {"HTTPStatusCode": 500 if transient else 400}}
+    return ClientError(response, operation)
+
+
+def _body(value: SecretValue) -> dict[str, Any]:
+    """One value as the service sends it: JSON-ready (epoch seconds, base64 binary)."""
+    created = value.created_date
+    entry: dict[str, Any] = {"ARN": value.arn, "Name": value.name, "VersionId": value.version_id,
+                             "VersionStages": list(value.version_stages),
+                             "CreatedDate": created.timestamp() if created is not None else None}
+    if value.secret_binary is not None:
+        entry["SecretBinary"] = base64.b64encode(value.secret_binary).decode()
+    else:
+        entry["SecretString"] = value.secret_string
+    return entry
+
+
+def _parsed(entries: list[dict[str, Any]]) -> None:
+    """What botocore's parser does to each value entry of a parsed body: datetimes and bytes."""
+    for entry in entries:
+        if entry.get("CreatedDate") is not None:
+            entry["CreatedDate"] = datetime.fromtimestamp(entry["CreatedDate"], timezone.utc)
+        if "SecretBinary" in entry:
+            entry["SecretBinary"] = base64.b64decode(entry["SecretBinary"])
+
+
+def _answer(document: dict[str, Any], entries: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Serialise and parse again, as a real client does: every answer is made of fresh objects (a cache
+    that keeps one keeps its own copy of the value, never the store's)."""
+    body = json.dumps(document)
     response: dict[str, Any] = json.loads(body)
-    for field in date_fields:
-        if field in response:
-            response[field] = datetime.fromtimestamp(response[field], timezone.utc)
-    response["ResponseMetadata"] = _metadata(body)
+    _parsed(entries(response))
+    response["ResponseMetadata"] = _metadata(len(body))
     return response
 
 
 class FakeSecretsManager:
-    """A botocore-shaped ``secretsmanager`` client over a :class:`FakeStore` (keyword arguments only)."""
+    """A botocore-shaped ``secretsmanager`` client over an :class:`InMemoryBackend` (keyword arguments only)."""
 
-    def __init__(self, store: FakeStore) -> None:
-        self.store = store
+    def __init__(self, backend: InMemoryBackend) -> None:
+        self.backend = backend
         self.calls = CallCounts()
         # Powertools registers a user-agent handler on the client's event system; keep it happy.
         self.meta = SimpleNamespace(
-            region_name=REGION,
-            endpoint_url=f"https://secretsmanager.{REGION}.amazonaws.com",
+            region_name=backend.region,
+            endpoint_url=f"https://secretsmanager.{backend.region}.amazonaws.com",
             events=SimpleNamespace(register=lambda *args, **kwargs: None),
         )
 
-    def _enter(self, operation: str) -> None:
+    def _call(self, operation: str, read: Callable[[], T]) -> T:
         self.calls.add(operation)
-        self.store.call(operation)
+        try:
+            return read()
+        except SecretCacheError as e:
+            raise _client_error(e, operation) from None
 
     def get_secret_value(
         self, *, SecretId: str, VersionId: str | None = None, VersionStage: str | None = None
     ) -> dict[str, Any]:
-        self._enter("GetSecretValue")
-        secret = self.store.find(SecretId, "GetSecretValue")
-        version = self.store.version(secret, VersionId, VersionStage, "GetSecretValue")
-        return _parse(json.dumps(_value_entry(secret, version)), "CreatedDate")
+        value = self._call("GetSecretValue", lambda: self.backend.get_secret_value(
+            SecretId, version_id=VersionId, version_stage=VersionStage))
+        return _answer(_body(value), lambda response: [response])
 
     def describe_secret(self, *, SecretId: str) -> dict[str, Any]:
-        self._enter("DescribeSecret")
-        secret = self.store.find(SecretId, "DescribeSecret")
-        with self.store._lock:
-            stages = {v.version_id: list(v.stages) for v in secret.versions.values()}
-        body = json.dumps({
-            "ARN": secret.arn, "Name": secret.name, "RotationEnabled": False,
-            "LastChangedDate": secret.created, "LastAccessedDate": secret.created,
-            "VersionIdsToStages": stages, "CreatedDate": secret.created,
-        })
-        return _parse(body, "LastChangedDate", "LastAccessedDate", "CreatedDate")
-
-    def list_secret_version_ids(self, *, SecretId: str, **_: Any) -> dict[str, Any]:
-        self._enter("ListSecretVersionIds")
-        secret = self.store.find(SecretId, "ListSecretVersionIds")
-        with self.store._lock:
-            versions = [
-                {"VersionId": v.version_id, "VersionStages": list(v.stages), "CreatedDate": v.created}
-                for v in secret.versions.values()
-            ]
-        response = _parse(json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions}))
-        for entry in response["Versions"]:
-            entry["CreatedDate"] = datetime.fromtimestamp(entry["CreatedDate"], timezone.utc)
+        response = self._call("DescribeSecret", lambda: self.backend.describe_secret(SecretId))
+        response.update(RotationEnabled=False, LastChangedDate=response["CreatedDate"],
+                        LastAccessedDate=response["CreatedDate"], ResponseMetadata=_metadata(0))
         return response
-
-    page_size = 20
-    """Values per BatchGetSecretValue page (AWS: up to 20); lower it to exercise NextToken loops."""
 
     def batch_get_secret_value(
         self, *, SecretIdList: list[str] | None = None, Filters: Any = None,
         MaxResults: int | None = None, NextToken: str | None = None,
     ) -> dict[str, Any]:
-        self._enter("BatchGetSecretValue")
-        if not SecretIdList or Filters is not None:
-            raise _client_error("InvalidParameterException", "The bench fake takes SecretIdList only.",
-                                "BatchGetSecretValue", 400)
-        if len(SecretIdList) > 20:
-            raise _client_error("InvalidParameterException", "SecretIdList takes at most 20 ids.",
-                                "BatchGetSecretValue", 400)
+        if not SecretIdList or Filters is not None or len(SecretIdList) > 20:
+            self.calls.add("BatchGetSecretValue")
+            response: Any = {"Error": {"Code": "InvalidParameterException",
+                                       "Message": "The bench client takes a SecretIdList of 1 to 20 ids."},
+                             "ResponseMetadata": {"HTTPStatusCode": 400}}
+            raise ClientError(response, "BatchGetSecretValue")
         start = int(NextToken or 0)
-        page = SecretIdList[start:start + (MaxResults or self.page_size)]
-        values: list[dict[str, Any]] = []
-        errors: list[dict[str, str]] = []
-        for secret_id in page:
-            try:
-                secret = self.store.find(secret_id, "BatchGetSecretValue")
-                version = self.store.version(secret, None, None, "BatchGetSecretValue")
-                values.append(_value_entry(secret, version))
-            except ClientError as e:
-                errors.append({"SecretId": secret_id, "ErrorCode": e.response["Error"]["Code"],
-                               "Message": e.response["Error"]["Message"]})
-        result: dict[str, Any] = {"SecretValues": values, "Errors": errors}
+        page = SecretIdList[start:start + (MaxResults or self.backend.batch_page_size)]
+        values, errors = self._call("BatchGetSecretValue", lambda: self.backend.batch_get_secret_values(page))
+        result: dict[str, Any] = {
+            "SecretValues": [_body(v) for v in values],
+            "Errors": [{"SecretId": i, "ErrorCode": e.code, "Message": _aws_message(e)} for i, e in errors.items()],
+        }
         if start + len(page) < len(SecretIdList):
             result["NextToken"] = str(start + len(page))
-        response = _parse(json.dumps(result))
-        for entry in response["SecretValues"]:
-            entry["CreatedDate"] = datetime.fromtimestamp(entry["CreatedDate"], timezone.utc)
-        return response
-
-
-def _value_entry(secret: _Secret, version: _Version) -> dict[str, Any]:
-    return {
-        "ARN": secret.arn, "Name": secret.name, "VersionId": version.version_id,
-        "SecretString": version.value, "VersionStages": version.stages, "CreatedDate": version.created,
-    }
+        return _answer(result, lambda response: response["SecretValues"])
 
 
 class MotoStore:

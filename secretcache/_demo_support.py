@@ -181,32 +181,6 @@ class Store:
         self._close()
 
 
-def _g1_patch() -> Callable[[], None]:
-    """moto 5 keeps answering a plain GetSecretValue with the old version after UpdateSecretVersionStage moves
-    AWSCURRENT (AWS does not): move moto's default version along (the fix tests/conftest.py applies too)."""
-    from moto.secretsmanager.models import SecretsManagerBackend
-
-    original = SecretsManagerBackend.update_secret_version_stage
-    if getattr(original, "_secretcache_g1", False):
-        return lambda: None
-
-    def update(self: Any, secret_id: str, version_stage: str, remove_from_version_id: Any,
-               move_to_version_id: Any) -> Any:
-        result = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
-        if version_stage == "AWSCURRENT" and move_to_version_id:
-            self.secrets[secret_id].set_default_version_id(move_to_version_id)
-        return result
-
-    update._secretcache_g1 = True  # type: ignore[attr-defined]
-    backend: Any = SecretsManagerBackend
-    backend.update_secret_version_stage = update
-
-    def undo() -> None:
-        backend.update_secret_version_stage = original
-
-    return undo
-
-
 @contextmanager
 def _mock_aws() -> Iterator[None]:
     try:
@@ -214,7 +188,9 @@ def _mock_aws() -> Iterator[None]:
     except ImportError:
         raise RuntimeError("the demo runs Secrets Manager in process with moto: "
                            "pip install 'moto[secretsmanager]' (or 'secretcache[demo]')") from None
-    undo = _g1_patch()
+    from .testing import patch_moto_staging_labels
+
+    undo = patch_moto_staging_labels()  # rotation moves AWSCURRENT; plain reads must follow it, as in AWS
     try:
         with moto.mock_aws():
             yield

@@ -4,9 +4,12 @@
 UpdateSecretVersionStage label moves, AWSPREVIOUS following AWSCURRENT, deletion with a recovery
 window), answers name / full ARN / partial ARN lookups, and raises exactly the typed errors
 (same classes and ``.code``) that :class:`~secretcache.backends.AwsBackend` raises against AWS for
-the same situations. Faults, latency and a gate holding calls in flight are injectable, and calls are
-counted by operation, so tests can assert on behaviour instead of timing. pytest fixtures live in
-:mod:`secretcache.pytest_plugin`.
+the same situations. Faults, scripted answers, latency and a gate holding calls in flight are
+injectable, and calls are counted and logged, so tests can assert on behaviour instead of timing. pytest
+fixtures live in :mod:`secretcache.pytest_plugin`.
+
+:func:`patch_moto_staging_labels` fixes the one moto gap that matters to code that rotates secrets on
+moto (moto stays an optional import: it is imported only when the function is called).
 """
 
 from __future__ import annotations
@@ -17,27 +20,44 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from .backends.base import BATCH_LIMIT
 from .errors import SecretCacheError, SecretFormatError, SecretUnavailableError, error_for_code
 from .model import MAX_SECRET_BYTES, SecretValue
 
-__all__ = ["FAULTS", "InMemoryBackend"]
+__all__ = ["CONNECTION_FAULTS", "FAULTS", "FAULT_NAMES", "Call", "InMemoryBackend", "patch_moto_staging_labels"]
 
-Fault = str | int | BaseException | type[BaseException]
+Fault = str | int | BaseException | type[BaseException] | Callable[[Any], Any]
+"""What a read may be made to fail with: a name from :data:`FAULT_NAMES`, an AWS error code, an HTTP
+status, an exception (class or instance), or a callable taking the secret id (None for a batch of
+several) and returning one of those."""
+
+Outcome = Fault | SecretValue | None
+"""What a scripted read answers with: a :data:`Fault` to raise, a :class:`SecretValue` to return as it
+is (even one the store could not hold), or None: the store's own answer. A callable may return any of
+these, so it can also just observe the call (``lambda secret_id: seen.append(secret_id)``)."""
 
 FAULTS = {
     "throttle": ("ThrottlingException", 400, "Rate exceeded"),
     "5xx": ("InternalServiceError", 500, "An error occurred on the server side"),
     "denied": ("AccessDeniedException", 400, "User is not authorized to perform this operation"),
 }
-"""Named faults (as in the tests' botocore hook): also ``"conn"`` and ``"timeout"`` (no AWS code)."""
+"""Named faults that are AWS error answers: name -> (error code, HTTP status, message)."""
 
-GET, BATCH = "GetSecretValue", "BatchGetSecretValue"
+CONNECTION_FAULTS = {"conn": "could not connect", "timeout": "read timed out"}
+"""Named faults with no AWS answer (the request never got one): name -> what happened."""
+
+FAULT_NAMES = (*FAULTS, *CONNECTION_FAULTS)
+"""The one set of fault names, shared by :class:`InMemoryBackend`, the test suite's botocore hook and
+fault proxy, and the benchmarks' boto-shaped client."""
+
+GET, BATCH, DESCRIBE = "GetSecretValue", "BatchGetSecretValue", "DescribeSecret"
 _SUFFIX_CHARS = string.ascii_letters + string.digits
 
 
@@ -60,49 +80,80 @@ class _Secret:
 
 
 @dataclass
-class _Fault:
-    fault: Fault
-    times: int | None  # None: until heal()
+class _Planned:
+    outcome: Outcome
+    times: int | None  # None: until heal() (or another fail_always for the same calls)
     operation: str | None
     secret_id: str | None
+    fresh: bool = True  # raise a copy of a stored SecretCacheError (it may be raised again)
 
     def matches(self, operation: str, ids: Sequence[str]) -> bool:
         return (self.operation in (None, operation)) and (self.secret_id is None or self.secret_id in ids)
+
+
+class Call(NamedTuple):
+    """One read as :attr:`InMemoryBackend.call_log` records it."""
+
+    operation: str
+    secret_ids: tuple[str, ...]
+    version_id: str | None = None
+    version_stage: str | None = None
 
 
 def _aws_error(code: str, message: str, secret_id: str | None, status: int = 400) -> SecretCacheError:
     return error_for_code(code, message, secret_id=secret_id, http_status=status)
 
 
-def _fault_error(fault: Fault, secret_id: str | None) -> BaseException:
-    """A fresh exception for one injected fault (a stored instance re-raised would grow its traceback)."""
-    if isinstance(fault, SecretCacheError):
-        return fault.copy()
-    if isinstance(fault, BaseException):
-        return fault
-    if isinstance(fault, type):
-        if issubclass(fault, SecretCacheError):
-            return fault(f"injected {fault.__name__} (secret {secret_id!r})", secret_id=secret_id)
-        return fault(f"injected {fault.__name__}")
-    if isinstance(fault, int):
-        return error_for_code(None, f"HTTP {fault} (injected)", secret_id=secret_id, http_status=fault)
-    if fault in ("conn", "timeout"):
-        what = "could not connect" if fault == "conn" else "read timed out"
-        return SecretUnavailableError(
-            f"Secrets Manager unreachable reading secret {secret_id!r} ({what}, injected)",
+def _resolve(outcome: Outcome, secret_id: str | None, *, fresh: bool) -> BaseException | SecretValue | None:
+    """What one planned outcome does to this call: an exception to raise, a value to return, or None.
+
+    ``fresh``: a stored SecretCacheError instance is raised as a copy, since re-raising one instance
+    would grow its traceback; a scripted one-shot instance is raised as it is.
+    """
+    while callable(outcome) and not isinstance(outcome, type):
+        outcome = outcome(secret_id)
+    if outcome is None or isinstance(outcome, SecretValue):
+        return outcome
+    if isinstance(outcome, SecretCacheError):
+        return outcome.copy() if fresh else outcome
+    if isinstance(outcome, BaseException):
+        return outcome
+    if isinstance(outcome, type) and issubclass(outcome, BaseException):
+        if issubclass(outcome, SecretCacheError):
+            return outcome(f"injected {outcome.__name__} (secret {secret_id!r})", secret_id=secret_id)
+        return outcome(f"injected {outcome.__name__}")
+    if isinstance(outcome, int):
+        return error_for_code(None, f"HTTP {outcome} (injected)", secret_id=secret_id, http_status=outcome)
+    if not isinstance(outcome, str):
+        raise TypeError(f"not a fault or an outcome: {type(outcome).__name__}")
+    if outcome in CONNECTION_FAULTS:
+        error = SecretUnavailableError(
+            f"Secrets Manager unreachable reading secret {secret_id!r} ({CONNECTION_FAULTS[outcome]}, injected)",
             secret_id=secret_id,
         )
-    code, status, message = FAULTS.get(fault, (fault, 500 if "Internal" in fault else 400, "injected"))
+        # What the transport raised, as AwsBackend chains botocore's error (a boto-shaped client reads it).
+        error.__cause__ = (ConnectionRefusedError if outcome == "conn" else TimeoutError)(CONNECTION_FAULTS[outcome])
+        return error
+    code, status, message = FAULTS.get(outcome, (outcome, 500 if "Internal" in outcome else 400, "injected"))
     return _aws_error(code, message, secret_id, status)
 
 
 class InMemoryBackend:
     """A thread-safe, in-process Secrets Manager that behaves like AWS (see the module docstring).
 
-    ``secrets`` seeds it: ``{name: value}``. ``latency`` is slept in every read (releasing the GIL).
-    ``batch_page_size`` is how many values one BatchGetSecretValue page holds: lower it to exercise
-    NextToken loops. ``deny_batch = True`` makes BatchGetSecretValue raise AccessDeniedException, as
-    when IAM or an SCP denies it. ``calls`` counts reads by operation (``calls["GetSecretValue"]``).
+    ``secrets`` seeds it: ``{name: value}``. ``latency`` is slept in every read (releasing the GIL);
+    ``failure_latency``, when set, in a read that fails with an injected fault instead (a refusal is
+    usually quicker than an answer). ``batch_page_size`` is how many values one BatchGetSecretValue page
+    holds: lower it to exercise NextToken loops. ``deny_batch = True`` makes BatchGetSecretValue raise
+    AccessDeniedException, as when IAM or an SCP denies it.
+
+    Observing: ``calls`` counts reads by operation (``calls["GetSecretValue"]``), :meth:`count` by
+    secret, ``call_log`` keeps the last ``call_log_size`` reads as :class:`Call` records (0: none, for
+    long runs that measure memory), ``active`` is
+    the number of reads in progress (held at a gate or not), and :meth:`wait_for_calls` /
+    :meth:`wait_held` wait for reads to arrive. Steering: :meth:`script` answers the next reads of a
+    secret, :meth:`fail_next` / :meth:`fail_always` inject faults, :meth:`hold` holds reads in flight,
+    :meth:`heal` undoes all three.
     """
 
     def __init__(
@@ -112,16 +163,23 @@ class InMemoryBackend:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         latency: float = 0.0,
+        failure_latency: float | None = None,
         batch_page_size: int = BATCH_LIMIT,
+        call_log_size: int = 10_000,
     ) -> None:
         self.region = region
         self.account_id = account_id
         self.latency = latency
+        self.failure_latency = failure_latency
         self.batch_page_size = batch_page_size
         self.deny_batch = False
         self.calls: Counter[str] = Counter()
+        self.call_log: deque[Call] = deque(maxlen=call_log_size)
+        self.active = 0
+        """Reads in progress right now (held at a gate or not)."""
         self._secrets: dict[str, _Secret] = {}
-        self._faults: list[_Fault] = []
+        self._planned: list[_Planned] = []  # fail_next and script: used up in order, before the standing ones
+        self._standing: list[_Planned] = []  # fail_always
         self._gates: list[tuple[threading.Event, str | None, str | None]] = []
         self._held = 0
         self._lock = threading.RLock()  # rotate() runs put and label move as one atomic step
@@ -275,28 +333,42 @@ class InMemoryBackend:
         with self._lock:
             self._find(secret_id).deleted = False
 
-    # -- faults, latency, gates, counters -------------------------------------------------------------
+    # -- scripts, faults, latency, gates ---------------------------------------------------------------
+
+    def script(self, secret_id: str, *outcomes: Outcome, operation: str = GET) -> None:
+        """Answer the next reads of ``secret_id``, one outcome each, in order, before any fault.
+
+        An outcome is a fault to raise (as for :meth:`fail_next`; an exception instance is raised as it
+        is, not copied), a :class:`SecretValue` returned as it is, None (the store answers), or a
+        callable of the secret id returning one of these; it runs when the call is let through a gate.
+        """
+        with self._lock:
+            self._planned += [_Planned(o, 1, operation, secret_id, fresh=False) for o in outcomes]
 
     def fail_next(self, fault: Fault, times: int = 1, *, operation: str | None = None,
                   secret_id: str | None = None) -> None:
-        """Make the next ``times`` matching reads fail. ``fault``: an AWS error code
-        (``"AccessDeniedException"``), a name from :data:`FAULTS` or ``"conn"`` / ``"timeout"``, an HTTP
-        status (``503``), or an exception (class or instance). ``operation``: ``"GetSecretValue"`` or
-        ``"BatchGetSecretValue"`` (default both); ``secret_id``: only calls for that id.
+        """Make the next ``times`` matching reads fail. ``fault``: a name from :data:`FAULT_NAMES`
+        (``"throttle"``, ``"5xx"``, ``"denied"``, ``"conn"``, ``"timeout"``), an AWS error code
+        (``"DecryptionFailure"``), an HTTP status (``503``), an exception (class or instance), or a
+        callable of the secret id returning one. ``operation``: ``"GetSecretValue"``,
+        ``"BatchGetSecretValue"`` or ``"DescribeSecret"`` (default every read); ``secret_id``: only
+        calls for that id. One-shot faults and scripts are used up before any :meth:`fail_always`.
         """
         with self._lock:
-            self._faults.append(_Fault(fault, times, operation, secret_id))
+            self._planned.append(_Planned(fault, times, operation, secret_id))
 
     def fail_always(self, fault: Fault, *, operation: str | None = None,
                     secret_id: str | None = None) -> None:
-        """Like :meth:`fail_next`, until :meth:`heal`."""
+        """Like :meth:`fail_next`, until :meth:`heal`; replaces an earlier one for the same calls."""
         with self._lock:
-            self._faults.append(_Fault(fault, None, operation, secret_id))
+            self._standing = [f for f in self._standing if (f.operation, f.secret_id) != (operation, secret_id)]
+            self._standing.append(_Planned(fault, None, operation, secret_id))
 
     def heal(self) -> None:
-        """Drop every injected fault and open every gate."""
+        """Drop every script and injected fault, and open every gate."""
         with self._lock:
-            self._faults.clear()
+            self._planned.clear()
+            self._standing.clear()
             gates, self._gates = self._gates, []
         for gate, _, _ in gates:
             gate.set()
@@ -308,6 +380,29 @@ class InMemoryBackend:
             self._gates.append((gate, operation, secret_id))
         return gate
 
+    # -- observing -----------------------------------------------------------------------------------
+
+    def count(self, secret_id: str | None = None, *, operation: str = GET) -> int:
+        """Calls of ``operation`` made so far; with ``secret_id``, those naming it (as asked: name or ARN),
+        counted in :attr:`call_log` (so among the last ``call_log_size`` calls)."""
+        with self._lock:
+            if secret_id is None:
+                return self.calls[operation]
+            if self.call_log.maxlen == 0:
+                raise ValueError("count(secret_id) reads the call log, and this backend keeps none")
+            return sum(1 for c in self.call_log if c.operation == operation and secret_id in c.secret_ids)
+
+    def wait_for_calls(self, n: int, *, active: bool = False, timeout: float = 10.0) -> None:
+        """Block until ``n`` reads were made (``active``: are in progress right now); ``TimeoutError``
+        otherwise."""
+        def reached() -> bool:
+            return (self.active if active else sum(self.calls.values())) >= n
+
+        with self._changed:
+            if not self._changed.wait_for(reached, timeout):
+                raise TimeoutError(f"expected {n} {'active ' if active else ''}calls, saw "
+                                   f"{sum(self.calls.values())} ({self.active} active)")
+
     def wait_held(self, n: int = 1, timeout: float = 10.0) -> None:
         """Block until ``n`` reads are waiting at a gate; raise ``TimeoutError`` otherwise."""
         with self._changed:
@@ -315,19 +410,41 @@ class InMemoryBackend:
                 raise TimeoutError(f"expected {n} held calls, saw {self._held}")
 
     def reset_calls(self) -> None:
-        """Zero the call counters."""
+        """Zero the call counters and empty the call log."""
         with self._lock:
             self.calls.clear()
+            self.call_log.clear()
 
-    def _enter(self, operation: str, ids: Sequence[str]) -> None:
-        """Count the call, then apply gate, latency and any fault, as a request in flight would."""
-        with self._lock:
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._changed:
+            self.active += 1
+            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.active -= 1
+                self._changed.notify_all()
+
+    def _enter(self, operation: str, ids: Sequence[str], version_id: str | None = None,
+               version_stage: str | None = None) -> SecretValue | None:
+        """Count the call, then apply gate, latency and any planned outcome, as a request in flight would.
+
+        Returns a scripted value to answer with, or None for the store's answer.
+        """
+        with self._changed:
             self.calls[operation] += 1
-            fault = next((f for f in self._faults if f.matches(operation, ids)), None)
-            if fault is not None and fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
+            self.call_log.append(Call(operation, tuple(ids), version_id, version_stage))
+            self._changed.notify_all()
+            planned = next((p for p in self._planned if p.matches(operation, ids)), None)
+            if planned is not None:
+                assert planned.times is not None
+                planned.times -= 1
+                if planned.times <= 0:
+                    self._planned.remove(planned)
+            else:
+                planned = next((p for p in self._standing if p.matches(operation, ids)), None)
             self._gates = [g for g in self._gates if not g[0].is_set()]  # opened gates hold nothing
             gates = [gate for gate, op, sid in self._gates
                      if op in (None, operation) and (sid is None or sid in ids)]
@@ -341,13 +458,19 @@ class InMemoryBackend:
             finally:
                 with self._changed:
                     self._held -= 1
-        if self.latency:
-            time.sleep(self.latency)
-        if fault is not None:
-            raise _fault_error(fault.fault, ids[0] if len(ids) == 1 else None)
+        answer = None
+        if planned is not None:
+            answer = _resolve(planned.outcome, ids[0] if len(ids) == 1 else None, fresh=planned.fresh)
+        failing = isinstance(answer, BaseException)
+        delay = self.failure_latency if failing and self.failure_latency is not None else self.latency
+        if delay:
+            time.sleep(delay)
+        if isinstance(answer, BaseException):
+            raise answer
         if operation == BATCH and self.deny_batch:
             raise _aws_error("AccessDeniedException", "User is not authorized to perform: "
                              "secretsmanager:BatchGetSecretValue", None)
+        return answer
 
     # -- SecretsBackend ---------------------------------------------------------------------------------
 
@@ -385,8 +508,9 @@ class InMemoryBackend:
     def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> SecretValue:
-        self._enter(GET, (secret_id,))
-        return self._read(secret_id, version_id, version_stage)
+        with self._in_flight():
+            scripted = self._enter(GET, (secret_id,), version_id, version_stage)
+            return scripted if scripted is not None else self._read(secret_id, version_id, version_stage)
 
     def batch_get_secret_values(
         self, secret_ids: Sequence[str]
@@ -395,17 +519,75 @@ class InMemoryBackend:
         values: list[SecretValue] = []
         errors: dict[str, SecretCacheError] = {}
         unique = list(dict.fromkeys(secret_ids))
-        for start in range(0, len(unique), BATCH_LIMIT):
-            chunk = unique[start:start + BATCH_LIMIT]
-            self._enter(BATCH, chunk)
-            found: list[SecretValue] = []
-            for secret_id in chunk:
-                try:
-                    found.append(self._read(secret_id, None, None))
-                except SecretCacheError as e:
-                    errors[secret_id] = e
-            # Each further page of the chunk is one more call (AwsBackend follows NextToken).
-            for _ in range(1, -(-len(found) // max(1, self.batch_page_size))):
-                self._enter(BATCH, chunk)
-            values += found
+        with self._in_flight():
+            for start in range(0, len(unique), BATCH_LIMIT):
+                chunk = unique[start:start + BATCH_LIMIT]
+                self._enter_batch(chunk)
+                found: list[SecretValue] = []
+                for secret_id in chunk:
+                    try:
+                        found.append(self._read(secret_id, None, None))
+                    except SecretCacheError as e:
+                        errors[secret_id] = e
+                # Each further page of the chunk is one more call (AwsBackend follows NextToken).
+                for _ in range(1, -(-len(found) // max(1, self.batch_page_size))):
+                    self._enter_batch(chunk)
+                values += found
         return values, errors
+
+    def _enter_batch(self, chunk: Sequence[str]) -> None:
+        if self._enter(BATCH, chunk) is not None:
+            raise TypeError("a scripted SecretValue answers GetSecretValue only")
+
+    def describe_secret(self, secret_id: str) -> dict[str, Any]:
+        """DescribeSecret, a read like the others (counted, held, delayed, faulted as ``"DescribeSecret"``):
+        ``Name``, ``ARN``, ``VersionIdsToStages`` (labelled versions), ``CreatedDate``, and ``DeletedDate``
+        when the secret is marked for deletion. No SecretsBackend calls it; boto-shaped clients over this
+        store (such as the benchmarks') do."""
+        with self._in_flight():
+            if self._enter(DESCRIBE, (secret_id,)) is not None:
+                raise TypeError("a scripted SecretValue answers GetSecretValue only")
+            with self._lock:
+                secret = self._find(secret_id)
+                first = next(iter(secret.versions.values()), None)
+                created = first.created if first is not None else datetime.now(timezone.utc)
+                answer: dict[str, Any] = {
+                    "ARN": secret.arn, "Name": secret.name, "CreatedDate": created,
+                    "VersionIdsToStages": {vid: list(v.stages) for vid, v in secret.versions.items() if v.stages},
+                }
+                if secret.deleted:
+                    answer["DeletedDate"] = datetime.now(timezone.utc)
+                return answer
+
+
+def patch_moto_staging_labels() -> Callable[[], None]:
+    """Make moto move a secret's current version with its AWSCURRENT label, as AWS does; return an undo.
+
+    moto 5 keeps answering a plain ``GetSecretValue`` (no stage, no version) with the old version after
+    ``UpdateSecretVersionStage`` moves AWSCURRENT to a new one, which is exactly what finishSecret does
+    at the end of every rotation: code that rotates on moto would go on reading the old password. This
+    patches moto's backend class (every ``mock_aws`` and moto server in the process) so that the version
+    AWSCURRENT moves to becomes the one plain reads return. Calling it again while applied does nothing
+    (and returns an undo that does nothing). moto is imported here only: ``pip install 'moto[secretsmanager]'``.
+    """
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    backend: Any = SecretsManagerBackend
+    original = backend.update_secret_version_stage
+    if getattr(original, "_secretcache_moves_current", False):
+        return lambda: None
+
+    def update_stage_and_current(self: Any, secret_id: str, version_stage: str,
+                                 remove_from_version_id: str | None, move_to_version_id: str | None) -> Any:
+        result = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].set_default_version_id(move_to_version_id)  # resolves names and ARNs
+        return result
+
+    update_stage_and_current._secretcache_moves_current = True  # type: ignore[attr-defined]
+    backend.update_secret_version_stage = update_stage_and_current
+
+    def undo() -> None:
+        backend.update_secret_version_stage = original
+
+    return undo

@@ -26,8 +26,8 @@ os.environ.update(
 def _moto_g1_patch() -> Iterator[None]:
     """moto 5.x keeps answering plain GetSecretValue with the old version after UpdateSecretVersionStage
     moves AWSCURRENT (research/test-infra.md, G1). AWS does not; patch moto so rotation tests are real."""
-    from tests.moto_patch import apply_g1_patch
+    from secretcache.testing import patch_moto_staging_labels
 
-    undo = apply_g1_patch()
+    undo = patch_moto_staging_labels()
     yield
     undo()

@@ -7,8 +7,9 @@ requests to moto's HTTP server and, per request, applies a *mode* instead (resea
 mode               what the client sees
 =================  ========================================================================
 ``pass``           moto's answer
-``throttle``       HTTP 400 ``ThrottlingException``
-``500``            HTTP 500 ``InternalServiceError``
+``throttle``       HTTP 400 ``ThrottlingException``   (these three: ``secretcache.testing.FAULTS``, the
+``5xx``            HTTP 500 ``InternalServiceError``  fault names InMemoryBackend, the botocore hook
+``denied``         HTTP 400 ``AccessDeniedException`` and the benchmarks' client share)
 ``503``            HTTP 503 ``ServiceUnavailable``
 ``502-html``       HTTP 502 with an HTML body (a load balancer in the way)
 ``hang``           nothing, until the proxy is cleared (past any sane ``read_timeout``)
@@ -53,6 +54,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from secretcache.testing import FAULTS
+
 __all__ = [
     "PERMANENT",
     "TRANSIENT",
@@ -75,7 +78,7 @@ PERMANENT: dict[str, str] = {
 }
 """Every permanent error code the service documents for GetSecretValue, with a representative message."""
 
-TRANSIENT = ("throttle", "500", "503", "502-html", "hang", "fin", "rst", "truncate", "garbled")
+TRANSIENT = ("throttle", "5xx", "503", "502-html", "hang", "fin", "rst", "truncate", "garbled")
 """Modes that fail a request transiently (``slow`` succeeds; permanent codes are in ``PERMANENT``)."""
 
 ANSWERING = ("pass", "slow", "trickle", "rewrite")
@@ -214,7 +217,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in (*ANSWERING, *TRANSIENT) and mode not in PERMANENT:
+    if mode not in (*ANSWERING, *TRANSIENT) and mode not in PERMANENT and mode not in FAULTS:
         raise ValueError(f"unknown fault mode {mode!r}")
 
 
@@ -281,10 +284,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             mode, release = proxy._next_mode(operation, secret_ids)
             if mode in PERMANENT:
                 self._reply(400, _AMZ_JSON, _error_body(mode, PERMANENT[mode]))
-            elif mode == "throttle":
-                self._reply(400, _AMZ_JSON, _error_body("ThrottlingException", "Rate exceeded"))
-            elif mode == "500":
-                self._reply(500, _AMZ_JSON, _error_body("InternalServiceError", "injected 500"))
+            elif mode in FAULTS:
+                code, status, message = FAULTS[mode]
+                self._reply(status, _AMZ_JSON, _error_body(code, message))
             elif mode == "503":
                 self._reply(503, _AMZ_JSON, _error_body("ServiceUnavailable", "injected 503"))
             elif mode == "502-html":
@@ -453,10 +455,10 @@ def serve() -> None:
 
     from moto.server import ThreadedMotoServer
 
-    from tests.moto_patch import apply_g1_patch
+    from secretcache.testing import patch_moto_staging_labels
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    apply_g1_patch()
+    patch_moto_staging_labels()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

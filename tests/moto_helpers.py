@@ -1,4 +1,4 @@
-"""Helpers for tests against moto: the G1 fix, fault injection through botocore's ``before-send`` hook,
+"""Helpers for tests against moto: fault injection through botocore's ``before-send`` hook,
 API-call counting, and moto's HTTP server on 127.0.0.1 (research/test-infra.md §1-§2).
 
 Never run ``mock_aws`` and the HTTP server at the same time in one process: they share moto's state.
@@ -16,18 +16,17 @@ from typing import Any
 
 import pytest
 
-from tests.moto_patch import apply_g1_patch
+from secretcache.testing import FAULTS
 
-__all__ = ["apply_g1_patch", "count_calls", "inject", "moto_server", "moto_server_fixture", "uninject"]
+__all__ = ["count_calls", "inject", "moto_server", "moto_server_fixture", "uninject"]
 
 Step = str | float | threading.Event | None
-"""One HTTP attempt's fate: ``"throttle"`` (400 ThrottlingException), ``"5xx"`` (500 InternalServiceError),
-``"denied"`` (400 AccessDeniedException), ``"conn"`` (EndpointConnectionError), ``"closed"``
+"""One HTTP attempt's fate: a name from ``secretcache.testing.FAULTS`` (``"throttle"``: 400
+ThrottlingException, ``"5xx"``: 500 InternalServiceError, ``"denied"``: 400 AccessDeniedException),
+``"conn"`` (EndpointConnectionError), ``"closed"``
 (ConnectionClosedError), ``"timeout"`` (ReadTimeoutError), a float (sleep that long, then pass), an Event
 (wait for it, then pass: a deterministic gate), or None (pass through to moto)."""
 
-_ERRORS = {"throttle": (400, "ThrottlingException"), "5xx": (500, "InternalServiceError"),
-           "denied": (400, "AccessDeniedException")}
 _UID = "secretcache-test-fault"
 
 
@@ -64,8 +63,9 @@ def inject(client: Any, *plan: Step, op: str = "GetSecretValue", then: Step = No
         with lock:
             step = steps.pop(0) if steps else then
             seen.append(step)
-        if isinstance(step, str) and step in _ERRORS:
-            return aws_error_response(*_ERRORS[step])
+        if isinstance(step, str) and step in FAULTS:
+            code, status, message = FAULTS[step]
+            return aws_error_response(status, code, message)
         if step == "conn":
             raise EndpointConnectionError(endpoint_url=request.url)
         if step == "closed":

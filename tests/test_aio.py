@@ -24,7 +24,7 @@ from secretcache import (
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.fakes import CountingLock, FakeClock, ScriptedBackend, stop_refresh_workers
+from tests.fakes import CountingLock, FakeClock, stop_refresh_workers
 
 
 @pytest.fixture(autouse=True)
@@ -192,14 +192,14 @@ async def test_prefetch_batches_and_falls_back(clock: FakeClock) -> None:
 
 
 async def test_stats_and_events(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"a": canary_value("ev")})
+    backend = InMemoryBackend({"a": canary_value("ev")})
     events: list[CacheEvent] = []
     cache = AsyncSecretCache(backend, config=config(), on_event=events.append, timer=clock)
     await cache.get_secret_string("a")
     await cache.get_secret_string("a")
     await cache.refresh("a")
     clock.advance(TTL + SWR + 1)
-    backend.fail("a", lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid))
+    backend.fail_always(lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid), secret_id="a")
     assert (await cache.get_secret_string("a")).startswith(CANARY)  # stale
     assert [e.kind for e in events] == ["miss", "hit", "miss", "refresh", "miss", "error", "stale"]
     assert cache.stats._asdict() == {"hits": 1, "misses": 3, "refreshes": 1, "backend_calls": 3, "errors": 1,
@@ -227,11 +227,11 @@ async def test_constructor_rejects_wrong_arguments(store: InMemoryBackend) -> No
 # -- policy through the async face ------------------------------------------------------------------
 
 async def test_transient_failure_serves_stale_then_backs_off_without_calls(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"a": "cached"})
+    backend = InMemoryBackend({"a": "cached"})
     cache = AsyncSecretCache(backend, config=config(), timer=clock)
     await cache.get_secret_string("a")
     clock.advance(TTL + SWR + 1)
-    backend.fail("a", lambda sid: SecretUnavailableError(f"5xx (secret {sid!r})", secret_id=sid))
+    backend.fail_always(lambda sid: SecretUnavailableError(f"5xx (secret {sid!r})", secret_id=sid), secret_id="a")
     assert [await cache.get_secret_string("a") for _ in range(10)] == ["cached"] * 10
     assert backend.count("a") == 2
     assert cache.stats.stale_served == 10
@@ -245,11 +245,11 @@ async def test_transient_failure_serves_stale_then_backs_off_without_calls(clock
 async def test_swr_readers_do_not_wait_for_a_held_refresh_even_when_inline_is_configured(
     clock: FakeClock,
 ) -> None:
-    backend = ScriptedBackend({"a": "old"})
+    backend = InMemoryBackend({"a": "old"})
     for background in (True, False):
         cache = AsyncSecretCache(backend, config=config(background_refresh=background), timer=clock)
         await cache.get_secret_string("a")
-        backend.put("a", "new")
+        backend.put_secret("a", "new")
         clock.advance(TTL + 1)
         gate = backend.hold()
         # The event loop must not wait on the held call: with background_refresh=False the async face
@@ -257,15 +257,14 @@ async def test_swr_readers_do_not_wait_for_a_held_refresh_even_when_inline_is_co
         assert [await cache.get_secret_string("a") for _ in range(20)] == ["old"] * 20
         await wait_for(lambda: backend.active == 1, "the refresh to be held")
         gate.set()
-        backend.gate = None
         await wait_for(lambda c=cache: c._core.entries["a"].value.secret_string == "new",
                        "the refreshed value")
         assert await cache.get_secret_string("a") == "new"
-        backend.put("a", "old")
+        backend.put_secret("a", "old")
 
 
 async def test_refresh_ignores_backoff(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"a": "1"})
+    backend = InMemoryBackend({"a": "1"})
     cache = AsyncSecretCache(backend, config=config(), timer=clock)
     backend.script("a", SecretThrottledError("throttled (secret 'a')", secret_id="a"))
     with pytest.raises(SecretThrottledError):
@@ -278,7 +277,7 @@ async def test_refresh_ignores_backoff(clock: FakeClock) -> None:
 
 
 async def test_close_and_async_context_manager(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"a": "1"})
+    backend = InMemoryBackend({"a": "1"})
     async with AsyncSecretCache(backend, config=config(), timer=clock) as cache:
         assert await cache.get_secret_string("a") == "1"
     assert cache._core.closed
@@ -287,7 +286,7 @@ async def test_close_and_async_context_manager(clock: FakeClock) -> None:
 
 def test_a_waiter_on_a_closed_event_loop_does_not_strand_waiters_on_other_loops() -> None:
     """Two loops wait on one shared fetch; the first loop is closed before the fetch ends."""
-    backend = ScriptedBackend({"a": "v"})
+    backend = InMemoryBackend({"a": "v"})
     cache = AsyncSecretCache(backend, config=config())
     gate = backend.hold()
     first = asyncio.new_event_loop()
@@ -313,9 +312,9 @@ def test_a_waiter_on_a_closed_event_loop_does_not_strand_waiters_on_other_loops(
 
 
 async def test_fetches_run_off_the_event_loop_thread(clock: FakeClock) -> None:
-    backend = ScriptedBackend()
+    backend = InMemoryBackend({"a": "v"})
     seen: list[str] = []
-    backend.script("a", lambda sid: seen.append(threading.current_thread().name) or "v")
+    backend.script("a", lambda sid: seen.append(threading.current_thread().name))  # then the store answers
     cache = AsyncSecretCache(backend, config=config(), timer=clock)
     assert await cache.get_secret_string("a") == "v"
     assert seen

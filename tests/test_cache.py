@@ -32,7 +32,6 @@ from tests.canary import CANARY, canary_value
 from tests.fakes import (
     CountingLock,
     FakeClock,
-    ScriptedBackend,
     stop_refresh_workers,
     wait_until,
 )
@@ -276,7 +275,7 @@ def test_invalid_json_error_names_the_position_and_breaks_the_chain(cache: Secre
 
 
 def test_oversize_value_raises_format_error_naming_the_size_not_the_value(clock: FakeClock) -> None:
-    backend = ScriptedBackend()
+    backend = InMemoryBackend()
     huge = canary_value("big") * 3000
     backend.script("app/huge", lambda sid: SecretValue(sid, secret_string=huge))
     cache = SecretCache(backend, config=config(), timer=clock)
@@ -489,7 +488,7 @@ def test_invalidate_everything(cache: SecretCache, store: InMemoryBackend) -> No
 
 
 def test_invalidate_also_forgets_a_failure(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"app/x": "v"})
+    backend = InMemoryBackend({"app/x": "v"})
     backend.script("app/x", SecretNotFoundError("gone (secret 'app/x')", secret_id="app/x"))
     cache = SecretCache(backend, config=config(), timer=clock)
     with pytest.raises(SecretNotFoundError):
@@ -499,7 +498,7 @@ def test_invalidate_also_forgets_a_failure(clock: FakeClock) -> None:
 
 
 def test_a_fetch_in_flight_during_invalidate_does_not_reinsert_its_result(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"app/x": canary_value("x")})
+    backend = InMemoryBackend({"app/x": canary_value("x")})
     cache = SecretCache(backend, config=config(), timer=clock)
     gate = backend.hold()
     got: list[str] = []
@@ -516,7 +515,7 @@ def test_a_fetch_in_flight_during_invalidate_does_not_reinsert_its_result(clock:
 
 
 def test_a_background_refresh_in_flight_during_invalidate_does_not_reinsert(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"app/x": canary_value("x")})
+    backend = InMemoryBackend({"app/x": canary_value("x")})
     cache = SecretCache(backend, config=config(), timer=clock)
     cache.get_secret_string("app/x")
     clock.advance(TTL + 1)
@@ -575,14 +574,14 @@ def test_mark_stale_makes_the_next_read_refresh_and_wait(
 def test_stats_count_every_outcome(clock: FakeClock) -> None:
     from secretcache import SecretThrottledError
 
-    backend = ScriptedBackend({"a": "1", "b": "2"})
+    backend = InMemoryBackend({"a": "1", "b": "2"})
     cache = SecretCache(backend, config=config(), timer=clock)
     cache.get_secret_string("a")  # miss
     cache.get_secret_string("a")  # hit
     cache.get_secret_value("a", version_stage="AWSCURRENT")  # hit through the core
     cache.refresh("a")  # refresh: a miss that replaces a value
     clock.advance(TTL + SWR + 1)
-    backend.fail("a", lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid))
+    backend.fail_always(lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid), secret_id="a")
     cache.get_secret_string("a")  # miss, error, stale
     with pytest.raises(SecretNotFoundError):
         cache.get_secret_string("nope")  # miss, error
@@ -595,7 +594,7 @@ def test_event_hook_receives_each_kind_with_ids_and_no_values(clock: FakeClock) 
     from secretcache import SecretThrottledError
 
     value = canary_value("ev")
-    backend = ScriptedBackend({"a": value})
+    backend = InMemoryBackend({"a": value})
     events: list[CacheEvent] = []
     cache = SecretCache(backend, config=config(), on_event=events.append, timer=clock)
     cache.get_secret_string("a")
@@ -603,7 +602,7 @@ def test_event_hook_receives_each_kind_with_ids_and_no_values(clock: FakeClock) 
     cache.get_secret_string("a")
     cache.refresh("a")
     clock.advance(TTL + SWR + 1)
-    backend.fail("a", lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid))
+    backend.fail_always(lambda sid: SecretThrottledError("slow down (secret 'a')", secret_id=sid), secret_id="a")
     cache.get_secret_string("a")
     kinds = [e.kind for e in events]
     assert kinds == ["miss", "hit", "miss", "refresh", "miss", "error", "stale"]
@@ -622,7 +621,7 @@ def test_a_raising_event_hook_never_breaks_a_read(clock: FakeClock, caplog: pyte
     def broken(event: CacheEvent) -> None:
         raise RuntimeError(f"hook broke on {event.kind}")
 
-    backend = ScriptedBackend({"a": canary_value("hook")})
+    backend = InMemoryBackend({"a": canary_value("hook")})
     cache = SecretCache(backend, config=config(), on_event=broken, timer=clock)
     assert cache.get_secret_string("a").startswith(CANARY)
     assert cache.get_secret_string("a").startswith(CANARY)
@@ -720,7 +719,7 @@ def test_prefetch_of_nothing_makes_no_call_and_duplicates_are_fetched_once(clock
 # -- lifecycle and the default backend ---------------------------------------------------------------------
 
 def test_close_stops_the_workers_and_later_reads_still_fetch(clock: FakeClock) -> None:
-    backend = ScriptedBackend({"a": "1"})
+    backend = InMemoryBackend({"a": "1"})
     with SecretCache(backend, config=config(), timer=clock) as cache:
         cache.get_secret_string("a")
         clock.advance(TTL + 1)
@@ -743,7 +742,7 @@ def test_a_dropped_cache_is_collected_and_its_workers_end(clock: FakeClock) -> N
     import gc
     import weakref
 
-    backend = ScriptedBackend({"a": "1"})
+    backend = InMemoryBackend({"a": "1"})
     cache = SecretCache(backend, config=config(), timer=clock)
     cache.get_secret_string("a")
     clock.advance(TTL + 1)

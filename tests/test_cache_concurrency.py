@@ -23,7 +23,8 @@ from secretcache import (
 )
 from secretcache.config import CacheConfig
 from secretcache.model import SecretValue
-from tests.fakes import ScriptedBackend, run_threads, stop_refresh_workers, wait_until
+from secretcache.testing import InMemoryBackend
+from tests.fakes import run_threads, stop_refresh_workers, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +117,7 @@ def test_thread_stress_reads_refreshes_and_invalidations_stay_consistent() -> No
 
 def test_thread_stress_on_one_hot_key_single_flights_every_fetch() -> None:
     """32 threads hammer one key whose every fetch is slow: calls stay far below reads."""
-    backend = ScriptedBackend({"hot": "v"})
+    backend = InMemoryBackend({"hot": "v"})
     cache = SecretCache(backend, config=CacheConfig(ttl=0.0, backoff_base=0.0, backoff_max=0.0))
     gate = backend.hold()
     results: list[Any] = []
@@ -144,7 +145,7 @@ async def until(predicate: Any, what: str) -> None:
 
 async def test_200_tasks_share_the_gated_fetches_of_each_key_while_the_loop_keeps_running() -> None:
     keys = [f"async/{i}" for i in range(4)]
-    backend = ScriptedBackend({k: f"value-of-{k}" for k in keys})
+    backend = InMemoryBackend({k: f"value-of-{k}" for k in keys})
     cache = AsyncSecretCache(backend, config=CacheConfig(ttl=300))
     gate = backend.hold()
     ticks = 0
@@ -185,7 +186,7 @@ async def test_200_tasks_share_the_gated_fetches_of_each_key_while_the_loop_keep
 
 
 async def test_cancelling_one_waiting_task_does_not_cancel_the_shared_fetch() -> None:
-    backend = ScriptedBackend({"a": "shared"})
+    backend = InMemoryBackend({"a": "shared"})
     cache = AsyncSecretCache(backend, config=CacheConfig(ttl=300))
     gate = backend.hold()
     leader = asyncio.create_task(cache.get_secret_string("a"))
@@ -235,7 +236,7 @@ async def test_async_stress_mixed_operations_with_failures() -> None:
 
 
 def test_format_errors_under_concurrency_are_fresh_and_typed() -> None:
-    backend = ScriptedBackend({"bin": b"\x00"})
+    backend = InMemoryBackend({"bin": b"\x00"})
     cache = SecretCache(backend, config=CacheConfig(ttl=300))
     results = run_threads(16, lambda _: cache.get_secret_string("bin"))
     assert all(isinstance(r, SecretFormatError) for r in results)

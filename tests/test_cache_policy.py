@@ -30,12 +30,12 @@ from secretcache import (
 )
 from secretcache.config import CacheConfig
 from secretcache.errors import error_for_code
+from secretcache.model import SecretValue
+from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
 from tests.fakes import (
     FakeClock,
     PausingLock,
-    ScriptedBackend,
-    make_value,
     run_threads,
     stop_refresh_workers,
     wait_until,
@@ -76,8 +76,8 @@ def new() -> str:
 
 
 @pytest.fixture
-def backend(old: str) -> ScriptedBackend:
-    return ScriptedBackend({NAME: old})
+def backend(old: str) -> InMemoryBackend:
+    return InMemoryBackend({NAME: old})
 
 
 @pytest.fixture
@@ -86,13 +86,13 @@ def events() -> list[CacheEvent]:
 
 
 @pytest.fixture
-def cache(backend: ScriptedBackend, clock: FakeClock) -> Iterator[SecretCache]:
+def cache(backend: InMemoryBackend, clock: FakeClock) -> Iterator[SecretCache]:
     with SecretCache(backend, config=policy_config(), timer=clock) as c:
         yield c
 
 
 def make_cache(
-    backend: ScriptedBackend, events: list[CacheEvent] | None = None, *, timer: FakeClock | None = None,
+    backend: InMemoryBackend, events: list[CacheEvent] | None = None, *, timer: FakeClock | None = None,
     random: Callable[[], float] | None = None, **overrides: object
 ) -> SecretCache:
     hook = events.append if events is not None else None
@@ -180,7 +180,7 @@ def expire_fully(clock: FakeClock) -> None:
 
 # -- freshness ------------------------------------------------------------------------------------
 
-def test_reads_within_ttl_make_exactly_one_backend_call(cache: SecretCache, backend: ScriptedBackend,
+def test_reads_within_ttl_make_exactly_one_backend_call(cache: SecretCache, backend: InMemoryBackend,
                                                        clock: FakeClock, old: str) -> None:
     for _ in range(100):
         assert cache.get_secret_string(NAME) == old
@@ -190,7 +190,7 @@ def test_reads_within_ttl_make_exactly_one_backend_call(cache: SecretCache, back
     assert cache.stats.misses == 1
 
 
-def test_read_past_ttl_and_swr_fetches_the_new_value_once(cache: SecretCache, backend: ScriptedBackend,
+def test_read_past_ttl_and_swr_fetches_the_new_value_once(cache: SecretCache, backend: InMemoryBackend,
                                                          clock: FakeClock, old: str, new: str) -> None:
     assert cache.get_secret_string(NAME) == old
     backend.rotate(NAME, new)
@@ -203,7 +203,7 @@ def test_read_past_ttl_and_swr_fetches_the_new_value_once(cache: SecretCache, ba
 
 @pytest.mark.parametrize(("draw", "fresh_for"), [(0.0, 100.0), (1.0, 50.0), (0.5, 75.0)])
 def test_jitter_shortens_each_entrys_ttl_by_at_most_the_configured_fraction(
-    backend: ScriptedBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, draw: float, fresh_for: float
+    backend: InMemoryBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, draw: float, fresh_for: float
 ) -> None:
     cache = make_cache(backend, ttl=100.0, jitter=0.5, stale_while_revalidate=0.0, timer=clock, random=lambda: draw)
     cache.get_secret_string(NAME)
@@ -215,7 +215,7 @@ def test_jitter_shortens_each_entrys_ttl_by_at_most_the_configured_fraction(
     assert backend.count(NAME) == 2
 
 
-def test_ttl_zero_disables_caching_of_reads(backend: ScriptedBackend, clock: FakeClock, old: str) -> None:
+def test_ttl_zero_disables_caching_of_reads(backend: InMemoryBackend, clock: FakeClock, old: str) -> None:
     cache = make_cache(backend, ttl=0.0, timer=clock)
     assert [cache.get_secret_string(NAME) for _ in range(5)] == [old] * 5
     assert backend.count(NAME) == 5
@@ -224,7 +224,7 @@ def test_ttl_zero_disables_caching_of_reads(backend: ScriptedBackend, clock: Fak
 # -- single-flight --------------------------------------------------------------------------------
 
 def test_concurrent_misses_share_one_backend_call(
-    cache: SecretCache, backend: ScriptedBackend, old: str
+    cache: SecretCache, backend: InMemoryBackend, old: str
 ) -> None:
     gate = backend.hold()
     threads = 16
@@ -246,7 +246,7 @@ def test_concurrent_misses_share_one_backend_call(
 
 
 def test_concurrent_reads_of_an_expired_value_share_one_refresh(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, new: str
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, new: str
 ) -> None:
     cache.get_secret_string(NAME)
     backend.rotate(NAME, new)
@@ -263,7 +263,7 @@ def test_concurrent_reads_of_an_expired_value_share_one_refresh(
 
 
 def test_refresh_calls_made_while_a_fetch_runs_share_the_one_queued_behind_it(
-    cache: SecretCache, backend: ScriptedBackend, new: str
+    cache: SecretCache, backend: InMemoryBackend, new: str
 ) -> None:
     cache.get_secret_string(NAME)
     gate = backend.hold()
@@ -285,7 +285,7 @@ def test_refresh_calls_made_while_a_fetch_runs_share_the_one_queued_behind_it(
 
 
 def test_refresh_fetches_now_even_while_the_value_is_fresh(
-    cache: SecretCache, backend: ScriptedBackend, new: str
+    cache: SecretCache, backend: InMemoryBackend, new: str
 ) -> None:
     cache.get_secret_string(NAME)
     backend.rotate(NAME, new)
@@ -295,7 +295,7 @@ def test_refresh_fetches_now_even_while_the_value_is_fresh(
 
 
 def test_refresh_ignores_backoff_and_never_sleeps(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, old: str, new: str,
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, old: str, new: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def no_sleep(seconds: float) -> None:
@@ -304,14 +304,14 @@ def test_refresh_ignores_backoff_and_never_sleeps(
     monkeypatch.setattr(time, "sleep", no_sleep)
     cache.get_secret_string(NAME)
     expire_fully(clock)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     assert cache.get_secret_string(NAME) == old  # stale; the key now backs off
     assert backend.count(NAME) == 2
     started = clock.now
     with pytest.raises(SecretThrottledError):  # refresh asks the backend at once and reports its answer
         cache.refresh(NAME)
     assert backend.count(NAME) == 3
-    backend.fail(NAME, None)
+    backend.heal()
     backend.rotate(NAME, new)
     assert cache.refresh(NAME).secret_string == new
     assert backend.count(NAME) == 4
@@ -340,7 +340,7 @@ def start_paused_reader(
 
 
 def test_a_reader_that_looked_before_a_fetch_finished_uses_its_value_instead_of_fetching_again(
-    cache: SecretCache, backend: ScriptedBackend, old: str
+    cache: SecretCache, backend: InMemoryBackend, old: str
 ) -> None:
     gate = backend.hold()
     leader = threading.Thread(target=lambda: cache.get_secret_string(NAME))
@@ -356,9 +356,9 @@ def test_a_reader_that_looked_before_a_fetch_finished_uses_its_value_instead_of_
 
 
 def test_a_reader_that_looked_before_a_fetch_failed_honours_the_new_backoff(
-    cache: SecretCache, backend: ScriptedBackend
+    cache: SecretCache, backend: InMemoryBackend
 ) -> None:
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     gate = backend.hold()
     def lead() -> None:
         with pytest.raises(SecretThrottledError):
@@ -378,7 +378,7 @@ def test_a_reader_that_looked_before_a_fetch_failed_honours_the_new_backoff(
 
 
 def test_a_reader_that_saw_the_old_entry_does_not_start_a_second_background_refresh(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, new: str
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, new: str
 ) -> None:
     cache.get_secret_string(NAME)
     backend.rotate(NAME, new)
@@ -398,7 +398,7 @@ class Abort(BaseException):
 
 
 def test_a_base_exception_in_a_fetch_releases_the_waiters_and_the_key(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, old: str
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, old: str
 ) -> None:
     backend.script(NAME, Abort())
     gate = backend.hold()
@@ -413,7 +413,6 @@ def test_a_base_exception_in_a_fetch_releases_the_waiters_and_the_key(
     assert len(box) == 4
     assert all(isinstance(r, SecretUnavailableError) and isinstance(r.__cause__, SecretUnavailableError)
                for r in box)
-    backend.gate = None
     clock.advance(CAP)
     assert cache.get_secret_string(NAME) == old  # the key is not stuck behind a dead fetch
     assert backend.count(NAME) == 2
@@ -422,7 +421,7 @@ def test_a_base_exception_in_a_fetch_releases_the_waiters_and_the_key(
 # -- stale-while-revalidate -----------------------------------------------------------------------
 
 def test_readers_within_swr_get_the_cached_value_while_one_background_refresh_is_held(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, old: str, new: str
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, old: str, new: str
 ) -> None:
     cache.get_secret_string(NAME)
     backend.rotate(NAME, new)
@@ -441,12 +440,12 @@ def test_readers_within_swr_get_the_cached_value_while_one_background_refresh_is
 
 
 def test_swr_background_refresh_runs_on_a_worker_thread(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock
 ) -> None:
     cache.get_secret_string(NAME)
     clock.advance(TTL + 1)
     seen: list[str] = []
-    backend.script(NAME, lambda sid: seen.append(threading.current_thread().name) or "v")
+    backend.script(NAME, lambda sid: seen.append(threading.current_thread().name))  # then the store answers
     cache.get_secret_string(NAME)
     backend.wait_for_calls(2)
     wait_until(lambda: bool(seen))
@@ -454,7 +453,7 @@ def test_swr_background_refresh_runs_on_a_worker_thread(
 
 
 def test_inline_swr_makes_the_triggering_reader_wait_for_the_refresh_while_others_get_the_stale_value(
-    backend: ScriptedBackend, clock: FakeClock, old: str, new: str
+    backend: InMemoryBackend, clock: FakeClock, old: str, new: str
 ) -> None:
     cache = make_cache(backend, background_refresh=False, timer=clock)
     cache.get_secret_string(NAME)
@@ -475,7 +474,7 @@ def test_inline_swr_makes_the_triggering_reader_wait_for_the_refresh_while_other
 
 
 def test_a_fresh_refresh_result_is_not_refetched_by_readers_that_saw_the_old_entry(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, new: str
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, new: str
 ) -> None:
     cache.get_secret_string(NAME)
     backend.rotate(NAME, new)
@@ -491,13 +490,13 @@ def test_a_fresh_refresh_result_is_not_refetched_by_readers_that_saw_the_old_ent
 
 @pytest.mark.parametrize("failure", TRANSIENT, ids=lambda f: f.__name__)
 def test_transient_failure_serves_the_cached_value_counts_and_announces_it(
-    backend: ScriptedBackend, clock: FakeClock, events: list[CacheEvent], old: str,
+    backend: InMemoryBackend, clock: FakeClock, events: list[CacheEvent], old: str,
     failure: Callable[[str], BaseException],
 ) -> None:
     cache = make_cache(backend, events, timer=clock)
     cache.get_secret_string(NAME)
     expire_fully(clock)
-    backend.fail(NAME, failure)
+    backend.fail_always(failure, secret_id=NAME)
     assert cache.get_secret_string(NAME) == old
     assert cache.stats.stale_served == 1
     assert cache.stats.errors == 1
@@ -517,9 +516,9 @@ def test_transient_failure_serves_the_cached_value_counts_and_announces_it(
 
 @pytest.mark.parametrize("failure", TRANSIENT, ids=lambda f: f.__name__)
 def test_transient_failure_with_nothing_cached_raises_unavailable_chained_to_the_backend_error(
-    cache: SecretCache, backend: ScriptedBackend, failure: Callable[[str], BaseException]
+    cache: SecretCache, backend: InMemoryBackend, failure: Callable[[str], BaseException]
 ) -> None:
-    backend.fail(NAME, failure)
+    backend.fail_always(failure, secret_id=NAME)
     with pytest.raises(SecretUnavailableError) as info:
         cache.get_secret_string(NAME)
     chain = []
@@ -534,18 +533,18 @@ def test_transient_failure_with_nothing_cached_raises_unavailable_chained_to_the
     assert NAME in str(info.value)
 
 
-def test_throttling_keeps_its_type(cache: SecretCache, backend: ScriptedBackend) -> None:
-    backend.fail(NAME, throttled)
+def test_throttling_keeps_its_type(cache: SecretCache, backend: InMemoryBackend) -> None:
+    backend.fail_always(throttled, secret_id=NAME)
     with pytest.raises(SecretThrottledError) as info:
         cache.get_secret_string(NAME)
     assert info.value.code == "ThrottlingException"
 
 
 def test_beyond_stale_if_error_a_transient_failure_raises_unavailable(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, old: str
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, old: str
 ) -> None:
     cache.get_secret_string(NAME)
-    backend.fail(NAME, server_error)
+    backend.fail_always(server_error, secret_id=NAME)
     clock.advance(TTL + SIE - 1)
     assert cache.get_secret_string(NAME) == old  # inside stale_if_error
     clock.advance(2 + CAP)  # past ttl + stale_if_error, and past the backoff
@@ -560,32 +559,32 @@ def test_beyond_stale_if_error_a_transient_failure_raises_unavailable(
 
 
 def test_stale_if_error_none_serves_the_cached_value_for_any_outage(
-    backend: ScriptedBackend, clock: FakeClock, old: str
+    backend: InMemoryBackend, clock: FakeClock, old: str
 ) -> None:
     cache = make_cache(backend, stale_if_error=None, timer=clock)
     cache.get_secret_string(NAME)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     clock.advance(10 * 365 * 86400.0)
     assert cache.get_secret_string(NAME) == old
 
 
 def test_stale_if_error_zero_never_serves_a_value_past_its_swr_window(
-    backend: ScriptedBackend, clock: FakeClock
+    backend: InMemoryBackend, clock: FakeClock
 ) -> None:
     cache = make_cache(backend, stale_if_error=0.0, timer=clock)
     cache.get_secret_string(NAME)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     expire_fully(clock)
     with pytest.raises(SecretThrottledError):
         cache.get_secret_string(NAME)
 
 
 def test_failed_background_refresh_keeps_serving_the_cached_value_counted_as_stale(
-    backend: ScriptedBackend, clock: FakeClock, events: list[CacheEvent], old: str
+    backend: InMemoryBackend, clock: FakeClock, events: list[CacheEvent], old: str
 ) -> None:
     cache = make_cache(backend, events, timer=clock)
     cache.get_secret_string(NAME)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     clock.advance(TTL + 1)
     assert cache.get_secret_string(NAME) == old  # starts the background refresh, which fails
     wait_until(lambda: any(e.kind == "error" for e in events), what="the failed background refresh")
@@ -597,11 +596,11 @@ def test_failed_background_refresh_keeps_serving_the_cached_value_counted_as_sta
 
 
 def test_failed_inline_swr_refresh_serves_the_cached_value_counted_as_stale(
-    backend: ScriptedBackend, clock: FakeClock, events: list[CacheEvent], old: str
+    backend: InMemoryBackend, clock: FakeClock, events: list[CacheEvent], old: str
 ) -> None:
     cache = make_cache(backend, events, background_refresh=False, timer=clock)
     cache.get_secret_string(NAME)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     clock.advance(TTL + 1)
     assert cache.get_secret_string(NAME) == old
     assert cache.stats.stale_served == 1
@@ -630,13 +629,13 @@ def expected_calls_at_longest_delays(window: float, base: float = BASE, cap: flo
 
 @pytest.mark.parametrize("cached", [True, False], ids=["stale-value", "nothing-cached"])
 def test_backoff_bounds_backend_calls_however_many_threads_hammer(
-    backend: ScriptedBackend, clock: FakeClock, cached: bool, old: str
+    backend: InMemoryBackend, clock: FakeClock, cached: bool, old: str
 ) -> None:
     cache = make_cache(backend, timer=clock)
     if cached:
         cache.get_secret_string(NAME)
         expire_fully(clock)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     calls_before = backend.count(NAME)
     start = clock.now
     step = 0.001
@@ -660,10 +659,10 @@ def test_backoff_bounds_backend_calls_however_many_threads_hammer(
 
 
 def test_backoff_grows_exponentially_to_backoff_max(
-    backend: ScriptedBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    backend: InMemoryBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = make_cache(backend, timer=clock, random=lambda: 0.999999)  # the longest delay each time
-    backend.fail(NAME, server_error)
+    backend.fail_always(server_error, secret_id=NAME)
     start = clock.now
     for _ in range(60_000):  # 60 s of reads, one per millisecond
         with pytest.raises(SecretUnavailableError):
@@ -675,14 +674,14 @@ def test_backoff_grows_exponentially_to_backoff_max(
 
 @pytest.mark.parametrize("mode", ["stale-value-background", "stale-value-inline", "nothing-cached"])
 def test_recovery_within_backoff_max_once_the_backend_is_back(
-    backend: ScriptedBackend, clock: FakeClock, old: str, new: str, mode: str
+    backend: InMemoryBackend, clock: FakeClock, old: str, new: str, mode: str
 ) -> None:
     cache = make_cache(backend, background_refresh=mode == "stale-value-background", stale_if_error=None, timer=clock)
     cached = mode != "nothing-cached"
     if cached:
         cache.get_secret_string(NAME)
         expire_fully(clock)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     for _ in range(3600):  # an hour-long outage, one read a second: the delay has long reached its cap
         try:
             assert cache.get_secret_string(NAME) == old
@@ -690,8 +689,8 @@ def test_recovery_within_backoff_max_once_the_backend_is_back(
             assert not cached
         clock.advance(1.0)
     wait_until(lambda: backend.active == 0)
-    backend.fail(NAME, None)
-    backend.rotate(NAME, new) if cached else backend.put(NAME, new)
+    backend.heal()
+    backend.rotate(NAME, new) if cached else backend.put_secret(NAME, new)
     clock.advance(CAP)
     if mode == "stale-value-background":  # the retry runs in the background; nobody waits for it
         assert cache.get_secret_string(NAME) in (old, new)
@@ -701,12 +700,12 @@ def test_recovery_within_backoff_max_once_the_backend_is_back(
 
 
 def test_during_an_outage_retries_run_in_the_background_and_nobody_waits(
-    backend: ScriptedBackend, clock: FakeClock, old: str
+    backend: InMemoryBackend, clock: FakeClock, old: str
 ) -> None:
     cache = make_cache(backend, timer=clock)
     cache.get_secret_string(NAME)
     expire_fully(clock)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     assert cache.get_secret_string(NAME) == old  # this first failed fetch was a miss: its reader waited
     clock.advance(CAP)
     gate = backend.hold()
@@ -721,13 +720,13 @@ def test_during_an_outage_retries_run_in_the_background_and_nobody_waits(
 
 @pytest.mark.parametrize(("failure", "error_type"), PERMANENT, ids=lambda p: getattr(p, "__name__", ""))
 def test_permanent_failure_raises_at_once_and_is_never_hidden_behind_a_stale_value(
-    backend: ScriptedBackend, clock: FakeClock, events: list[CacheEvent], old: str,
+    backend: InMemoryBackend, clock: FakeClock, events: list[CacheEvent], old: str,
     failure: Callable[[str], SecretCacheError], error_type: type[SecretCacheError],
 ) -> None:
     cache = make_cache(backend, events, timer=clock)
     cache.get_secret_string(NAME)
     expire_fully(clock)
-    backend.fail(NAME, failure)
+    backend.fail_always(failure, secret_id=NAME)
     with pytest.raises(error_type) as info:
         cache.get_secret_string(NAME)
     assert info.value.secret_id == NAME
@@ -738,7 +737,7 @@ def test_permanent_failure_raises_at_once_and_is_never_hidden_behind_a_stale_val
     assert cache.stats.stale_served == 0
     assert not any(e.kind == "stale" for e in events)
     # The cached value was kept: once the failure turns transient it is served again.
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     clock.advance(CAP)
     assert cache.get_secret_string(NAME) == old
     assert cache.stats.stale_served == 1
@@ -746,7 +745,7 @@ def test_permanent_failure_raises_at_once_and_is_never_hidden_behind_a_stale_val
 
 @pytest.mark.parametrize(("failure", "error_type"), PERMANENT[:2], ids=["not_found", "access_denied"])
 def test_permanent_failure_then_recovery_fetches_again(
-    cache: SecretCache, backend: ScriptedBackend, clock: FakeClock, old: str,
+    cache: SecretCache, backend: InMemoryBackend, clock: FakeClock, old: str,
     failure: Callable[[str], SecretCacheError], error_type: type[SecretCacheError],
 ) -> None:
     backend.script(NAME, failure)
@@ -757,12 +756,12 @@ def test_permanent_failure_then_recovery_fetches_again(
 
 
 def test_permanent_failure_of_a_background_refresh_is_raised_to_the_next_reader(
-    backend: ScriptedBackend, clock: FakeClock, old: str, events: list[CacheEvent]
+    backend: InMemoryBackend, clock: FakeClock, old: str, events: list[CacheEvent]
 ) -> None:
     cache = make_cache(backend, events, timer=clock)
     cache.get_secret_string(NAME)
     clock.advance(TTL + 1)
-    backend.fail(NAME, access_denied)
+    backend.fail_always(access_denied, secret_id=NAME)
     assert cache.get_secret_string(NAME) == old  # nothing known yet: SWR serves, one refresh starts
     wait_until(lambda: any(e.kind == "error" for e in events))
     with pytest.raises(SecretAccessDeniedError):
@@ -770,21 +769,21 @@ def test_permanent_failure_of_a_background_refresh_is_raised_to_the_next_reader(
 
 
 def test_permanent_failure_of_an_inline_swr_refresh_is_raised_to_its_reader(
-    backend: ScriptedBackend, clock: FakeClock
+    backend: InMemoryBackend, clock: FakeClock
 ) -> None:
     cache = make_cache(backend, background_refresh=False, timer=clock)
     cache.get_secret_string(NAME)
     clock.advance(TTL + 1)
-    backend.fail(NAME, marked_for_deletion)
+    backend.fail_always(marked_for_deletion, secret_id=NAME)
     with pytest.raises(SecretDeletedError):
         cache.get_secret_string(NAME)
 
 
 def test_a_value_too_large_is_a_format_error_naming_the_secret(
-    cache: SecretCache, backend: ScriptedBackend
+    cache: SecretCache, backend: InMemoryBackend
 ) -> None:
     huge = CANARY + "x" * 70_000
-    backend.script(NAME, lambda sid: make_value(sid, huge))
+    backend.script(NAME, lambda sid: SecretValue(sid, secret_string=huge))
     with pytest.raises(SecretFormatError) as info:
         cache.get_secret_string(NAME)
     assert NAME in str(info.value)
@@ -795,7 +794,7 @@ def test_a_value_too_large_is_a_format_error_naming_the_secret(
 # -- fresh exceptions and flat memory -------------------------------------------------------------
 
 def test_every_caller_gets_a_fresh_exception_chained_to_the_one_backend_error(
-    cache: SecretCache, backend: ScriptedBackend
+    cache: SecretCache, backend: InMemoryBackend
 ) -> None:
     the_error = SecretAccessDeniedError("denied (secret 'app/db')", secret_id=NAME,
                                         code="AccessDeniedException")
@@ -827,9 +826,9 @@ def traceback_depth(error: BaseException) -> int:
 
 
 def test_the_stored_cause_traceback_does_not_grow_while_callers_hit_the_failure(
-    cache: SecretCache, backend: ScriptedBackend
+    cache: SecretCache, backend: InMemoryBackend
 ) -> None:
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     with pytest.raises(SecretThrottledError) as info:
         cache.get_secret_string(NAME)
     cause = info.value.__cause__
@@ -855,13 +854,13 @@ def quiet_secretcache_logger() -> Iterator[None]:
 @pytest.mark.usefixtures("quiet_secretcache_logger")
 @pytest.mark.parametrize("cached", [True, False], ids=["stale-value", "nothing-cached"])
 def test_memory_stays_flat_during_a_long_outage(
-    backend: ScriptedBackend, clock: FakeClock, cached: bool
+    backend: InMemoryBackend, clock: FakeClock, cached: bool
 ) -> None:
     cache = make_cache(backend, timer=clock)
     if cached:
         cache.get_secret_string(NAME)
         expire_fully(clock)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     reads, step = 50_000, 0.001
 
     def read(n: int) -> None:
@@ -891,7 +890,7 @@ def test_memory_stays_flat_during_a_long_outage(
 # -- no value in logs, events or errors across the scenarios ---------------------------------------
 
 def test_no_secret_value_reaches_logs_events_or_errors_across_policy_scenarios(
-    backend: ScriptedBackend, clock: FakeClock, caplog: pytest.LogCaptureFixture, old: str, new: str,
+    backend: InMemoryBackend, clock: FakeClock, caplog: pytest.LogCaptureFixture, old: str, new: str,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="secretcache")
     events: list[CacheEvent] = []
@@ -903,8 +902,8 @@ def test_no_secret_value_reaches_logs_events_or_errors_across_policy_scenarios(
             raise RuntimeError("a broken hook")  # its warning is logged; the read must still work
 
     json_name = "app/json"
-    backend.put(json_name, f'{{"password": "{old}", "nested": {{"k": "{old}"}}}}')
-    backend.put("app/bin", old.encode())
+    backend.put_secret(json_name, f'{{"password": "{old}", "nested": {{"k": "{old}"}}}}')
+    backend.put_secret("app/bin", old.encode())
     cache = SecretCache(backend, config=policy_config(), on_event=hook, timer=clock)
     for _ in range(3):
         cache.get_secret_string(NAME)  # miss, hits
@@ -916,9 +915,9 @@ def test_no_secret_value_reaches_logs_events_or_errors_across_policy_scenarios(
     cache.get_secret_string(NAME)  # SWR background refresh
     wait_until(lambda: backend.active == 0)
     expire_fully(clock)
-    backend.fail(NAME, throttled)
+    backend.fail_always(throttled, secret_id=NAME)
     cache.get_secret_string(NAME)  # stale
-    backend.fail(NAME, untyped_connection_reset)
+    backend.fail_always(untyped_connection_reset, secret_id=NAME)
     clock.advance(CAP)
     cache.get_secret_string(NAME)  # stale again
     for attempt in (
@@ -935,7 +934,7 @@ def test_no_secret_value_reaches_logs_events_or_errors_across_policy_scenarios(
         except SecretCacheError as e:
             raised.append(e)
     assert len(raised) == 7
-    backend.fail(NAME, access_denied)
+    backend.fail_always(access_denied, secret_id=NAME)
     clock.advance(CAP)
     cache.get_secret_string(NAME)  # stale; the background retry meets the permanent error
     wait_until(lambda: any(isinstance(e.error, SecretAccessDeniedError) for e in events))

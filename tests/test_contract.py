@@ -1,11 +1,12 @@
-"""One contract, three backends: InMemoryBackend, AwsBackend on moto in process, AwsBackend on moto's
-HTTP server. Every scenario runs against each and expects the same values, labels, error classes and
-``.code``s, so a test written against InMemoryBackend holds against AWS.
+"""One contract, four backends: InMemoryBackend, AwsBackend on the benchmarks' boto-shaped client over an
+InMemoryBackend (``bench.fake_client``), AwsBackend on moto in process, AwsBackend on moto's HTTP server.
+Every scenario runs against each and expects the same values, labels, error classes and ``.code``s, so
+a test written against InMemoryBackend holds against AWS, and so do the benchmarks' figures.
 
 A small *store driver* per backend does the writes (boto3 calls for moto, methods for InMemoryBackend)
-and the fault injection (botocore ``before-send`` hook / InMemoryBackend faults). The backend kind is a
-module-scoped parameter, so pytest runs each kind's tests together and the in-process mock and the HTTP
-server never share moto's state at the same time.
+and the fault injection (botocore ``before-send`` hook / InMemoryBackend faults: one set of fault names).
+The backend kind is a module-scoped parameter, so pytest runs each kind's tests together and the
+in-process mock and the HTTP server never share moto's state at the same time.
 """
 
 from __future__ import annotations
@@ -35,43 +36,60 @@ PARTIAL = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
 
 
 class MemoryStore:
-    """Drives an InMemoryBackend."""
+    """Drives an InMemoryBackend; the backend under test is that InMemoryBackend."""
 
     def __init__(self) -> None:
-        self.backend = InMemoryBackend(region=REGION, account_id=ACCOUNT)
+        self.memory = InMemoryBackend(region=REGION, account_id=ACCOUNT)
+        self.backend: InMemoryBackend | AwsBackend = self.memory
 
     def create(self, name: str, value: str | bytes) -> str:
-        self.backend.put_secret(name, value)
-        return self.backend.arn(name)
+        self.memory.put_secret(name, value)
+        return self.memory.arn(name)
 
     def put(self, name: str, value: str | bytes, stages: tuple[str, ...] = ("AWSCURRENT",)) -> str:
-        return self.backend.put_secret(name, value, stages=stages)
+        return self.memory.put_secret(name, value, stages=stages)
 
     def move(self, name: str, stage: str, move_to: str | None, remove_from: str | None) -> None:
-        self.backend.update_version_stage(name, stage, move_to_version_id=move_to,
-                                          remove_from_version_id=remove_from)
+        self.memory.update_version_stage(name, stage, move_to_version_id=move_to,
+                                         remove_from_version_id=remove_from)
 
     def stages(self, name: str) -> dict[str, tuple[str, ...]]:
-        return {vid: tuple(sorted(s)) for vid, s in self.backend.version_stages(name).items()}
+        return {vid: tuple(sorted(s)) for vid, s in self.memory.version_stages(name).items()}
 
     def delete(self, name: str, force: bool = False) -> None:
-        self.backend.delete_secret(name, force=force)
+        self.memory.delete_secret(name, force=force)
 
     def restore(self, name: str) -> None:
-        self.backend.restore_secret(name)
+        self.memory.restore_secret(name)
 
     def fault(self, *steps: str, op: str = "GetSecretValue") -> None:
         for step in steps:
-            self.backend.fail_next(step, operation=op)
+            self.memory.fail_next(step, operation=op)
 
     def deny_batch(self) -> None:
-        self.backend.deny_batch = True
+        self.memory.deny_batch = True
 
     def calls(self, op: str) -> int:
-        return self.backend.calls[op]
+        return self.memory.calls[op]
 
     def set_batch_page_size(self, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.backend.batch_page_size = size
+        self.memory.batch_page_size = size
+
+
+class AdapterStore(MemoryStore):
+    """The same InMemoryBackend read through the benchmarks' boto-shaped client: the backend under test
+    is an AwsBackend on ``bench.fake_client.FakeSecretsManager``, as the benchmarks run secretcache.
+    Calls are counted by that client, as the benchmarks count them."""
+
+    def __init__(self) -> None:
+        from bench.fake_client import FakeSecretsManager
+
+        super().__init__()
+        self.client = FakeSecretsManager(self.memory)
+        self.backend = AwsBackend(client=self.client)  # type: ignore[arg-type]
+
+    def calls(self, op: str) -> int:
+        return self.client.calls.snapshot().get(op, 0)
 
 
 class BotoStore:
@@ -140,10 +158,10 @@ class BotoStore:
         monkeypatch.setattr(moto.secretsmanager.models, "MAX_RESULTS_DEFAULT", size)
 
 
-Store = MemoryStore | BotoStore
+Store = MemoryStore | AdapterStore | BotoStore
 
 
-KINDS = ["memory", "moto", pytest.param("server", marks=pytest.mark.integration)]
+KINDS = ["memory", "adapter", "moto", pytest.param("server", marks=pytest.mark.integration)]
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -160,6 +178,8 @@ def store(kind: tuple[str, str | None]) -> Iterator[Store]:
     name, endpoint = kind
     if name == "memory":
         yield MemoryStore()
+    elif name == "adapter":
+        yield AdapterStore()
     elif name == "moto":
         from moto import mock_aws
 

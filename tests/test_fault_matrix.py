@@ -60,7 +60,7 @@ class Fault(NamedTuple):
 FAULTS: dict[str, Fault] = {
     # mode                          kind        typed error (exact class)  .code
     "throttle":                  Fault(TRANSIENT, SecretThrottledError,    "ThrottlingException"),
-    "500":                       Fault(TRANSIENT, SecretUnavailableError,  "InternalServiceError"),
+    "5xx":                       Fault(TRANSIENT, SecretUnavailableError,  "InternalServiceError"),
     "503":                       Fault(TRANSIENT, SecretUnavailableError,  "ServiceUnavailable"),
     "502-html":                  Fault(TRANSIENT, SecretUnavailableError,  "502"),
     "hang":                      Fault(TRANSIENT, SecretUnavailableError,  None),  # ReadTimeoutError
@@ -334,7 +334,7 @@ def test_with_botocore_standard_retries_a_transient_burst_is_absorbed_in_one_bac
     try:
         retrying = fast_backend(proxy.url, mode="standard", total_max_attempts=3)
         cache = SecretCache(retrying, config=matrix_config())
-        proxy.script("500", "rst")  # two failed HTTP attempts, then moto answers
+        proxy.script("5xx", "rst")  # two failed HTTP attempts, then moto answers
         assert cache.get_secret_string(name) == value
         assert proxy.count("GetSecretValue", name) == 3  # botocore retried twice...
         assert cache.stats.backend_calls == 1  # ...inside one backend call
@@ -399,7 +399,7 @@ def test_prefetch_falls_back_to_one_read_per_secret_when_the_batch_call_is_denie
 
 
 @pytest.mark.parametrize(("mode", "error"), [
-    ("throttle", SecretThrottledError), ("500", SecretUnavailableError), ("rst", SecretUnavailableError),
+    ("throttle", SecretThrottledError), ("5xx", SecretUnavailableError), ("rst", SecretUnavailableError),
 ])
 def test_prefetch_reports_a_transient_batch_failure_per_secret_without_adding_calls(
     mode: str, error: type[SecretCacheError], proxy: FaultProxy, admin: Any, backend: AwsBackend

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from secretcache import SecretCache
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretUnavailableError
-from tests.fakes import ScriptedBackend
+from secretcache.testing import InMemoryBackend
 from tests.fuzzing import counted, examples, outcome, report_fixture
 
 _report = report_fixture("test_fuzz_config")
@@ -96,10 +96,10 @@ def test_an_accepted_config_runs_the_policy_without_error(
 ) -> None:
     config = CacheConfig(ttl=ttl, jitter=jitter, backoff_base=base, backoff_max=base + extra,
                          background_refresh=False)
-    backend = ScriptedBackend({"app/cfg": "v"})
+    backend = InMemoryBackend({"app/cfg": "v"})
     cache = SecretCache(backend, config=config)
     assert cache.get_secret_string("app/cfg") == "v"
-    backend.fail("app/cfg", RuntimeError("boom"))  # an untyped failure: wrapped as transient
+    backend.fail_always(RuntimeError("boom"), secret_id="app/cfg")  # an untyped failure: wrapped as transient
     for _ in range(3):  # a refresh never serves stale, so it raises; a read then serves the cached value
         with pytest.raises(SecretUnavailableError):
             cache.refresh("app/cfg")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from secretcache import SecretCache
 from secretcache.errors import InvalidReferenceError, SecretCacheError
 from secretcache.model import SecretRef, find_references, is_reference, render_template
-from tests.fakes import ScriptedBackend
+from secretcache.testing import InMemoryBackend
 from tests.fuzzing import counted, examples, outcome, report_fixture
 
 _report = report_fixture("test_fuzz_references")
@@ -225,7 +225,7 @@ def test_embedded_references_are_found_in_order_and_rendered(
 @example("x={{resolve:secretsmanager:app/json:SecretString:nested}};")
 @counted
 def test_cache_get_raises_only_secret_cache_errors(reference: str) -> None:
-    backend = ScriptedBackend({
+    backend = InMemoryBackend({
         "app/json": '{"user": "u", "port": 5432, "nested": {"a": [1]}}',
         "app/text": "plain text",
         "app/bin": b"\x00\x01",

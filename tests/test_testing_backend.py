@@ -21,7 +21,14 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
-from secretcache.testing import InMemoryBackend
+from secretcache.model import SecretValue
+from secretcache.testing import (
+    CONNECTION_FAULTS,
+    FAULT_NAMES,
+    Call,
+    InMemoryBackend,
+    patch_moto_staging_labels,
+)
 from tests.canary import CANARY, canary_value
 
 
@@ -314,3 +321,95 @@ def test_concurrent_rotations_and_reads_keep_labels_consistent() -> None:
     by_version: dict[str | None, str | None] = {}
     for version_id, value, _ in seen:
         assert by_version.setdefault(version_id, value) == value  # a version never changes value
+
+
+# -- scripts, the call log, active reads --------------------------------------------------------------------
+
+def test_a_script_answers_the_next_reads_in_order_before_a_standing_fault() -> None:
+    backend = InMemoryBackend({"s": "v1"})
+    backend.fail_always("5xx", secret_id="s")
+    boom = SecretAccessDeniedError("denied (secret 's')", secret_id="s", code="AccessDeniedException")
+    seen: list[str | None] = []
+    backend.script("s", boom, lambda sid: seen.append(sid), SecretValue("s", secret_string="scripted"))
+    with pytest.raises(SecretAccessDeniedError) as info:
+        backend.get_secret_value("s")
+    assert info.value is boom  # a one-shot instance is raised as given
+    assert backend.get_secret_value("s").secret_string == "v1"  # the callable observed; the store answered
+    assert seen == ["s"]
+    assert backend.get_secret_value("s").secret_string == "scripted"
+    with pytest.raises(SecretUnavailableError):  # the script ran out: the standing fault again
+        backend.get_secret_value("s")
+
+
+def test_a_later_fail_always_for_the_same_calls_replaces_the_earlier_one() -> None:
+    backend = InMemoryBackend({"s": "v1"})
+    backend.fail_always("denied", secret_id="s")
+    backend.fail_always(lambda sid: SecretThrottledError(f"slow (secret {sid!r})", secret_id=sid), secret_id="s")
+    with pytest.raises(SecretThrottledError):
+        backend.get_secret_value("s")
+    backend.heal()
+    assert backend.get_secret_value("s").secret_string == "v1"
+
+
+def test_the_call_log_counts_by_secret_and_active_reads_are_waited_for() -> None:
+    backend = InMemoryBackend({"a": "1", "b": "2"})
+    gate = backend.hold(operation="GetSecretValue", secret_id="a")
+    reader = threading.Thread(target=backend.get_secret_value, args=("a",), kwargs={"version_stage": "AWSCURRENT"})
+    reader.start()
+    backend.wait_for_calls(1, active=True)
+    assert backend.active == 1
+    backend.batch_get_secret_values(["a", "b"])
+    gate.set()
+    reader.join(10)
+    backend.wait_for_calls(2)
+    assert backend.active == 0
+    assert backend.count("a") == 1
+    assert backend.count("a", operation="BatchGetSecretValue") == 1
+    assert list(backend.call_log) == [Call("GetSecretValue", ("a",), None, "AWSCURRENT"),
+                                      Call("BatchGetSecretValue", ("a", "b"))]
+    with pytest.raises(TimeoutError):
+        backend.wait_for_calls(3, timeout=0.01)
+    backend.reset_calls()
+    assert backend.count("a") == 0
+    assert list(backend.call_log) == []
+
+
+def test_describe_secret_is_a_read_and_failures_take_the_failure_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = InMemoryBackend({"s": "v1"}, latency=0.25, failure_latency=0.01)
+    slept: list[float] = []
+    monkeypatch.setattr(secretcache.testing.time, "sleep", slept.append)
+    version = backend.get_secret_value("s").version_id
+    described = backend.describe_secret(backend.arn("s"))
+    assert (described["Name"], described["VersionIdsToStages"]) == ("s", {version: ["AWSCURRENT"]})
+    backend.fail_next("throttle", operation="DescribeSecret")
+    with pytest.raises(SecretThrottledError):
+        backend.describe_secret("s")
+    assert slept == [0.25, 0.25, 0.01]
+    assert backend.calls == {"GetSecretValue": 1, "DescribeSecret": 2}
+
+
+def test_fault_names_are_one_set() -> None:
+    assert FAULT_NAMES == ("throttle", "5xx", "denied", "conn", "timeout")
+    for name in FAULT_NAMES:
+        backend = InMemoryBackend({"s": "v1"})
+        backend.fail_next(name)
+        with pytest.raises(SecretCacheError) as info:
+            backend.get_secret_value("s")
+        cause = info.value.__cause__
+        assert (name in CONNECTION_FAULTS) == isinstance(cause, OSError)
+
+
+def test_the_moto_fix_makes_plain_reads_follow_awscurrent_and_is_applied_once() -> None:
+    import boto3
+    from moto import mock_aws
+
+    undo = patch_moto_staging_labels()  # the session already applied it: a no-op, and so is its undo
+    undo()
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="us-east-1")
+        sm.create_secret(Name="r", SecretString="old")
+        old = sm.get_secret_value(SecretId="r")["VersionId"]
+        new = sm.put_secret_value(SecretId="r", SecretString="new", VersionStages=["AWSPENDING"])["VersionId"]
+        sm.update_secret_version_stage(SecretId="r", VersionStage="AWSCURRENT", MoveToVersionId=new,
+                                       RemoveFromVersionId=old)
+        assert sm.get_secret_value(SecretId="r")["SecretString"] == "new"
