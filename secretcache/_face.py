@@ -76,10 +76,10 @@ def unexpected_keywords(face: str, unknown: Iterable[str]) -> TypeError:
     hints = []
     if to_backend:
         keywords = ", ".join(f"{name}=..." for name in to_backend)
-        hints.append(f"pass a backend: {face}(AwsBackend({keywords}))")
+        hints.append(f"use AwsBackend({keywords}) and pass it: {face}(AwsBackend({keywords}))")
     if to_config:
         keywords = ", ".join(f"{name}=..." for name in to_config)
-        hints.append(f"pass a configuration: {face}(config=CacheConfig({keywords}))")
+        hints.append(f"use CacheConfig({keywords}) and pass it: {face}(config=CacheConfig({keywords}))")
     if not hints:
         hints.append(f"{face} takes backend, config=, client=, on_event=, timer= and random=")
     return TypeError(f"{message}; {'; '.join(hints)}")
