@@ -2,14 +2,17 @@
 
 ``import secretcache`` is light: boto3, asyncio and the database drivers load only when used.
 Heavy names (``AsyncSecretCache``, backends, decorators) are loaded on first access (PEP 562).
+
+This module only re-exports: the default cache and its shortcuts live in ``_default``, the version in
+``_version``, so no module of the package needs to import the package root.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._default import default_cache, get, get_secret_binary, get_secret_json, get_secret_string, set_default_cache
+from ._version import __version__
 from .cache import SecretCache
 from .errors import (
     InvalidReferenceError,
@@ -29,9 +32,8 @@ if TYPE_CHECKING:
     from .aio import AsyncSecretCache
     from .backends import AgentBackend, AwsBackend, SecretsBackend
     from .config import CacheConfig
-    from .inject import inject_env, inject_secret, resolve_env, secret_env
-
-__version__ = "0.1.0"
+    from .env import inject_env, resolve_env, secret_env
+    from .inject import inject_secret
 
 __all__ = [
     "AgentBackend",
@@ -73,9 +75,9 @@ _LAZY = {
     "AgentBackend": ".backends",
     "SecretsBackend": ".backends",
     "inject_secret": ".inject",  # a module name  # nosec B105
-    "inject_env": ".inject",
-    "resolve_env": ".inject",
-    "secret_env": ".inject",  # a module name  # nosec B105
+    "inject_env": ".env",
+    "resolve_env": ".env",
+    "secret_env": ".env",  # a module name  # nosec B105
 }
 
 
@@ -104,55 +106,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-_default: SecretCache | None = None
-_default_lock = threading.Lock()
-
-
-def default_cache() -> SecretCache:
-    """The module-level cache behind the shortcuts, created on first use (AwsBackend, default config)."""
-    global _default
-    cache = _default
-    if cache is None:
-        with _default_lock:
-            if _default is None:
-                _default = SecretCache()
-            cache = _default
-    return cache
-
-
-def set_default_cache(cache: SecretCache | None) -> SecretCache | None:
-    """Replace the module-level cache (``None`` resets it to be built lazily again); return the previous one."""
-    global _default
-    if cache is not None and not isinstance(cache, SecretCache):
-        raise TypeError(f"expected a SecretCache, got {type(cache).__name__}")
-    with _default_lock:
-        previous, _default = _default, cache
-    return previous
-
-
-def get_secret_string(
-    secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-) -> str:
-    """:meth:`SecretCache.get_secret_string` on the default cache."""
-    return default_cache().get_secret_string(secret_id, version_id=version_id, version_stage=version_stage)
-
-
-def get_secret_binary(
-    secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-) -> bytes:
-    """:meth:`SecretCache.get_secret_binary` on the default cache."""
-    return default_cache().get_secret_binary(secret_id, version_id=version_id, version_stage=version_stage)
-
-
-def get_secret_json(
-    secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-) -> Mapping[str, Any]:
-    """:meth:`SecretCache.get_secret_json` on the default cache."""
-    return default_cache().get_secret_json(secret_id, version_id=version_id, version_stage=version_stage)
-
-
-def get(reference: str) -> str:
-    """:meth:`SecretCache.get` on the default cache: any reference form, including ``id#json-key``."""
-    return default_cache().get(reference)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 from ._core import Core
 from .backends.base import SecretsBackend
@@ -25,12 +25,23 @@ if TYPE_CHECKING:
     from .stats import CacheStats, EventHook
 
 _EMPTY: dict[Any, Any] = {}
+_F = TypeVar("_F", bound="_Face")
 
 
 def backend_factory(
-    backend: SecretsBackend | None, client: SecretsManagerClient | None
+    backend: SecretsBackend | None = None,
+    client: SecretsManagerClient | None = None,
+    *,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+    command_line: bool = False,
 ) -> SecretsBackend | Callable[[], SecretsBackend]:
-    """The backend as given, or a factory building ``AwsBackend`` on first fetch (boto3 loads then)."""
+    """The backend as given, or a factory building ``AwsBackend`` on first fetch (boto3 loads then).
+
+    ``region_name`` and ``endpoint_url`` go to that ``AwsBackend``; ``command_line`` makes its
+    configuration errors name the ``secretcache`` command's options (``--region``) instead of the
+    library's keywords.
+    """
     if backend is not None:
         if client is not None:
             raise TypeError("pass either backend= or client=, not both")
@@ -39,20 +50,39 @@ def backend_factory(
         return backend
 
     def build() -> SecretsBackend:
-        from .backends.aws import AwsBackend
+        from .backends.aws import AwsBackend, CommandLineAwsBackend
 
-        backend: SecretsBackend = AwsBackend(client=client)
+        kind = CommandLineAwsBackend if command_line else AwsBackend
+        backend: SecretsBackend = kind(client=client, region_name=region_name, endpoint_url=endpoint_url)
         return backend
 
     return build
 
 
-def string_of(value: SecretValue) -> str:
-    if value.secret_string is None:
-        raise SecretFormatError(
-            f"secret {value.name!r} holds SecretBinary; use get_secret_binary", secret_id=value.name
-        )
-    return value.secret_string
+# Keywords of AwsBackend that people pass to the cache: the TypeError says where they belong.
+_BACKEND_KEYWORDS = ("session", "region_name", "endpoint_url", "failover_regions")
+
+
+def unexpected_keywords(face: str, unknown: Iterable[str]) -> TypeError:
+    """The TypeError for ``SecretCache(session=...)`` and the like: it names the public class and where
+    the keyword belongs (``AwsBackend(...)``, ``CacheConfig(...)``), not ``_Face.__init__``."""
+    from .config import CacheConfig
+
+    names = list(unknown)
+    shown = ", ".join(repr(name) for name in names)
+    message = f"{face}() got an unexpected keyword argument{'s' if len(names) > 1 else ''} {shown}"
+    to_backend = [name for name in names if name in _BACKEND_KEYWORDS]
+    to_config = [name for name in names if name in CacheConfig.__dataclass_fields__]
+    hints = []
+    if to_backend:
+        keywords = ", ".join(f"{name}=..." for name in to_backend)
+        hints.append(f"use AwsBackend({keywords}) and pass it: {face}(AwsBackend({keywords}))")
+    if to_config:
+        keywords = ", ".join(f"{name}=..." for name in to_config)
+        hints.append(f"use CacheConfig({keywords}) and pass it: {face}(config=CacheConfig({keywords}))")
+    if not hints:
+        hints.append(f"{face} takes backend, config=, client=, on_event=, timer= and random=")
+    return TypeError(f"{message}; {'; '.join(hints)}")
 
 
 def binary_of(value: SecretValue) -> bytes:
@@ -61,13 +91,6 @@ def binary_of(value: SecretValue) -> bytes:
             f"secret {value.name!r} holds SecretString; use get_secret_string", secret_id=value.name
         )
     return value.secret_binary
-
-
-def is_template(reference: str) -> bool:
-    """A value with ``{{resolve:...}}`` inside a longer string, rendered piece by piece."""
-    return "{{resolve:" in reference and not (
-        reference.startswith("{{") and reference.endswith("}}") and reference.count("{{") == 1
-    )
 
 
 def id_list(secret_ids: Iterable[str]) -> list[str]:
@@ -91,13 +114,37 @@ class _Face:
         on_event: EventHook | None = None,
         timer: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
+        **unknown: NoReturn,
+    ) -> None:
+        if unknown:
+            raise unexpected_keywords(self._repr_name, unknown)
+        self._start(backend_factory(backend, client), config, on_event, timer, random)
+
+    @classmethod
+    def _over(
+        cls: type[_F], backend: SecretsBackend | Callable[[], SecretsBackend], *, config: CacheConfig | None = None
+    ) -> _F:
+        """A cache over what :func:`backend_factory` returned, which may be a factory called on the first
+        fetch (the CLI's ``AwsBackend`` with its --region and --endpoint-url: boto3 loads only if a secret
+        is read). The public constructor takes no factory; this is the package's own way in."""
+        face = cls.__new__(cls)
+        face._start(backend, config, None, None, None)
+        return face
+
+    def _start(
+        self,
+        backend: SecretsBackend | Callable[[], SecretsBackend],
+        config: CacheConfig | None,
+        on_event: EventHook | None,
+        timer: Callable[[], float] | None,
+        random: Callable[[], float] | None,
     ) -> None:
         from .config import CacheConfig  # dataclasses loads with the first cache, not with the package
 
         if config is not None and not isinstance(config, CacheConfig):
             raise TypeError(f"config must be a CacheConfig, got {type(config).__name__}")
         self.config = config or CacheConfig()
-        self._core = core = Core(backend_factory(backend, client), self.config, on_event, timer=timer, random=random)
+        self._core = core = Core(backend, self.config, on_event, timer=timer, random=random)
         self._timer = core.timer
         # With an event hook every read goes through the core (which emits "hit"); without one, the
         # faces read the live entries directly. An always-empty dict keeps that choice off the hit path.

@@ -14,9 +14,10 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from ._face import _Face, binary_of, id_list, is_template, string_of
+from ._face import _Face, binary_of, id_list
 from ._flight import Flight
 from ._request import Request
+from ._resolve import is_template, string_of
 from .errors import InvalidReferenceError, SecretCacheError
 from .model import SecretRef, SecretValue, find_references
 
@@ -108,7 +109,7 @@ class AsyncSecretCache(_Face):
     async def resolve(self, ref: SecretRef) -> str:
         """The string a parsed reference points at."""
         value = await self.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-        return string_of(value) if ref.json_key is None else value.field(ref.json_key)
+        return string_of(value, ref.json_key)
 
     async def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm the cache with BatchGetSecretValue (20 per call); return the failures by id."""

@@ -35,13 +35,15 @@ The handler receives the values as keyword arguments; arguments passed explicitl
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import SecretCacheError, SecretUnavailableError
-from .inject import References, batchable, is_fresh, relabel, wrap
+from ._resolve import due, resolve_all
+from .errors import SecretCacheError
+from .inject import References, wrap
 
 if TYPE_CHECKING:
     from .backends.base import SecretsBackend
@@ -121,35 +123,9 @@ def _prefetch(cache: SecretCache, ids: Collection[str], *, when: str) -> dict[st
 class _LambdaReferences(References):
     """The handler's references: what is due is refreshed with one batch call, then each is resolved."""
 
-    def due(self, cache: SecretCache, names: Collection[str] | None = None) -> list[str]:
-        refs = self.refs() if names is None else [ref for name in names for ref in self.parsed[name]]
-        return list(dict.fromkeys(
-            ref.secret_id for ref in refs if batchable(cache, ref) and not is_fresh(cache, ref)
-        ))
-
     def resolve(self, cache: SecretCache, names: Collection[str]) -> dict[str, str]:
-        due = self.due(cache, names)
-        # One due secret costs one GetSecretValue either way; several share one BatchGetSecretValue.
-        failures = _prefetch(cache, due, when="on invocation") if len(due) > 1 else {}
-        values: dict[str, str] = {}
-        try:
-            for name in names:
-                values[name] = self._one(cache, name, failures)
-        except BaseException:
-            values.clear()  # no resolved value stays reachable from this frame's traceback
-            raise
-        return values
-
-    def _one(self, cache: SecretCache, name: str, failures: Mapping[str, SecretCacheError]) -> str:
-        reference = self.references[name]
-        for ref in self.parsed[name]:
-            failed = failures.get(ref.secret_id)
-            if (failed is not None and not isinstance(failed, SecretUnavailableError)
-                    and batchable(cache, ref)):
-                # Not found, denied, deleted: asking again in this invocation would only cost a call.
-                message = f"with_secrets: argument {name!r} (reference {reference[:200]!r}): {failed}"
-                raise relabel(failed, message) from failed
-        return cache.get(reference)
+        return resolve_all(cache, (self.items[name] for name in names), label="with_secrets: argument",
+                           prefetch=functools.partial(_prefetch, when="on invocation"))
 
 
 def with_secrets(
@@ -183,7 +159,7 @@ def with_secrets(
             raise TypeError("with_secrets: Lambda's Python runtime calls handlers synchronously; "
                             "decorate a plain def handler(event, context)")
         wrapper = wrap(handler, injection, use, who="with_secrets")
-        _prefetch(use, injection.due(use), when="at init")
+        _prefetch(use, due(use, injection.refs()), when="at init")
         _register_snapstart_hook(use)
         wrapper.secret_cache = use
         return wrapper  # type: ignore[no-any-return]

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from ._face import _Face, binary_of, id_list, is_template, string_of
+from ._face import _Face, binary_of, id_list
 from ._request import Request
+from ._resolve import is_template, string_of
 from .backends.base import SecretsBackend
 from .errors import InvalidReferenceError, SecretCacheError
 from .model import SecretRef, SecretValue, render_template
@@ -96,13 +97,13 @@ class SecretCache(_Face):
                 return render_template(reference, self.resolve)
             raise
         if ref.version_id is None and ref.version_stage is None and (value := self._fresh(ref.secret_id)) is not None:
-            return string_of(value) if ref.json_key is None else value.field(ref.json_key)
+            return string_of(value, ref.json_key)
         return self.resolve(ref)
 
     def resolve(self, ref: SecretRef) -> str:
         """The string a parsed reference points at."""
         value = self.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-        return string_of(value) if ref.json_key is None else value.field(ref.json_key)
+        return string_of(value, ref.json_key)
 
     # -- control --------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,7 @@ from .errors import InvalidReferenceError, SecretCacheError
 if TYPE_CHECKING:
     import subprocess  # types only  # nosec B404
 
-    from .backends.base import SecretsBackend
     from .cache import SecretCache
-    from .model import SecretValue
 
 __all__ = ["main"]
 
@@ -92,7 +89,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> tuple[_Parser, _Parser]:
-    from . import __version__
+    from ._version import __version__
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description=_DESCRIPTION, epilog=_EPILOG, formatter_class=formatter)
@@ -143,41 +140,15 @@ def _build_parser() -> tuple[_Parser, _Parser]:
 # -- backends -----------------------------------------------------------------------------------
 
 
-class _LazyAwsBackend:
-    """Builds the boto3 backend on first use, so ``run`` without references never imports boto3."""
-
-    def __init__(self, region: str | None, endpoint_url: str | None) -> None:
-        self._args = (region, endpoint_url)
-        self._backend: SecretsBackend | None = None
-        self._lock = threading.Lock()
-
-    def _real(self) -> SecretsBackend:
-        with self._lock:
-            if self._backend is None:
-                from .backends.aws import AwsBackend
-
-                region, endpoint_url = self._args
-                self._backend = AwsBackend(region_name=region, endpoint_url=endpoint_url)
-            return self._backend
-
-    def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> SecretValue:
-        return self._real().get_secret_value(secret_id, version_id=version_id, version_stage=version_stage)
-
-    def batch_get_secret_values(
-        self, secret_ids: Sequence[str]
-    ) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
-        return self._real().batch_get_secret_values(secret_ids)
-
-
 def _cache(args: argparse.Namespace) -> SecretCache:
+    from ._face import backend_factory
     from .cache import SecretCache
     from .config import CacheConfig
 
-    # One short-lived process: no background refresh threads.
-    backend = _LazyAwsBackend(args.region, args.endpoint_url)
-    return SecretCache(backend, config=CacheConfig(background_refresh=False))
+    # One short-lived process: no background refresh threads. The backend (and boto3) is built on the
+    # first fetch, so `run` without references never imports boto3.
+    backend = backend_factory(region_name=args.region, endpoint_url=args.endpoint_url, command_line=True)
+    return SecretCache._over(backend, config=CacheConfig(background_refresh=False))
 
 
 def _fail(message: str, code: int = NOT_RESOLVED) -> int:
@@ -195,7 +166,7 @@ def _unexpected(error: Exception) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from .inject import string_of
+    from ._resolve import string_of
     from .model import SecretRef
 
     try:
@@ -213,7 +184,7 @@ def _get(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(value.secret_binary)
             sys.stdout.buffer.flush()
             return OK
-        text = string_of(value, ref)
+        text = string_of(value, ref.json_key)
     except SecretCacheError as e:
         return _fail(str(e))
     except Exception as e:
@@ -229,7 +200,8 @@ def _get(args: argparse.Namespace) -> int:
 def _child_environment(args: argparse.Namespace) -> dict[str, str]:
     """The command's environment, references resolved. Raises _UsageError or SecretCacheError."""
     from ._envfile import EnvFileError, read_env_file
-    from .inject import parse_reference, resolve_values
+    from ._resolve import parse_reference
+    from .env import resolve_values
 
     added: dict[str, str] = {}
     for path in args.env_file:

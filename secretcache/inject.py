@@ -1,30 +1,26 @@
-"""Secrets where application code wants them: the ``@inject_secret`` decorator and environment injection.
+"""The ``@inject_secret`` decorator: secrets passed to functions as keyword arguments.
 
 ``@inject_secret`` reads through the cache on *every* call (so a rotation is seen within one ttl,
 and at once after ``cache.refresh``); the caller can always pass the argument explicitly, and then
-no read happens. Environment injection recognises references in values (the ECS ``valueFrom`` ARN
-and ``{{resolve:secretsmanager:...}}``, also inside a longer value), leaves everything else alone,
-and fetches all the referenced secrets with one BatchGetSecretValue where it can.
+no read happens. The wrapper machinery here (:func:`wrap`) also serves ``aws_lambda.with_secrets``;
+references are parsed and resolved by ``_resolve``, environment injection lives in ``env``.
 
-Errors name the function parameter or environment variable and the reference, never a value. When an
-exception passes through one of our frames, the values it resolved are cleared from that frame first,
-so a traceback (or an error tracker capturing locals) does not carry them.
-
-(Both live in one module, as DESIGN.md's layout has it: they share reference parsing, batching and
-the frame-clearing rule, and ``aws_lambda`` and ``cli`` build on both.)
+Errors name the function parameter and the reference, never a value. When an exception passes
+through one of our frames, the values it resolved are cleared from that frame first, so a traceback
+(or an error tracker capturing locals) does not carry them.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, TypeVar
 
-from .errors import InvalidReferenceError, SecretCacheError, SecretFormatError, SecretUnavailableError
-from .model import SecretRef, SecretValue, _shown_key, find_references, is_reference, render_template
+from ._default import default_cache
+from ._resolve import Named, is_fresh
+from .errors import InvalidReferenceError
+from .model import SecretRef, SecretValue, _shown_key
 
 if TYPE_CHECKING:
     import inspect
@@ -32,77 +28,9 @@ if TYPE_CHECKING:
     from .aio import AsyncSecretCache
     from .cache import SecretCache
 
-__all__ = ["inject_env", "inject_secret", "resolve_env", "secret_env"]
+__all__ = ["inject_secret"]
 
 R = TypeVar("R")
-
-
-# -- references ---------------------------------------------------------------------------------
-
-
-def parse_reference(reference: object) -> tuple[SecretRef, ...]:
-    """The secrets a reference reads: one for a plain reference, one per ``{{resolve:...}}`` in a template.
-
-    Raises :class:`InvalidReferenceError` naming the reference; never returns an empty tuple.
-    """
-    try:
-        return (SecretRef.parse(reference),)  # type: ignore[arg-type]  # parse rejects non-str itself
-    except InvalidReferenceError:
-        if not isinstance(reference, str) or "{{resolve:" not in reference:
-            raise
-    refs = tuple(find_references(reference))
-    render_template(reference, lambda ref: "")  # raises on a malformed or unterminated {{resolve:...}}
-    if not refs:
-        raise InvalidReferenceError(f"invalid secret reference {reference[:200]!r}", reference=reference)
-    return refs
-
-
-def is_whole(reference: str) -> bool:
-    """True when ``reference`` is one reference, False for a template with references inside."""
-    try:
-        SecretRef.parse(reference)
-    except InvalidReferenceError:
-        return False
-    return True
-
-
-def is_fresh(cache: Any, ref: SecretRef) -> bool:
-    """True when ``cache`` holds ``ref``'s secret within ttl: a read would not touch the backend.
-
-    No I/O, no lock: the same check the cache's hit path makes, on its entry table.
-    """
-    peek = getattr(cache, "peek", None)
-    if peek is None:
-        return False
-    try:
-        return peek(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage) is not None
-    except SecretCacheError:
-        return False
-
-
-def batchable(cache: Any, ref: SecretRef) -> bool:
-    """Whether BatchGetSecretValue can fetch ``ref``: it returns AWSCURRENT versions only."""
-    if ref.version_id is not None:
-        return False
-    stage = ref.version_stage or getattr(getattr(cache, "config", None), "version_stage", "AWSCURRENT")
-    return stage == "AWSCURRENT"
-
-
-def string_of(value: SecretValue, ref: SecretRef) -> str:
-    """The string ``ref`` names in ``value``: the whole SecretString, or one JSON key of it."""
-    if ref.json_key is not None:
-        return value.field(ref.json_key)
-    if value.secret_string is None:
-        raise SecretFormatError(
-            f"secret {value.name!r} holds SecretBinary, which cannot be used as a string",
-            secret_id=value.name,
-        )
-    return value.secret_string
-
-
-def read(cache: SecretCache, ref: SecretRef) -> str:
-    value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-    return string_of(value, ref)
 
 
 def _is_async_cache(cache: object) -> TypeGuard[AsyncSecretCache]:
@@ -111,22 +39,6 @@ def _is_async_cache(cache: object) -> TypeGuard[AsyncSecretCache]:
     from .aio import AsyncSecretCache
 
     return isinstance(cache, AsyncSecretCache)
-
-
-def _default_cache() -> SecretCache:
-    from . import default_cache
-
-    return default_cache()
-
-
-def relabel(error: SecretCacheError, message: str) -> SecretCacheError:
-    """The same kind of error with a message that says where it happened (chain it to the original)."""
-    if isinstance(error, InvalidReferenceError):
-        return InvalidReferenceError(message, reference=error.reference, secret_id=error.secret_id)
-    try:
-        return type(error)(message, secret_id=error.secret_id, code=error.code)
-    except TypeError:  # a backend's own subclass with another constructor
-        return SecretCacheError(message, secret_id=error.secret_id, code=error.code)
 
 
 # -- what to inject -----------------------------------------------------------------------------
@@ -155,18 +67,17 @@ class References(Injection):
     """One reference per keyword argument (``inject_secret(ref, into=...)``, ``with_secrets(kw=ref)``)."""
 
     def __init__(self, references: Mapping[str, str]) -> None:
-        self.references = dict(references)
-        self.parsed = {name: parse_reference(ref) for name, ref in self.references.items()}
-        self.names = tuple(self.references)
+        self.items = {name: Named.parse(name, text) for name, text in references.items()}
+        self.names = tuple(self.items)
 
     def refs(self) -> tuple[SecretRef, ...]:
-        return tuple(ref for refs in self.parsed.values() for ref in refs)
+        return tuple(ref for item in self.items.values() for ref in item.refs)
 
     def resolve(self, cache: SecretCache, names: Collection[str]) -> dict[str, str]:
-        return {name: cache.get(self.references[name]) for name in names}
+        return {name: cache.get(self.items[name].text) for name in names}
 
     async def resolve_async(self, cache: AsyncSecretCache, names: Collection[str]) -> dict[str, str]:
-        return {name: await cache.get(self.references[name]) for name in names}
+        return {name: await cache.get(self.items[name].text) for name in names}
 
 
 class Fields(Injection):
@@ -290,14 +201,14 @@ def wrap(func: Any, injection: Injection, cache: Any, *, who: str) -> Any:
         wanted = [name for name in names if name not in kwargs]
         if not wanted:
             return {}
-        use = cache if cache is not None else _default_cache()
+        use = cache if cache is not None else default_cache()
         return injection.resolve(use, wanted)
 
     async def async_values(kwargs: dict[str, Any]) -> dict[str, str]:
         wanted = [name for name in names if name not in kwargs]
         if not wanted:
             return {}
-        use = cache if cache is not None else _default_cache()
+        use = cache if cache is not None else default_cache()
         if _is_async_cache(use):
             return await injection.resolve_async(use, wanted)
         if injection.fresh(use):
@@ -414,138 +325,3 @@ def inject_secret(
         return wrap(func, injection, cache, who="inject_secret")  # type: ignore[no-any-return]
 
     return decorate
-
-
-# -- the environment ----------------------------------------------------------------------------
-
-
-class _Item(NamedTuple):
-    name: str
-    text: str
-    refs: tuple[SecretRef, ...]
-    whole: bool  # the value is one reference (else a template with references inside)
-
-
-def _plan_env(values: Mapping[str, str], explicit: Collection[str]) -> list[_Item]:
-    items: list[_Item] = []
-    for name, text in values.items():
-        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
-            raise ValueError(f"invalid environment variable name {name!r}")
-        if not isinstance(text, str):
-            raise TypeError(
-                f"environment variable {name!r}: the value must be a str, got {type(text).__name__}"
-            )
-        if name not in explicit and not is_reference(text):
-            continue
-        try:
-            refs = parse_reference(text)
-        except InvalidReferenceError as e:
-            raise relabel(e, f"environment variable {name!r}: {e}") from e
-        items.append(_Item(name, text, refs, is_whole(text)))
-    return items
-
-
-def resolve_values(
-    values: Mapping[str, str], *, explicit: Collection[str] = (), cache: SecretCache | None = None
-) -> dict[str, str]:
-    """``values`` with every reference resolved; names in ``explicit`` are references whatever they look like.
-
-    Others count as references when they hold an ECS ``valueFrom`` ARN or a ``{{resolve:secretsmanager:...}}``
-    (also inside a longer value). Secrets not already fresh in the cache are fetched first with one
-    ``cache.prefetch`` (BatchGetSecretValue, 20 per call). All or nothing: an error names the variable
-    and the reference, and nothing is returned.
-    """
-    items = _plan_env(values, explicit)
-    out = dict(values)
-    if not items:
-        return out
-    use = cache if cache is not None else _default_cache()
-    wanted = list(dict.fromkeys(
-        ref.secret_id for item in items for ref in item.refs if batchable(use, ref) and not is_fresh(use, ref)
-    ))
-    failures: dict[str, SecretCacheError] = use.prefetch(wanted) if len(wanted) > 1 else {}
-    try:
-        for item in items:
-            out[item.name] = _resolve_item(use, item, failures)
-    except BaseException:
-        out.clear()  # no resolved value stays reachable from this frame's traceback
-        raise
-    return out
-
-
-def _resolve_item(cache: SecretCache, item: _Item, failures: Mapping[str, SecretCacheError]) -> str:
-    def one(ref: SecretRef) -> str:
-        shown = item.text if item.whole else str(ref)
-        failed = failures.get(ref.secret_id)
-        try:
-            if (failed is not None and not isinstance(failed, SecretUnavailableError)
-                    and batchable(cache, ref)):
-                raise failed  # permanent (not found, denied, ...): asking again would only cost a call
-            return read(cache, ref)
-        except SecretCacheError as e:
-            message = f"environment variable {item.name!r} (reference {shown[:200]!r}): {e}"
-            raise relabel(e, message) from e
-
-    if item.whole:
-        return one(item.refs[0])
-    return render_template(item.text, one)
-
-
-def resolve_env(
-    environ: Mapping[str, str] | None = None, *, cache: SecretCache | None = None
-) -> dict[str, str]:
-    """A copy of ``environ`` (default ``os.environ``) with every reference in a value resolved.
-
-    References are the ECS ``valueFrom`` ARN (``arn:aws:secretsmanager:R:A:secret:NAME[:key:stage:id]``)
-    and ``{{resolve:secretsmanager:...}}``, also inside a longer value; every other value is copied
-    untouched. The referenced secrets are fetched with one BatchGetSecretValue where possible.
-    """
-    return resolve_values(os.environ if environ is None else environ, cache=cache)
-
-
-def inject_env(
-    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: SecretCache | None = None
-) -> list[str]:
-    """Resolve ``{NAME: reference}`` and the references already in ``os.environ`` into ``os.environ``.
-
-    ``mapping`` values are references in any form (``prod/db#password`` too). With
-    ``override=False`` a name already set in the environment keeps its value. All or nothing:
-    if one reference fails, the environment is not changed. Returns the names set, sorted.
-    """
-    env = os.environ
-    values: dict[str, str] = {}
-    for name, reference in (mapping or {}).items():
-        if override or name not in env:
-            values[name] = reference
-    explicit = set(values)
-    for name, text in env.items():
-        if name not in values and is_reference(text):
-            values[name] = text
-    resolved = resolve_values(values, explicit=explicit, cache=cache)
-    try:
-        env.update(resolved)
-    finally:
-        resolved.clear()
-    return sorted(values)
-
-
-@contextmanager
-def secret_env(
-    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: SecretCache | None = None
-) -> Iterator[list[str]]:
-    """:func:`inject_env` for the duration of a ``with`` block; the variables it set are restored on exit.
-
-    Yields the names set. Variables the block itself adds or changes, other than those, are left alone.
-    """
-    before = {name: os.environ.get(name) for name in (mapping or {})}
-    before.update((name, text) for name, text in os.environ.items() if is_reference(text))
-    names = inject_env(mapping, override=override, cache=cache)
-    try:
-        yield names
-    finally:
-        for name in names:
-            old = before.get(name)
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old

@@ -57,10 +57,10 @@ def secret_cache(secret_backend: InMemoryBackend, secret_cache_config: CacheConf
 @pytest.fixture
 def use_secret_cache(secret_cache: SecretCache) -> Iterator[SecretCache]:
     """Make ``secret_cache`` the module-level default cache during the test, then restore the previous one."""
-    import secretcache
+    from secretcache._default import set_default_cache
 
-    previous = secretcache.set_default_cache(secret_cache)
+    previous = set_default_cache(secret_cache)
     try:
         yield secret_cache
     finally:
-        secretcache.set_default_cache(previous)
+        set_default_cache(previous)

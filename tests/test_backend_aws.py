@@ -576,3 +576,23 @@ def test_a_failing_second_batch_page_leaves_no_value_of_the_first_in_any_frame()
     with pytest.raises(SecretThrottledError) as info:
         backend.batch_get_secret_values(["p/1", "p/2"])
     assert_clean(info.value)
+
+
+@pytest.mark.parametrize(("error", "library", "command_line"), [
+    (botocore_error("NoRegionError"), "pass region_name=", "pass --region"),
+    (botocore_error("NoCredentialsError"), "pass session= / client=", "instance/task role"),
+])
+def test_configuration_errors_advise_in_the_words_of_whoever_built_the_backend(
+    error: Exception, library: str, command_line: str
+) -> None:
+    from secretcache.backends.aws import CommandLineAwsBackend
+
+    with pytest.raises(SecretCacheError) as lib:
+        AwsBackend(client=RaisingClient(error)).get_secret_value("prod/db")  # type: ignore[arg-type]
+    with pytest.raises(SecretCacheError) as cli:
+        CommandLineAwsBackend(client=RaisingClient(error)).get_secret_value("prod/db")  # type: ignore[arg-type]
+    assert library in str(lib.value)
+    assert command_line in str(cli.value)
+    assert type(cli.value) is type(lib.value)
+    for keyword in ("region_name=", "session=", "client="):
+        assert keyword not in str(cli.value)

@@ -786,3 +786,26 @@ def test_client_argument_builds_the_aws_backend_lazily_without_importing_boto3_e
     assert out.split() == ["aws-module-at-init", "False", "boto3-at-init", "False", "backend", "AwsBackend",
                            "boto3-after-fetch", "False", "boto3-default-init", "False",
                            "boto3-default-client", "True"]
+
+
+@pytest.mark.parametrize("face", ["SecretCache", "AsyncSecretCache"])
+@pytest.mark.parametrize(("kwargs", "hint"), [
+    ({"session": object()}, "(AwsBackend(session=...))"),
+    ({"region_name": "eu-west-1", "endpoint_url": "http://x"}, "(AwsBackend(region_name=..., endpoint_url=...))"),
+    ({"ttl": 60}, "(config=CacheConfig(ttl=...))"),
+    ({"nonsense": 1}, "takes backend, config=, client="),
+])
+def test_an_unknown_keyword_names_the_public_class_and_where_it_belongs(
+    face: str, kwargs: dict[str, Any], hint: str
+) -> None:
+    import secretcache
+
+    cls = getattr(secretcache, face)
+    with pytest.raises(TypeError) as info:
+        cls(**kwargs)
+    message = str(info.value)
+    assert message.startswith(f"{face}() got an unexpected keyword argument")
+    assert (f"{face}{hint}" if hint.startswith("(") else hint) in message
+    assert "_Face" not in message
+    for name in kwargs:
+        assert repr(name) in message

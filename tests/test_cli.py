@@ -410,3 +410,32 @@ def test_demo_is_delegated_to_the_demo_module(capsys: pytest.CaptureFixture[str]
     monkeypatch.setitem(sys.modules, "secretcache.demo", fake)
     assert main(["demo", "--quick", "x"]) == 5
     assert seen == [["--quick", "x"]]
+
+
+def _no_aws_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_a_missing_region_names_the_region_option(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _no_aws_configuration(monkeypatch, tmp_path)
+    assert main(["get", "cli/token"]) == 1
+    err = capsys.readouterr().err
+    assert "no AWS Region configured" in err
+    assert "pass --region" in err
+    assert "region_name=" not in err
+
+
+def test_missing_credentials_name_no_library_keyword(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _no_aws_configuration(monkeypatch, tmp_path)
+    assert main(["get", "cli/token", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert "no usable AWS credentials" in err
+    assert "session=" not in err
+    assert "client=" not in err

@@ -714,13 +714,16 @@ async def test_the_async_executor_runs_the_same_policy(world: World) -> None:
     assert len(threads) == 3
 
 
-def test_the_default_cache_is_used_when_none_is_given(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import secretcache
+def test_the_default_cache_is_used_when_none_is_given(world: World) -> None:
+    from secretcache import set_default_cache
 
-    monkeypatch.setattr(secretcache, "default_cache", lambda: world.cache)
-    login = Login(SECRET, make_params_of(SECRET, PSYCOPG, None))
-    conn = run_sync(login.flow(), lambda c: world.server.connect(
-        merged(c.params, {}, secret_id=SECRET, names=PSYCOPG)))
+    previous = set_default_cache(world.cache)
+    try:
+        login = Login(SECRET, make_params_of(SECRET, PSYCOPG, None))
+        conn = run_sync(login.flow(), lambda c: world.server.connect(
+            merged(c.params, {}, secret_id=SECRET, names=PSYCOPG)))
+    finally:
+        set_default_cache(previous)
     assert conn.user == "app"
 
 

@@ -12,7 +12,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from ..errors import (
     SecretAccessDeniedError,
@@ -50,10 +50,21 @@ _CONFIG_ERRORS = (
 )
 
 
+class Advice(NamedTuple):
+    """How the reader of a configuration error can fix it: the library's keywords, or the CLI's options."""
+
+    region: str  # how to name the Region
+    credentials: str  # what else can carry credentials, besides the standard chain ("" when nothing)
+
+
+LIBRARY_ADVICE = Advice(region="pass region_name=", credentials=", or pass session= / client=")
+COMMAND_LINE_ADVICE = Advice(region="pass --region", credentials="")
+
+
 def _default_config() -> Config:
     from botocore.config import Config
 
-    from .. import __version__
+    from .._version import __version__
 
     # Few, quick attempts: the cache serves stale values and backs off on its own, so a reader should
     # not sit behind botocore's long retry ladder (10 s default timeouts, up to 20 s throttle sleeps).
@@ -71,8 +82,11 @@ def _in_region(secret_id: str, region: str) -> str:
     return f"{m[1]}{region}{m[3]}" if m else secret_id
 
 
-def map_botocore_error(error: Exception, secret_id: str | None) -> SecretCacheError:
-    """The typed error for a botocore / boto3 failure. Messages carry AWS's text and ids, never a value."""
+def map_botocore_error(
+    error: Exception, secret_id: str | None, advice: Advice = LIBRARY_ADVICE
+) -> SecretCacheError:
+    """The typed error for a botocore / boto3 failure. Messages carry AWS's text and ids, never a value;
+    a configuration error ends with ``advice``, in the words of whoever configured the backend."""
     from botocore.exceptions import ClientError
 
     if isinstance(error, ClientError):
@@ -87,12 +101,12 @@ def map_botocore_error(error: Exception, secret_id: str | None) -> SecretCacheEr
         return SecretAccessDeniedError(
             f"no usable AWS credentials ({name}: {error}) reading secret {secret_id!r}: configure them with "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials or an instance/task "
-            "role, or pass session= / client=",
+            f"role{advice.credentials}",
             secret_id=secret_id,
         )
     if "NoRegionError" in kinds:
         return SecretCacheError(
-            f"no AWS Region configured reading secret {secret_id!r}: pass region_name=, set AWS_REGION or "
+            f"no AWS Region configured reading secret {secret_id!r}: {advice.region}, set AWS_REGION or "
             "AWS_DEFAULT_REGION, or set region in ~/.aws/config",
             secret_id=secret_id,
         )
@@ -179,6 +193,8 @@ class AwsBackend:
     retried against the replica in the next Region in order (an ARN's Region is rewritten, a name is
     reused). Permanent errors (4xx) never fail over. Replica clients use each Region's standard endpoint.
     """
+
+    _advice: ClassVar[Advice] = LIBRARY_ADVICE  # what a configuration error tells its reader to change
 
     def __init__(
         self,
@@ -292,7 +308,7 @@ class AwsBackend:
                 if unreadable is None:
                     if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
                         raise
-                    typed = map_botocore_error(e, secret_id)
+                    typed = map_botocore_error(e, secret_id, self._advice)
                     if not isinstance(typed, SecretUnavailableError) or last:
                         raise typed from e
                     continue
@@ -339,6 +355,14 @@ class AwsBackend:
             values += chunk_values
             errors.update(chunk_errors)
         return values, errors
+
+
+
+class CommandLineAwsBackend(AwsBackend):
+    """``AwsBackend`` as the ``secretcache`` command builds it: a configuration error names the command's
+    options (``--region``), not the library's keywords (``region_name=``, ``session=``)."""
+
+    _advice = COMMAND_LINE_ADVICE
 
 
 def _batch_pages(

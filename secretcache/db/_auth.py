@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._default import default_cache
 from ..errors import SecretCacheError, SecretFormatError, SecretNotFoundError
 from ..model import SecretValue, validate_secret_id
 from ._detect import is_auth_failure
@@ -170,11 +171,7 @@ def auth_stats(secret_id: str, *, cache: SecretCache | None = None) -> AuthStats
 
 
 def _resolve(cache: SecretCache | None) -> SecretCache:
-    if cache is not None:
-        return cache
-    import secretcache
-
-    return secretcache.default_cache()
+    return cache if cache is not None else default_cache()
 
 
 # -- the policy ----------------------------------------------------------------------------------------
