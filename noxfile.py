@@ -6,10 +6,24 @@ import nox
 
 nox.options.sessions = ["ci"]
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = False
+# A Python the matrix names and the machine lacks fails the run; it is never skipped.
+nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+# Every Python `requires-python` (>= 3.10) claims, oldest first. The unit suite runs on each of them, the
+# integration suite (real servers) on the oldest and the newest, lint and types once on the current one.
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+OLDEST, NEWEST = PYTHONS[0], PYTHONS[-1]
+PYTHON = "3.11"  # the current one: lint, typecheck, tests, demo, bench, soak
 PACKAGE = "secretcache"
+
+# What `nox -s ci` runs. `.ci/run` runs the same sessions in these two lanes side by side (2 cores): the
+# suites that use the database servers one after the other (they share MariaDB), beside lint and the unit
+# suite on the Pythons between the oldest and the newest.
+CI_LANES = {
+    "servers": [f"suite-{p}" for p in (OLDEST, NEWEST)],
+    "unit": ["lint", *(f"unit-{p}" for p in PYTHONS if p not in (OLDEST, NEWEST))],
+}
+CI_SESSIONS = [session for lane in CI_LANES.values() for session in lane]
 
 
 def _install(session: nox.Session, extras: str = "dev") -> None:
@@ -19,7 +33,7 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
 
 
 def _lint(session: nox.Session) -> None:
-    session.run("ruff", "check", PACKAGE, "tests", "bench", "examples", "noxfile.py")
+    session.run("ruff", "check", PACKAGE, "tests", "bench", "examples", "tools", "noxfile.py")
     session.run("mypy", "-p", PACKAGE)
     session.run("bandit", "-q", "-r", PACKAGE, "-c", "pyproject.toml")
     _audit(session)
@@ -47,30 +61,43 @@ def _audit(session: nox.Session) -> None:
                      "run `nox -s lint` where PyPI is reachable")
 
 
-def _tests(session: nox.Session) -> None:
-    # Integration tests (real PostgreSQL / MariaDB / moto HTTP server) are part of the run; a
-    # missing server fails them, it never skips them.
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *(session.posargs or ["-q"]))
+def _tests(session: nox.Session, *selection: str) -> None:
+    # Integration tests (real PostgreSQL / MariaDB / moto HTTP server) are part of the run unless the
+    # selection leaves them out; a missing server fails them, it never skips them.
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *selection, *(session.posargs or ["-q"]))
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=False, requires=CI_SESSIONS)
 def ci(session: nox.Session) -> None:
-    """Everything CI checks, in one environment: lint, strict typing, the whole test suite."""
+    """Everything CI checks: lint and strict typing once, the unit suite on every Python we claim and the
+    integration suite on the oldest and the newest (`unit-*` and `suite-*`, run first as requirements)."""
+    session.log("passed: " + ", ".join(CI_SESSIONS))
+
+
+@nox.session(python=PYTHONS)
+def unit(session: nox.Session) -> None:
+    """The unit suite (`-m "not integration"`: no server needed) on one Python, e.g. `nox -s unit-3.12`."""
     _install(session)
-    _lint(session)
+    _tests(session, "-m", "not integration")
+
+
+@nox.session(python=[OLDEST, NEWEST])
+def suite(session: nox.Session) -> None:
+    """The whole suite, unit and integration, on the oldest and the newest Python (one environment each)."""
+    _install(session)
     _tests(session)
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite, integration tests included (pass pytest arguments after `--`)."""
+    """The test suite on the current Python, integration tests included (pass pytest arguments after `--`)."""
     _install(session)
     _tests(session)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff on the code, mypy --strict on the package."""
+    """ruff on the code, mypy --strict on the package, bandit, pip-audit."""
     _install(session)
     _lint(session)
 

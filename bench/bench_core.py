@@ -164,8 +164,8 @@ def checks(r: dict[str, Any]) -> list[dict[str, Any]]:
         check(f"recovery lag after a {outage['recovery']['outage_s']:g} s outage (s)", rec["lag_s"],
               "<= backoff_max 2 s (+ one 50 ms round trip)", rec["recovered"] and rec["lag_s"] <= bound)
         mem = r["memory"][SECRETCACHE]
-        check("memory per cached 1 KiB secret (B)", mem["bytes_per_secret"], "<= 1500",
-              mem["bytes_per_secret"] <= 1500)
+        check("memory per cached 1 KiB secret (B)", mem["bytes_per_secret"], f"<= {sc.MEMORY_TARGET_BYTES}",
+              mem["bytes_per_secret"] <= sc.MEMORY_TARGET_BYTES)
         bounded, cap = mem["bounded"], r["memory"]["max_size"]
         check(f"bounded: entries held after {mem['n']:,} reads with max_size={cap}", bounded["entries_held"],
               f"<= {cap}", bounded["entries_held"] <= cap)

@@ -86,8 +86,8 @@ def world(server: Any, *, master: bool = False) -> Iterator[World]:
     from moto import mock_aws
 
     from secretcache import SecretCache
-    from secretcache._localdb import create_account, drop_account
     from secretcache.config import CacheConfig
+    from secretcache.demo.localdb import create_account, drop_account
     from secretcache.testing import patch_moto_staging_labels
 
     undo = patch_moto_staging_labels()  # moto moves its default version with AWSCURRENT, as AWS does
@@ -398,7 +398,7 @@ def _versions() -> dict[str, str]:
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    from secretcache._localdb import admin_connect, mysql_admin_from_env, start_postgres
+    from secretcache.demo.localdb import admin_connect, mysql_admin_from_env, start_postgres
 
     results: dict[str, Any] = {"meta": {"python": platform.python_version(), "machine": platform.machine(),
                                         "cpus": __import__("os").cpu_count(), "versions": _versions(),

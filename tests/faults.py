@@ -511,7 +511,7 @@ def kill_mysql_connections(admin_connect: Callable[[], Any], user: str) -> int:
 
 
 class PostgresRestarter:
-    """Stop and start a private PostgreSQL cluster (``secretcache._localdb.start_postgres``) on its own port.
+    """Stop and start a private PostgreSQL cluster (``secretcache.demo.localdb.start_postgres``) on its own port.
 
     ``stop()`` ends every connection (``-m fast``) and refuses new ones until ``start()``; the server
     comes back with the same options (read from ``postmaster.opts``), data and passwords.

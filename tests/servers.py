@@ -2,7 +2,7 @@
 
 Load with ``pytest_plugins = ["tests.servers"]`` in conftest.py (or ``-p tests.servers``).
 
-- ``pg_server`` (session): a private scram-sha-256 cluster from ``secretcache._localdb.start_postgres``.
+- ``pg_server`` (session): a private scram-sha-256 cluster from ``secretcache.demo.localdb.start_postgres``.
 - ``mysql_server`` (session): the running MariaDB/MySQL (``SECRETCACHE_TEST_MYSQL_*``,
   default root@127.0.0.1:3306).
 - ``pg_account`` / ``mysql_account``: a fresh user + database per test, dropped afterwards.
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from secretcache._localdb import (
+from secretcache.demo.localdb import (
     DbAccount,
     DbServer,
     create_account,

@@ -32,7 +32,8 @@ from typing import Any
 import pytest
 
 from secretcache import SecretCache, SecretCacheError
-from secretcache._localdb import (
+from secretcache.config import CacheConfig
+from secretcache.demo.localdb import (
     DbAccount,
     DbServer,
     admin_connect,
@@ -41,7 +42,6 @@ from secretcache._localdb import (
     drop_account,
     start_postgres,
 )
-from secretcache.config import CacheConfig
 from secretcache.rotation import MySQLSingleUser, PostgresSingleUser, rotate_secret_now
 from secretcache.rotation.passwords import PasswordPolicy
 from tests.canary import CANARY, canary_value

@@ -16,10 +16,10 @@ import psycopg_pool
 import pytest
 
 from secretcache import SecretCache, SecretFormatError
-from secretcache._localdb import DbAccount, DbServer, set_password
 from secretcache.config import CacheConfig
 from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.db import psycopg as sc_psycopg
+from secretcache.demo.localdb import DbAccount, DbServer, set_password
 from secretcache.testing import InMemoryBackend
 
 SECRET = "app/pg"

@@ -14,10 +14,10 @@ import pymysql
 import pytest
 
 from secretcache import SecretCache
-from secretcache._localdb import DbAccount, DbServer, set_password
 from secretcache.config import CacheConfig
 from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.db import pymysql as sc_pymysql
+from secretcache.demo.localdb import DbAccount, DbServer, set_password
 from secretcache.testing import InMemoryBackend
 
 SECRET = "app/mysql"

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from secretcache import SecretCache
-from secretcache._localdb import DbAccount
 from secretcache.config import CacheConfig
 from secretcache.db import auth_stats
+from secretcache.demo.localdb import DbAccount
 from secretcache.rotation import (
     MySQLAlternatingUsers,
     MySQLSingleUser,

@@ -15,10 +15,10 @@ import sqlalchemy
 from sqlalchemy import exc, pool, text
 
 from secretcache import SecretCache
-from secretcache._localdb import DbAccount, DbServer, set_password
 from secretcache.config import CacheConfig
 from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.db.sqlalchemy import attach, create_async_engine, create_engine
+from secretcache.demo.localdb import DbAccount, DbServer, set_password
 
 SECRET = "app/sa"
 GET = "GetSecretValue"

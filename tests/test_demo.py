@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from secretcache import _demo_support
-from secretcache._localdb import DbAccount, DbServer, admin_connect
+from secretcache.demo import support as demo_support
+from secretcache.demo.localdb import DbAccount, DbServer, admin_connect
 from tests.canary import CANARY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WRAPPER = """
 import os, secrets, sys
 canary = os.environ["DEMO_CANARY"]
-from secretcache import _localdb
+from secretcache.demo import localdb
 from secretcache.rotation import passwords
-_localdb._random_password = lambda length=24: canary + secrets.token_hex(8)
+localdb._random_password = lambda length=24: canary + secrets.token_hex(8)
 passwords.PasswordPolicy.generate = lambda self: canary + secrets.token_hex(8) + "Aa1"
 from secretcache.demo import main
 sys.exit(main(sys.argv[1:]))
@@ -96,7 +96,7 @@ def test_demo_uses_an_admin_dsn_and_leaves_that_server_running(pg_server: DbServ
 
 def test_demo_says_what_it_needs_when_postgres_is_missing() -> None:
     script = WRAPPER.replace("from secretcache.demo import main",
-                             "_localdb._pg_bindir = lambda: None\nfrom secretcache.demo import main")
+                             "localdb._pg_bindir = lambda: None\nfrom secretcache.demo import main")
     proc = subprocess.run([sys.executable, "-c", script, "--rotations", "1"], cwd=ROOT,
                           env={**os.environ, "DEMO_CANARY": CANARY}, capture_output=True, text=True,
                           timeout=60, check=False)
@@ -112,10 +112,10 @@ def test_demo_refuses_a_server_that_accepts_any_password(monkeypatch: pytest.Mon
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(_demo_support, "connect_as", lambda account, password: Connection())
+    monkeypatch.setattr(demo_support, "connect_as", lambda account, password: Connection())
     account = DbAccount("postgres", "127.0.0.1", 5432, "app", f"{CANARY}-pw", "app")
     with pytest.raises(RuntimeError, match="accepted a wrong password") as info:
-        _demo_support._check_passwords_enforced(account)
+        demo_support._check_passwords_enforced(account)
     assert CANARY not in str(info.value)
 
 
@@ -129,6 +129,37 @@ def test_demo_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_redactor_hides_every_known_password() -> None:
-    redact = _demo_support.Redactor()
+    redact = demo_support.Redactor()
     redact.add("Secret0One", None, "abc")  # too short values are ignored, not replaced everywhere
     assert redact("login Secret0One failed for abc") == "login *** failed for abc"
+
+
+def _imports_of_the_demo(path: Path) -> list[tuple[int, bool]]:
+    """(line, at module level) of every import of ``secretcache.demo`` (or below) in one core module."""
+    import ast
+
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module.removesuffix(".__init__")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        if any(t == "secretcache.demo" or t.startswith("secretcache.demo.") for t in targets):
+            found.append((node.lineno, id(node) in top_level))
+    return found
+
+
+def test_nothing_in_the_core_imports_the_demo_but_the_cli_command_on_demand() -> None:
+    core = [p for p in sorted((ROOT / "secretcache").rglob("*.py")) if "demo" not in p.relative_to(ROOT).parts]
+    importers = {str(p.relative_to(ROOT)): found for p in core if (found := _imports_of_the_demo(p))}
+    assert set(importers) == {"secretcache/cli.py"}, importers
+    assert not any(at_module_level for _, at_module_level in importers["secretcache/cli.py"])

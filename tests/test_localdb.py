@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from secretcache import _localdb
-from secretcache._localdb import (
+from secretcache.db._detect import MYSQL_ACCESS_DENIED, is_auth_failure
+from secretcache.demo import localdb
+from secretcache.demo.localdb import (
     DbAccount,
     DbServer,
     connect_as,
@@ -21,7 +22,6 @@ from secretcache._localdb import (
     start_mariadb,
     start_postgres,
 )
-from secretcache.db._detect import MYSQL_ACCESS_DENIED, is_auth_failure
 
 
 def assert_auth_error(engine: str, exc: BaseException) -> None:
@@ -155,7 +155,7 @@ def test_reprs_never_show_passwords() -> None:
 
 
 def test_missing_postgres_binaries_raise_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_localdb, "_pg_bindir", lambda: None)
+    monkeypatch.setattr(localdb, "_pg_bindir", lambda: None)
     with pytest.raises(RuntimeError, match=r"apt-get install postgresql.*--dsn"):
         start_postgres()
 

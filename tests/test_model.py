@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -184,13 +185,48 @@ def test_deeply_nested_json_is_copied_without_recursing_in_python() -> None:
     assert value.field("k").startswith("[[")
 
 
-@pytest.mark.parametrize("text", [
-    '{"k": ' + "[" * 5000 + "]" * 5000 + "}",  # nesting past the parser's limit
-    '{"n": ' + "7" * 5000 + "}",  # an integer past Python's int-from-string limit
-])
-def test_json_the_parser_refuses_is_a_format_error_not_a_crash(text: str) -> None:
-    value = SecretValue("app/odd", secret_string=text)
+# How deep json.loads nests depends on the Python: its C scanner recurses, and each version bounds that
+# recursion differently. 3.10 and 3.11 count it against the interpreter's limit (sys.getrecursionlimit(), 1000
+# by default: about 994 levels parse); 3.12 against the C recursion limit (about 1,500 levels in 3.12.1);
+# 3.13 against a C limit of 10,000 (about 9,998 levels). Per version: (a depth that parses, one that does not).
+# A later Python is held to the oldest behaviour we accept (800 levels parse) and to refusing a million levels.
+JSON_NESTING = {
+    (3, 10): (800, 1_000),
+    (3, 11): (800, 1_000),
+    (3, 12): (1_000, 5_000),
+    (3, 13): (5_000, 20_000),
+}
+NESTING_PARSED, NESTING_REFUSED = JSON_NESTING.get(sys.version_info[:2], (800, 1_000_000))
+# An integer past 4,300 digits: refused by int() since 3.10.7 and 3.11 (sys.set_int_max_str_digits, the
+# CVE-2020-10735 fix); 3.10.0 to 3.10.6 parse it.
+INT_DIGITS_LIMITED = hasattr(sys, "get_int_max_str_digits")
+
+
+def nested(depth: int) -> str:
+    return '{"k": ' + "[" * depth + "]" * depth + "}"
+
+
+def test_json_nesting_this_python_parses_is_served_and_rendered() -> None:
+    value = SecretValue("app/deep", secret_string=nested(NESTING_PARSED))
+    assert value.json()["k"] == value.json()["k"]
+    assert value.field("k") == "[" * NESTING_PARSED + "]" * NESTING_PARSED
+
+
+def test_json_nesting_this_python_refuses_is_a_format_error_not_a_crash() -> None:
+    value = SecretValue("app/odd", secret_string=nested(NESTING_REFUSED))
     for call in (value.json, lambda: value.field("k")):
+        with pytest.raises(SecretFormatError, match="app/odd") as info:
+            call()
+        assert info.value.__cause__ is None
+        assert info.value.__context__ is None
+
+
+def test_a_5000_digit_integer_is_a_format_error_where_python_limits_digits_and_a_value_elsewhere() -> None:
+    value = SecretValue("app/odd", secret_string='{"n": ' + "7" * 5000 + "}")
+    if not INT_DIGITS_LIMITED:
+        assert value.field("n") == "7" * 5000
+        return
+    for call in (value.json, lambda: value.field("n")):
         with pytest.raises(SecretFormatError, match="app/odd") as info:
             call()
         assert info.value.__cause__ is None

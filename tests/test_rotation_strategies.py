@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from secretcache._localdb import DbAccount, DbServer, connect_as, set_password
+from secretcache.demo.localdb import DbAccount, DbServer, connect_as, set_password
 from secretcache.rotation import (
     STEPS,
     DatabaseStrategy,

@@ -1,4 +1,4 @@
-"""``secretcache demo``: database password rotations under load, with zero failed queries, on this machine.
+"""The demo application: database password rotations under load, with zero failed queries, on this machine.
 
 No AWS account: Secrets Manager is moto, in this process. The database is real and checks passwords: a
 throwaway PostgreSQL cluster (scram-sha-256) from the installed server binaries, or the server an admin
@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from ._demo_support import (
+from .support import (
     SECRET_ID,
     Counters,
     Redactor,
@@ -27,7 +27,7 @@ from ._demo_support import (
 )
 
 if TYPE_CHECKING:
-    from .rotation import RotationStrategy
+    from ..rotation import RotationStrategy
 
 __all__ = ["main"]
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _strategy(args: argparse.Namespace) -> tuple[RotationStrategy, str]:
-    from .rotation import MySQLAlternatingUsers, MySQLSingleUser, PostgresAlternatingUsers, PostgresSingleUser
+    from ..rotation import MySQLAlternatingUsers, MySQLSingleUser, PostgresAlternatingUsers, PostgresSingleUser
 
     alternating = args.strategy == "alternating"
     if args.engine == "postgres":
@@ -93,7 +93,7 @@ class _Run:
     def __init__(self, args: argparse.Namespace, store: Store, redact: Redactor, out: TextIO) -> None:
         from sqlalchemy.pool import NullPool
 
-        from .db.sqlalchemy import create_engine
+        from ..db.sqlalchemy import create_engine
 
         self.args, self.store, self.redact = args, store, redact
         self.strategy, url = _strategy(args)
@@ -120,7 +120,7 @@ class _Run:
             self.stop.wait(self.args.window)  # hold the window: old password dead, AWSCURRENT not moved yet
 
     def rotator(self) -> None:
-        from .rotation import rotate_secret_now
+        from ..rotation import rotate_secret_now
 
         try:
             for _ in range(self.args.rotations):
@@ -161,8 +161,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         import sqlalchemy  # noqa: F401  (checked up front: the extras the demo needs)
 
-        from . import rotation  # noqa: F401
-        from .db import sqlalchemy as _  # noqa: F401
+        from .. import rotation  # noqa: F401
+        from ..db import sqlalchemy as _  # noqa: F401
     except ImportError as e:
         print(f"secretcache demo: {e}\nInstall the extras: pip install 'secretcache[all]'", file=sys.stderr)
         return 1
@@ -188,6 +188,3 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             snap = demo.counters.snapshot()
             return 0 if snap.failed == 0 and snap.rotations == args.rotations else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

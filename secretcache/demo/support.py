@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
-from ._localdb import (
+from .localdb import (
     DbAccount,
     DbServer,
     connect_as,
@@ -188,7 +188,7 @@ def _mock_aws() -> Iterator[None]:
     except ImportError:
         raise RuntimeError("the demo runs Secrets Manager in process with moto: "
                            "pip install 'moto[secretsmanager]' (or 'secretcache[demo]')") from None
-    from .testing import patch_moto_staging_labels
+    from ..testing import patch_moto_staging_labels
 
     undo = patch_moto_staging_labels()  # rotation moves AWSCURRENT; plain reads must follow it, as in AWS
     try:
@@ -200,8 +200,8 @@ def _mock_aws() -> Iterator[None]:
 
 def open_store(db: DemoDatabase, redact: Redactor, ttl: float) -> Store:
     """Start moto, store the RDS-shaped secret (and the alternating users' admin secret), build the cache."""
-    from .cache import SecretCache
-    from .config import CacheConfig
+    from ..cache import SecretCache
+    from ..config import CacheConfig
 
     mock = _mock_aws()
     mock.__enter__()
@@ -277,7 +277,7 @@ class Counters:
 
 
 def _figures(counters: Counters, store: Store) -> tuple[Snapshot, Any, Any]:
-    from .db import auth_stats
+    from ..db import auth_stats
 
     return counters.snapshot(), store.cache.stats, auth_stats(SECRET_ID, cache=store.cache)
 
