@@ -1,5 +1,8 @@
 """Core: the state of one cache and the moves between its states, shared by both faces.
 
+Size: one object's state and every move between its states (reads, fetches, prefetch, invalidate,
+fork), kept together so that the invariants below can be checked in one file.
+
 What is cached (entries), what failed (failures, with their backoff), what is being fetched (flights)
 and the counters live here; the rules live in :mod:`._policy`; the threads live in :mod:`._worker`.
 :class:`~secretcache.SecretCache` waits for a flight by blocking, :class:`~secretcache.AsyncSecretCache`

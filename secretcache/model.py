@@ -1,5 +1,8 @@
 """SecretValue (one immutable version of a secret) and SecretRef (the reference forms we accept).
 
+Size: the value type and the four reference grammars it is read by (~440 lines); they share the
+bounded quoting of ids and keys in messages, so they stay together.
+
 Reference forms:
 
 - a secret id: a name (``prod/db``), a full ARN or a partial ARN;

@@ -1,5 +1,8 @@
 """Test helpers for code that uses secretcache: ``InMemoryBackend``, a faithful in-process Secrets Manager.
 
+Size: one fake Secrets Manager (versions and labels, scripted outcomes and faults, gates, a call
+log) and the moto staging-label fix users' tests need beside it; split, every part would import the rest.
+
 ``InMemoryBackend`` keeps versions and staging labels as AWS does (PutSecretValue and
 UpdateSecretVersionStage label moves, AWSPREVIOUS following AWSCURRENT, deletion with a recovery
 window), answers name / full ARN / partial ARN lookups, and raises exactly the typed errors

@@ -1,5 +1,8 @@
 """The rotation policy shared by every database factory: detect, refresh, retry, try AWSPENDING, give up.
 
+Size: the whole policy (detect, refresh, retry, AWSPENDING, pin, give up) and the per-secret state it
+shares, read as one specification; its state is made explicit by the clients issue.
+
 One connect follows DESIGN.md ("Databases"), at most three logins:
 
 1. log in with the cached credentials (AWSCURRENT, or an AWSPENDING version pinned during a rotation);
