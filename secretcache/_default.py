@@ -3,16 +3,19 @@
 The one piece of process-wide state in the package. It lives here, beside :class:`SecretCache` and apart
 from the package face, so that the modules that fall back to it (``inject``, ``env``, ``db._auth``, the
 pytest plugin) import it from here rather than from the package root. Loaded with ``import secretcache``:
-it imports nothing heavy, and the cache itself (with its ``AwsBackend``) is built on first use.
+it imports nothing heavy, and the cache itself (with its ``AwsBackend``) is built on first use. It imports
+``SecretCache`` only when it needs the class, so it sits on the bottom floor of the import graph and the
+modules that import it stay where they are (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cache import SecretCache
+if TYPE_CHECKING:
+    from .cache import SecretCache
 
 __all__ = ["default_cache", "get", "get_secret_binary", "get_secret_json", "get_secret_string", "set_default_cache"]
 
@@ -25,6 +28,8 @@ def default_cache() -> SecretCache:
     global _default
     cache = _default
     if cache is None:
+        from .cache import SecretCache
+
         with _default_lock:
             if _default is None:
                 _default = SecretCache()
@@ -35,6 +40,8 @@ def default_cache() -> SecretCache:
 def set_default_cache(cache: SecretCache | None) -> SecretCache | None:
     """Replace the module-level cache (``None`` resets it to be built lazily again); return the previous one."""
     global _default
+    from .cache import SecretCache
+
     if cache is not None and not isinstance(cache, SecretCache):
         raise TypeError(f"expected a SecretCache, got {type(cache).__name__}")
     with _default_lock:

@@ -94,16 +94,27 @@ def test_demo_uses_an_admin_dsn_and_leaves_that_server_running(pg_server: DbServ
         assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
-def test_demo_says_what_it_needs_when_postgres_is_missing() -> None:
-    script = WRAPPER.replace("from secretcache.demo import main",
-                             "localdb._pg_bindir = lambda: None\nfrom secretcache.demo import main")
-    proc = subprocess.run([sys.executable, "-c", script, "--rotations", "1"], cwd=ROOT,
+def run_patched_demo(patch: str) -> subprocess.CompletedProcess[str]:
+    """The demo with ``--rotations 1``, ``patch`` (Python lines) run just before it starts."""
+    script = WRAPPER.replace("from secretcache.demo import main", f"{patch}\nfrom secretcache.demo import main")
+    return subprocess.run([sys.executable, "-c", script, "--rotations", "1"], cwd=ROOT,
                           env={**os.environ, "DEMO_CANARY": CANARY}, capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+def test_demo_says_what_it_needs_when_postgres_is_missing() -> None:
+    proc = run_patched_demo("localdb._pg_bindir = lambda: None")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "apt-get install postgresql" in proc.stderr
     assert "--dsn" in proc.stderr
     assert "--engine mysql" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_on_a_core_only_install_names_the_demo_extra() -> None:
+    proc = run_patched_demo("sys.modules['sqlalchemy'] = None  # as on a core-only install")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "pip install 'secretcache[demo]'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

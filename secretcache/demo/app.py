@@ -161,10 +161,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         import sqlalchemy  # noqa: F401  (checked up front: the extras the demo needs)
 
-        from .. import rotation  # noqa: F401
         from ..db import sqlalchemy as _  # noqa: F401
+        from ..rotation import rotate_secret_now  # noqa: F401
     except ImportError as e:
-        print(f"secretcache demo: {e}\nInstall the extras: pip install 'secretcache[all]'", file=sys.stderr)
+        print(f"secretcache demo: {e}\nInstall the demo's extras: pip install 'secretcache[demo]'", file=sys.stderr)
         return 1
     print(f"secretcache demo: {args.engine}, {args.strategy}-user rotation, {args.rotations} rotations every "
           f"{args.interval:g}s, {args.workers} workers, cache ttl {args.ttl:g}s", file=out, flush=True)
