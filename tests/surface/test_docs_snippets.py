@@ -24,7 +24,7 @@ import secretcache
 
 pytest_plugins = ["pytester"]
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 PYTHON_PAGES = ["decorators.md", "environment.md", "lambda.md", "compat.md"]
 
 SECRETS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """The examples in examples/: each runs as a script, and their code works against our own fixtures.
 
-(examples/lambda_handler.py is imported cold and invoked in tests/test_lambda.py.)
+(examples/lambda_handler.py is imported cold and invoked in tests/surface/test_lambda.py.)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from secretcache import SecretCache
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 

@@ -24,7 +24,7 @@ from secretcache.errors import SecretCacheError
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXIT_BOUND = 60.0  # seconds: "must not hang", far above the ~2 s the script needs
 JOIN_BOUND = 20.0
 

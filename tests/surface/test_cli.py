@@ -22,7 +22,7 @@ from tests.moto_helpers import moto_server
 
 PY = sys.executable
 TIMEOUT = 60
-REPO = str(Path(__file__).resolve().parent.parent)
+REPO = str(Path(__file__).resolve().parents[2])
 
 
 class Secrets:

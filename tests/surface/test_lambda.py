@@ -27,7 +27,7 @@ from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
 from tests.fakes import FakeClock
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "lambda_handler.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lambda_handler.py"
 GET, BATCH = "GetSecretValue", "BatchGetSecretValue"
 TTL = lambda_config().ttl
 

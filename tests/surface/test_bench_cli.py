@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # moto's HTTP server, real subprocesses
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_cli_benchmark_checks_resolution_and_reports_each_command(tmp_path: Path) -> None:

@@ -213,7 +213,7 @@ def test_the_python_examples_in_docs_databases_md_run(
     import secretcache
     from secretcache.testing import InMemoryBackend
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "databases.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "databases.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
     assert len(blocks) >= 5
     backend = InMemoryBackend({"prod/app/db": json.dumps(pg_account.as_secret()),

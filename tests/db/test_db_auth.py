@@ -2,7 +2,7 @@
 
 The fake database knows one password per user and raises errors shaped like the real drivers'
 (psycopg: OperationalError with ``sqlstate`` None and the message only; PyMySQL: ``args[0] == 1045``).
-The real drivers and servers are exercised in tests/test_db_{psycopg,pymysql,sqlalchemy}.py.
+The real drivers and servers are exercised in tests/db/test_db_{psycopg,pymysql,sqlalchemy}.py.
 """
 
 from __future__ import annotations

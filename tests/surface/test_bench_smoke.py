@@ -19,7 +19,7 @@ from bench._scenarios import MEMORY_TARGET_BYTES
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LIBS = ("secretcache", "official", "powertools")
 BACKOFF_MAX = 2.0
 

@@ -47,7 +47,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning"),  # Python 3.12+: fork with threads
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHILD_BOUND = 30.0  # seconds a child may take before it counts as hung ("must not hang", not a timing)
 READS = ("fork/alpha", "fork/beta", "fork/gamma", "fork/delta")
 

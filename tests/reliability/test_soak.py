@@ -23,7 +23,7 @@ from bench.bench_soak import MEMORY_TOLERANCE
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _soak(backend: str, tmp_path: Path) -> dict[str, Any]:

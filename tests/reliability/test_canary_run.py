@@ -1,7 +1,7 @@
 """The secret-leak canary, beyond log records: reprs of public objects, pytest's ``--showlocals`` tracebacks,
 and the CLI's error paths under faults. (Log records are scanned for the whole suite by ``tests/canary.py``;
 exception messages, traceback locals and test reports by ``tests/canary_checks.py``; the demo's output
-by ``tests/test_demo.py``, whose passwords all carry the canary.)
+by ``tests/surface/test_demo.py``, whose passwords all carry the canary.)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tests.canary_checks import leaking_locals
 from tests.faults import FaultProxy
 from tests.moto_helpers import moto_server
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _shown(obj: object) -> str:

@@ -16,7 +16,7 @@ from secretcache.demo import support as demo_support
 from secretcache.demo.localdb import DbAccount, DbServer, admin_connect
 from tests.canary import CANARY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Runs the demo with every password it creates carrying the canary, so the output can be searched for them.
 WRAPPER = """
