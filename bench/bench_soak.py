@@ -419,7 +419,7 @@ def report(figures: Figures) -> str:
 
 
 PRESETS = {
-    # CI: short runs (a full cycle of the fault plan each), run by tests/test_soak.py.
+    # CI: short runs (a full cycle of the fault plan each), run by tests/reliability/test_soak.py.
     ("ci", "memory"): Plan(seconds=26.0, phase_seconds=1.2, measure_every=2),
     ("ci", "moto"): Plan(backend="moto", seconds=26.0, secrets=60, threads=4, tasks=16, ttl=1.0, swr=0.5,
                          phase_seconds=1.2, rotations_per_s=20.0, think=0.001, measure_every=4),
