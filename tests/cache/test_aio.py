@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,43 +23,11 @@ from secretcache import (
 )
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
+from tests.cache_fixtures import SWR, TTL, config
 from tests.canary import CANARY, canary_value
-from tests.fakes import CountingLock, FakeClock, stop_refresh_workers
+from tests.fakes import CountingLock, FakeClock
 
-
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
-
-
-TTL, SWR, CAP = 60.0, 30.0, 8.0
-
-
-def config(**overrides: Any) -> CacheConfig:
-    fields: dict[str, Any] = dict(
-        ttl=TTL, jitter=0.0, stale_while_revalidate=SWR, backoff_base=1.0, backoff_max=CAP
-    )
-    fields.update(overrides)
-    return CacheConfig(**fields)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def password() -> str:
-    return canary_value("apw")
-
-
-@pytest.fixture
-def store(password: str) -> InMemoryBackend:
-    return InMemoryBackend({
-        "app/db": json.dumps({"username": "app", "password": password, "port": 5432, "nested": {"k": [1]}}),
-        "app/blob": b"\x00\x01" + CANARY.encode(),
-        "app/plain": canary_value("plain"),
-    })
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 @pytest.fixture
@@ -87,7 +55,7 @@ async def test_reads_return_the_stored_values(
     assert value.arn == store.arn("app/db")
     assert json.loads(await cache.get_secret_string("app/db"))["password"] == password
     assert (await cache.get_secret_json("app/db"))["port"] == 5432
-    assert await cache.get_secret_binary("app/blob") == b"\x00\x01" + CANARY.encode()
+    assert await cache.get_secret_binary("app/blob") == CANARY.encode() + b"\x00\xff"
     assert await cache.get("app/db#password") == password
     assert await cache.get("{{resolve:secretsmanager:app/db:SecretString:port}}") == "5432"
     assert await cache.get(f"{store.arn('app/db')}:username::") == "app"

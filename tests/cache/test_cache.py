@@ -26,53 +26,16 @@ from secretcache import (
     SecretNotFoundError,
     SecretValue,
 )
-from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
+from tests.cache_fixtures import SWR, TTL, config
 from tests.canary import CANARY, canary_value
 from tests.fakes import (
     CountingLock,
     FakeClock,
-    stop_refresh_workers,
     wait_until,
 )
 
-
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
-
-
-TTL, SWR = 60.0, 30.0
-
-
-def config(**overrides: Any) -> CacheConfig:
-    fields: dict[str, Any] = dict(
-        ttl=TTL, jitter=0.0, stale_while_revalidate=SWR, backoff_base=1.0, backoff_max=8.0
-    )
-    fields.update(overrides)
-    return CacheConfig(**fields)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def password() -> str:
-    return canary_value("pw")
-
-
-@pytest.fixture
-def store(password: str) -> InMemoryBackend:
-    return InMemoryBackend({
-        "app/api-key": canary_value("api"),
-        "app/db": json.dumps({"username": "app", "password": password, "port": 5432, "ssl": True,
-                              "options": {"a": 1}, "hosts": ["h1", "h2"]}),
-        "app/blob": CANARY.encode() + b"\x00\xff",
-        "app/text": "not json " + CANARY,
-        "app/array": json.dumps([CANARY]),
-    })
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 @pytest.fixture

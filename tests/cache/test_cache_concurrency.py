@@ -8,7 +8,7 @@ import itertools
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,12 +24,9 @@ from secretcache import (
 from secretcache.config import CacheConfig
 from secretcache.model import SecretValue
 from secretcache.testing import InMemoryBackend
-from tests.fakes import run_threads, stop_refresh_workers, wait_until
+from tests.fakes import run_threads, wait_until
 
-
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 KEYS = [f"stress/{i}" for i in range(20)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -24,15 +24,13 @@ from secretcache import AsyncSecretCache, SecretCache
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretCacheError, SecretUnavailableError
 from secretcache.model import SecretValue
-from tests.fakes import run_threads, stop_refresh_workers, wait_until
+from tests.fakes import run_threads, wait_until
 
 NAMES = [f"mono/{i}" for i in range(4)]
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf"
 
 
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 class RotatingBackend:

@@ -37,14 +37,10 @@ from tests.fakes import (
     FakeClock,
     PausingLock,
     run_threads,
-    stop_refresh_workers,
     wait_until,
 )
 
-
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 NAME = "app/db"
@@ -58,11 +54,6 @@ def policy_config(**overrides: object) -> CacheConfig:
     )
     fields.update(overrides)
     return CacheConfig(**fields)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

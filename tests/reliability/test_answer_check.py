@@ -23,7 +23,6 @@ from secretcache.errors import SecretCacheError, SecretUnavailableError
 from secretcache.model import SecretValue
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
-from tests.fakes import stop_refresh_workers
 from tests.faults import FaultProxy
 from tests.moto_helpers import moto_server_fixture
 
@@ -34,9 +33,7 @@ RENAMED = ("Name", "ARN")  # the right value under another secret's name
 ARN_ONLY = ("ARN",)
 
 
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 def _config() -> CacheConfig:

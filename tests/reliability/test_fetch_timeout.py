@@ -26,7 +26,6 @@ from secretcache.config import CacheConfig
 from secretcache.errors import SecretUnavailableError
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
-from tests.fakes import stop_refresh_workers
 from tests.faults import FaultProxy
 from tests.moto_helpers import moto_server_fixture
 
@@ -38,9 +37,7 @@ HANG_BOUND = 60.0  # a reader still waiting after this has hung: the test fails 
 moto_url = moto_server_fixture("module")
 
 
-@pytest.fixture(autouse=True)
-def _no_refresh_workers_left() -> Iterator[None]:
-    yield from stop_refresh_workers()
+pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
 
 
 def _config(fetch_timeout: float = FETCH_TIMEOUT) -> CacheConfig:

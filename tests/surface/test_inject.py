@@ -31,11 +31,6 @@ TTL = 60.0
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def password() -> str:
     return canary_value("pw")
 

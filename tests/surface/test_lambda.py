@@ -32,11 +32,6 @@ GET, BATCH = "GetSecretValue", "BatchGetSecretValue"
 TTL = lambda_config().ttl
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def import_cold(path: Path = EXAMPLE) -> types.ModuleType:
     """Import ``path`` as a brand-new module, as Lambda does in a new execution environment."""
     spec = importlib.util.spec_from_file_location(f"lambda_function_{uuid.uuid4().hex}", path)
