@@ -1,11 +1,11 @@
-"""AsyncSecretCache: the same API as coroutines, the same policy object, never blocking the event loop."""
+"""AsyncSecretCache: the same API as coroutines, the same policy object, never blocking the event loop.
+
+The behaviour it shares with SecretCache runs on both faces in test_faces.py; here is what is async's own."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,10 +14,7 @@ import secretcache._core
 from secretcache import (
     AsyncSecretCache,
     CacheEvent,
-    InvalidReferenceError,
     SecretCache,
-    SecretFormatError,
-    SecretNotFoundError,
     SecretThrottledError,
     SecretUnavailableError,
 )
@@ -25,15 +22,9 @@ from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.cache_fixtures import SWR, TTL, config
 from tests.canary import CANARY, canary_value
-from tests.fakes import CountingLock, FakeClock
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.usefixtures("no_refresh_workers_left")
-
-
-@pytest.fixture
-async def cache(store: InMemoryBackend, clock: FakeClock) -> AsyncIterator[AsyncSecretCache]:
-    async with AsyncSecretCache(store, config=config(), timer=clock) as c:
-        yield c
 
 
 async def wait_for(predicate: Any, what: str = "condition") -> None:
@@ -46,118 +37,6 @@ async def wait_for(predicate: Any, what: str = "condition") -> None:
 
 
 # -- the API --------------------------------------------------------------------------------------
-
-async def test_reads_return_the_stored_values(
-    cache: AsyncSecretCache, store: InMemoryBackend, password: str
-) -> None:
-    value = await cache.get_secret_value("app/db")
-    assert value.name == "app/db"
-    assert value.arn == store.arn("app/db")
-    assert json.loads(await cache.get_secret_string("app/db"))["password"] == password
-    assert (await cache.get_secret_json("app/db"))["port"] == 5432
-    assert await cache.get_secret_binary("app/blob") == CANARY.encode() + b"\x00\xff"
-    assert await cache.get("app/db#password") == password
-    assert await cache.get("{{resolve:secretsmanager:app/db:SecretString:port}}") == "5432"
-    assert await cache.get(f"{store.arn('app/db')}:username::") == "app"
-    url = await cache.get("pg://{{resolve:secretsmanager:app/db:SecretString:username}}:"
-                          "{{resolve:secretsmanager:app/db:SecretString:password}}@h/db")
-    assert url == f"pg://app:{password}@h/db"
-    assert store.calls["GetSecretValue"] == 3
-
-
-async def test_versions_are_separate_entries_and_version_ids_never_expire(
-    cache: AsyncSecretCache, store: InMemoryBackend, clock: FakeClock
-) -> None:
-    old_id = next(iter(store.version_stages("app/db")))
-    store.rotate("app/db", json.dumps({"password": "rotated"}))
-    assert (await cache.get_secret_json("app/db"))["password"] == "rotated"
-    previous = await cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
-    by_id = await cache.get_secret_value("app/db", version_id=old_id)
-    assert previous.version_id == by_id.version_id == old_id
-    clock.advance(10 * 365 * 86400.0)
-    assert await cache.get_secret_value("app/db", version_id=old_id) is by_id
-    assert store.calls["GetSecretValue"] == 3
-
-
-async def test_hits_take_no_lock_and_return_the_same_object(cache: AsyncSecretCache) -> None:
-    first = await cache.get_secret_value("app/db")
-    counting = CountingLock(cache._core._lock)
-    cache._core._lock = counting  # type: ignore[assignment]
-    for _ in range(100):
-        assert await cache.get_secret_value("app/db") is first
-        assert await cache.get_secret_value("app/db", version_stage="AWSCURRENT") is first
-        await cache.get("app/db#password")
-        await cache.get_secret_string("app/db")
-    assert counting.acquired == 0
-    assert cache.stats.hits == 400
-
-
-async def test_mutating_a_returned_json_mapping_never_changes_the_cache(cache: AsyncSecretCache) -> None:
-    first = await cache.get_secret_json("app/db")
-    first["nested"]["k"].append(2)  # type: ignore[index]
-    first["port"] = 1  # type: ignore[index]
-    again = await cache.get_secret_json("app/db")
-    assert again["nested"] == {"k": [1]}
-    assert again["port"] == 5432
-
-
-async def test_errors_are_the_same_typed_errors(cache: AsyncSecretCache) -> None:
-    with pytest.raises(SecretFormatError):
-        await cache.get_secret_string("app/blob")
-    with pytest.raises(SecretFormatError):
-        await cache.get_secret_binary("app/db")
-    with pytest.raises(SecretFormatError, match="nope"):
-        await cache.get("app/db#nope")
-    with pytest.raises(SecretNotFoundError):
-        await cache.get_secret_string("app/missing")
-    for bad in (None, 3, ["app/db"], "", "bad id"):
-        with pytest.raises(InvalidReferenceError):
-            await cache.get_secret_value(bad)  # type: ignore[arg-type]
-        with pytest.raises(InvalidReferenceError):
-            await cache.get(bad)  # type: ignore[arg-type]
-    with pytest.raises(InvalidReferenceError):
-        await cache.get_secret_value("app/db", version_id=7)  # type: ignore[arg-type]
-
-
-async def test_refresh_fetches_now_and_invalidate_drops(
-    cache: AsyncSecretCache, store: InMemoryBackend
-) -> None:
-    await cache.get_secret_string("app/plain")
-    store.rotate("app/plain", "second")
-    assert (await cache.refresh("app/plain")).secret_string == "second"
-    assert await cache.get_secret_string("app/plain") == "second"
-    cache.invalidate("app/plain")
-    await cache.get_secret_string("app/plain")
-    cache.invalidate()
-    await cache.get_secret_string("app/plain")
-    assert store.calls["GetSecretValue"] == 4
-
-
-async def test_mark_stale_makes_the_next_read_refresh(
-    cache: AsyncSecretCache, store: InMemoryBackend
-) -> None:
-    await cache.get_secret_string("app/plain")
-    store.rotate("app/plain", "second")
-    cache.mark_stale()
-    assert await cache.get_secret_string("app/plain") == "second"
-
-
-async def test_prefetch_batches_and_falls_back(clock: FakeClock) -> None:
-    store = InMemoryBackend({f"k/{i}": f"v{i}" for i in range(30)})
-    cache = AsyncSecretCache(store, config=config(), timer=clock)
-    assert await cache.prefetch([f"k/{i}" for i in range(30)]) == {}
-    assert store.calls["BatchGetSecretValue"] == 2
-    assert await cache.get_secret_string("k/29") == "v29"
-    assert store.calls["GetSecretValue"] == 0
-    denied = InMemoryBackend({"a": "1"})
-    denied.deny_batch = True
-    other = AsyncSecretCache(denied, config=config(), timer=clock)
-    failures = await other.prefetch(["a", "missing"])
-    assert list(failures) == ["missing"]
-    assert denied.calls["GetSecretValue"] == 2
-    with pytest.raises(TypeError):
-        await other.prefetch("a")
-
 
 async def test_stats_and_events(clock: FakeClock) -> None:
     backend = InMemoryBackend({"a": canary_value("ev")})
@@ -181,15 +60,6 @@ async def test_async_and_thread_faces_share_one_policy_implementation(store: InM
     thread_cache = SecretCache(store)
     assert type(async_cache._core) is type(thread_cache._core) is secretcache._core.Core
     assert async_cache.config == thread_cache.config == CacheConfig()
-
-
-async def test_constructor_rejects_wrong_arguments(store: InMemoryBackend) -> None:
-    with pytest.raises(TypeError):
-        AsyncSecretCache(object())  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        AsyncSecretCache(store, config={"ttl": 1})  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        AsyncSecretCache(store, client=object())  # type: ignore[arg-type]
 
 
 # -- policy through the async face ------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """SecretCache: the hit path, reads and references, versions, bad input, invalidate/LRU/mark_stale,
-stats and events, prefetch, lifecycle. Policy details (SWR, backoff, stale-if-error) are in
-test_cache_policy.py; concurrency in test_cache_concurrency.py."""
+stats and events, prefetch, lifecycle. What it shares with AsyncSecretCache (typed reads, reference forms,
+format and input errors, versions, invalidate, mark_stale, prefetch) runs on both faces in test_faces.py.
+Policy details (SWR, backoff, stale-if-error) are in test_cache_policy.py; concurrency in
+test_cache_concurrency.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -85,14 +86,6 @@ def test_hit_path_takes_no_lock(store: InMemoryBackend, clock: FakeClock, label:
         assert sum(e.kind == "hit" for e in events) == 200
 
 
-def test_hit_returns_the_same_value_object_without_copying(cache: SecretCache) -> None:
-    first = cache.get_secret_value("app/db")
-    assert all(cache.get_secret_value("app/db") is first for _ in range(10))
-    assert cache.get_secret_value("app/db", version_stage="AWSCURRENT") is first
-    assert cache.get_secret_string("app/db") is first.secret_string
-    assert cache.get_secret_binary("app/blob") is cache.get_secret_value("app/blob").secret_binary
-
-
 class _NoEnviron(Mapping[str, str]):
     """An environment that fails the test on any read."""
 
@@ -154,78 +147,11 @@ def test_against_moto_only_get_secret_value_is_called_once_per_refresh(clock: Fa
 
 # -- reads and reference forms ----------------------------------------------------------------------
 
-def test_typed_reads_return_the_stored_value(
-    cache: SecretCache, store: InMemoryBackend, password: str
-) -> None:
-    assert json.loads(cache.get_secret_string("app/db"))["password"] == password
-    assert cache.get_secret_binary("app/blob") == CANARY.encode() + b"\x00\xff"
-    assert cache.get_secret_json("app/db")["password"] == password
-    value = cache.get_secret_value("app/db")
-    assert value.name == "app/db"
-    assert value.arn == store.arn("app/db")
-    assert value.version_stages == ("AWSCURRENT",)
-    assert value.version_id
-    assert value.created_date is not None
-
-
-def test_get_resolves_every_reference_form(cache: SecretCache, store: InMemoryBackend, password: str) -> None:
-    arn = store.arn("app/db")
-    partial = arn[:-7]
-    previous = json.dumps({"password": "previous-" + password})
-    store.rotate("app/db", previous)
-    store.rotate("app/db", json.dumps({"password": password, "port": 5432}))
-    assert cache.get("app/db#password") == password
-    assert cache.get("app/db#port") == "5432"  # non-string JSON rendered as JSON
-    assert cache.get(f"{arn}#password") == password
-    assert cache.get(f"{partial}#password") == password
-    assert cache.get(f"{arn}:password::") == password  # ECS valueFrom
-    assert cache.get(f"{arn}:password:AWSPREVIOUS:") == "previous-" + password
-    assert cache.get("{{resolve:secretsmanager:app/db:SecretString:password}}") == password
-    previous_ref = "{{resolve:secretsmanager:app/db:SecretString:password:AWSPREVIOUS}}"
-    assert cache.get(previous_ref) == "previous-" + password
-    vid = next(v for v, s in store.version_stages("app/db").items() if "AWSPREVIOUS" in s)
-    by_version = f"{{{{resolve:secretsmanager:{arn}:SecretString:password::{vid}}}}}"
-    assert cache.get(by_version) == "previous-" + password
-    url = ("postgres://app:{{resolve:secretsmanager:app/db:SecretString:password}}@db:"
-           "{{resolve:secretsmanager:app/db:SecretString:port}}/app")
-    assert cache.get(url) == f"postgres://app:{password}@db:5432/app"
-    assert cache.get("app/api-key").startswith(CANARY)
-
-
 def test_json_key_values_render_as_json(store: InMemoryBackend, clock: FakeClock) -> None:
     shape = {"n": 1000000, "t": True, "o": {"a": 1}, "l": [1, "x"], "z": None}
     store.put_secret("app/shape", json.dumps(shape))
     cache = SecretCache(store, config=config(), timer=clock)
     assert [cache.get(f"app/shape#{k}") for k in "ntolz"] == ["1000000", "true", '{"a":1}', '[1,"x"]', "null"]
-
-
-FORMAT_ERRORS = [
-    ("binary as string", lambda c: c.get_secret_string("app/blob"), "app/blob"),
-    ("binary via get", lambda c: c.get("app/blob"), "app/blob"),
-    ("string as binary", lambda c: c.get_secret_binary("app/db"), "app/db"),
-    ("not JSON", lambda c: c.get_secret_json("app/text"), "app/text"),
-    ("JSON key of non-JSON", lambda c: c.get("app/text#password"), "app/text"),
-    ("JSON array", lambda c: c.get_secret_json("app/array"), "app/array"),
-    ("JSON key of an array", lambda c: c.get("app/array#0"), "app/array"),
-    ("missing key", lambda c: c.get("app/db#passwd"), "passwd"),
-    ("JSON of binary", lambda c: c.get_secret_json("app/blob"), "app/blob"),
-]
-
-
-@pytest.mark.parametrize(("label", "read", "named"), FORMAT_ERRORS, ids=[f[0] for f in FORMAT_ERRORS])
-def test_wrong_value_shape_raises_format_error_naming_the_secret_never_the_value(
-    cache: SecretCache, label: str, read: Any, named: str
-) -> None:
-    with pytest.raises(SecretFormatError) as info:
-        read(cache)
-    error = info.value
-    assert named in str(error)
-    formatted = "".join(traceback.format_exception(error))
-    assert CANARY not in str(error)
-    assert CANARY not in repr(error)
-    assert CANARY not in formatted
-    with pytest.raises(SecretFormatError):  # a format error is not a backend failure: the value stays cached
-        read(cache)
 
 
 def test_invalid_json_error_names_the_position_and_breaks_the_chain(cache: SecretCache) -> None:
@@ -261,36 +187,6 @@ def test_format_errors_do_not_make_the_cache_fetch_again(cache: SecretCache, sto
 
 # -- versions -----------------------------------------------------------------------------------------
 
-def test_stages_and_version_ids_are_separate_entries(cache: SecretCache, store: InMemoryBackend) -> None:
-    old_id = next(iter(store.version_stages("app/db")))
-    new_id = store.rotate("app/db", json.dumps({"password": canary_value("rotated")}))
-    current = cache.get_secret_value("app/db")
-    previous = cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
-    by_id = cache.get_secret_value("app/db", version_id=old_id)
-    assert current.version_id == new_id
-    assert previous.version_id == old_id
-    assert by_id.version_id == old_id
-    assert previous is not by_id  # different keys, different entries
-    assert gets(store) == 3
-    for _ in range(5):
-        assert cache.get_secret_value("app/db") is current
-        assert cache.get_secret_value("app/db", version_stage="AWSPREVIOUS") is previous
-        assert cache.get_secret_value("app/db", version_id=old_id) is by_id
-        assert cache.get_secret_value("app/db", version_stage="AWSCURRENT") is current  # same key as default
-    assert gets(store) == 3
-
-
-def test_version_id_entries_never_expire(
-    cache: SecretCache, store: InMemoryBackend, clock: FakeClock
-) -> None:
-    vid = next(iter(store.version_stages("app/db")))
-    first = cache.get_secret_value("app/db", version_id=vid)
-    cache.mark_stale()
-    clock.advance(10 * 365 * 86400.0)
-    assert cache.get_secret_value("app/db", version_id=vid) is first
-    assert gets(store) == 1
-
-
 def test_version_id_entries_are_evicted_only_by_lru(store: InMemoryBackend, clock: FakeClock) -> None:
     cache = SecretCache(store, config=config(max_size=2), timer=clock)
     vid = next(iter(store.version_stages("app/db")))
@@ -313,81 +209,7 @@ def test_configured_default_stage_is_read_when_none_is_given(
     assert cache.get_secret_value("app/db", version_stage="AWSCURRENT").version_stages == ("AWSCURRENT",)
 
 
-@pytest.mark.parametrize("read_by_version", [False, True])
-def test_mutating_a_returned_json_mapping_never_changes_the_cache(
-    cache: SecretCache, store: InMemoryBackend, password: str, read_by_version: bool
-) -> None:
-    kwargs = {"version_id": next(iter(store.version_stages("app/db")))} if read_by_version else {}
-    first = cache.get_secret_json("app/db", **kwargs)
-    first["password"] = "changed"  # type: ignore[index]
-    first["options"]["a"] = 2  # type: ignore[index]
-    first["hosts"].append("h3")  # type: ignore[index]
-    del first["username"]  # type: ignore[attr-defined]
-    again = cache.get_secret_json("app/db", **kwargs)
-    assert again["password"] == password
-    assert again["options"] == {"a": 1}
-    assert again["hosts"] == ["h1", "h2"]
-    assert again["username"] == "app"
-    assert cache.get("app/db#password") == password
-    assert again is not cache.get_secret_json("app/db", **kwargs)
-
-
 # -- bad input ----------------------------------------------------------------------------------------
-
-BAD_IDS: list[Any] = [
-    None, 42, 4.2, ["app/db"], ("app/db",), b"app/db", {"id": "x"}, "", "has space", "bad!char", "x" * 513,
-    "arn:aws:secretsmanager:us-east-1:12345:secret:short-account",
-    "arn:aws:s3:::bucket", "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
-]
-
-
-@pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
-@pytest.mark.parametrize("method", ["get_secret_value", "get_secret_string", "get_secret_binary",
-                                    "get_secret_json", "refresh"])
-def test_a_malformed_secret_id_raises_invalid_reference_error(cache: SecretCache, store: InMemoryBackend,
-                                                              method: str, bad: Any) -> None:
-    with pytest.raises(InvalidReferenceError) as info:
-        getattr(cache, method)(bad)
-    assert isinstance(info.value, ValueError)
-    assert gets(store) == 0
-
-
-BAD_REFERENCES: list[Any] = [
-    *BAD_IDS,
-    "app/db#",
-    "#key",
-    "{{resolve:secretsmanager:}}",
-    "{{resolve:secretsmanager:app/db:SecretBinary}}",
-    "{{resolve:secretsmanager:app/db:SecretString:k:AWSCURRENT:v1:extra}}",
-    "{{resolve:secretsmanager:app/db:SecretString:k:AWSCURRENT:vid}}",
-    "{{resolve:ssm:param}}",
-    "prefix {{resolve:secretsmanager:app/db",
-    "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db:key",
-    "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db:key:AWSCURRENT:vid",
-]
-
-
-@pytest.mark.parametrize("bad", BAD_REFERENCES, ids=repr)
-def test_a_malformed_reference_raises_invalid_reference_error_naming_it(cache: SecretCache, bad: Any) -> None:
-    with pytest.raises(InvalidReferenceError) as info:
-        cache.get(bad)
-    if isinstance(bad, str) and bad and len(bad) < 100:
-        assert bad in str(info.value) or repr(bad)[1:-1] in str(info.value)
-
-
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"version_id": 5}, "version_id"), ({"version_id": ""}, "version_id"),
-    ({"version_id": ["v"]}, "version_id"),
-    ({"version_stage": 0}, "version_stage"), ({"version_stage": ""}, "version_stage"),
-    ({"version_stage": None, "version_id": b"v"}, "version_id"),
-])
-def test_a_malformed_version_argument_raises_invalid_reference_error(
-    cache: SecretCache, store: InMemoryBackend, kwargs: dict[str, Any], named: str
-) -> None:
-    with pytest.raises(InvalidReferenceError, match=named):
-        cache.get_secret_value("app/db", **kwargs)
-    assert gets(store) == 0
-
 
 def test_a_long_pasted_reference_is_shown_bounded(cache: SecretCache) -> None:
     blob = "!" + "x" * 5000  # a reference is no secret, but a pasted blob must not flood the message
@@ -397,58 +219,7 @@ def test_a_long_pasted_reference_is_shown_bounded(cache: SecretCache) -> None:
     assert "!xxx" in str(info.value)
 
 
-def test_constructor_rejects_wrong_arguments(store: InMemoryBackend) -> None:
-    with pytest.raises(TypeError, match="SecretsBackend"):
-        SecretCache(object())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="CacheConfig"):
-        SecretCache(store, config={"ttl": 1})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="client"):
-        SecretCache(store, client=object())  # type: ignore[arg-type]
-
-
-def test_prefetch_rejects_a_single_string_and_bad_ids(cache: SecretCache, store: InMemoryBackend) -> None:
-    with pytest.raises(TypeError):
-        cache.prefetch("app/db")
-    with pytest.raises(InvalidReferenceError):
-        cache.prefetch(["app/db", None])  # type: ignore[list-item]
-    assert store.calls["BatchGetSecretValue"] == 0
-
-
 # -- invalidate, LRU, mark_stale ---------------------------------------------------------------------------
-
-def prime_versions(cache: SecretCache, store: InMemoryBackend) -> str:
-    old_id = next(iter(store.version_stages("app/db")))
-    store.rotate("app/db", json.dumps({"password": canary_value("r")}))
-    cache.get_secret_value("app/db")
-    cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
-    cache.get_secret_value("app/db", version_id=old_id)
-    cache.get_secret_string("app/api-key")
-    return old_id
-
-
-def test_invalidate_one_secret_drops_every_stage_and_version_of_it_only(
-    cache: SecretCache, store: InMemoryBackend
-) -> None:
-    old_id = prime_versions(cache, store)
-    assert gets(store) == 4
-    cache.invalidate("app/db")
-    cache.get_secret_string("app/api-key")
-    assert gets(store) == 4
-    cache.get_secret_value("app/db")
-    cache.get_secret_value("app/db", version_stage="AWSPREVIOUS")
-    cache.get_secret_value("app/db", version_id=old_id)
-    assert gets(store) == 7
-
-
-def test_invalidate_everything(cache: SecretCache, store: InMemoryBackend) -> None:
-    old_id = prime_versions(cache, store)
-    cache.invalidate()
-    cache.get_secret_value("app/db")
-    cache.get_secret_value("app/db", version_id=old_id)
-    cache.get_secret_string("app/api-key")
-    assert gets(store) == 7
-    cache.invalidate("never/cached")  # unknown ids are fine
-
 
 def test_invalidate_also_forgets_a_failure(clock: FakeClock) -> None:
     backend = InMemoryBackend({"app/x": "v"})
@@ -517,19 +288,6 @@ def test_entries_never_exceed_max_size(store: InMemoryBackend, clock: FakeClock)
         assert cache.get_secret_string(f"bulk/{i}") == f"v{i}"
         assert len(cache._core.entries) <= 7
         clock.advance(0.5)
-
-
-def test_mark_stale_makes_the_next_read_refresh_and_wait(
-    cache: SecretCache, store: InMemoryBackend, clock: FakeClock
-) -> None:
-    cache.get_secret_string("app/api-key")
-    new = canary_value("new")
-    store.rotate("app/api-key", new)
-    cache.mark_stale()
-    assert cache.get_secret_string("app/api-key") == new  # not the cached value: a blocking refresh
-    assert gets(store) == 2
-    assert cache.get_secret_string("app/api-key") == new
-    assert gets(store) == 2
 
 
 # -- stats, events, repr -------------------------------------------------------------------------------------
@@ -611,17 +369,6 @@ def bulk_store(n: int) -> InMemoryBackend:
     return InMemoryBackend({f"bulk/{i}": f"value-{i}" for i in range(n)})
 
 
-def test_prefetch_uses_batches_of_20_and_then_serves_from_the_cache(clock: FakeClock) -> None:
-    store = bulk_store(45)
-    cache = SecretCache(store, config=config(), timer=clock)
-    ids = [f"bulk/{i}" for i in range(45)]
-    assert cache.prefetch(ids) == {}
-    assert store.calls["BatchGetSecretValue"] == 3
-    assert store.calls["GetSecretValue"] == 0
-    assert [cache.get_secret_string(i) for i in ids] == [f"value-{i}" for i in range(45)]
-    assert store.calls["GetSecretValue"] == 0
-
-
 def test_prefetch_follows_pages_within_a_chunk(clock: FakeClock) -> None:
     store = bulk_store(20)
     store.batch_page_size = 7
@@ -644,19 +391,6 @@ def test_prefetch_returns_per_secret_errors_by_id(clock: FakeClock) -> None:
     assert failures["missing"].secret_id == "missing"
     assert cache.get_secret_string("bulk/1") == "value-1"
     assert store.calls["GetSecretValue"] == 0
-
-
-def test_prefetch_falls_back_to_one_get_per_secret_when_the_batch_call_is_denied(clock: FakeClock) -> None:
-    store = bulk_store(25)
-    store.deny_batch = True
-    cache = SecretCache(store, config=config(), timer=clock)
-    failures = cache.prefetch([*(f"bulk/{i}" for i in range(25)), "missing"])
-    assert list(failures) == ["missing"]
-    assert isinstance(failures["missing"], SecretNotFoundError)
-    assert store.calls["BatchGetSecretValue"] == 1
-    assert store.calls["GetSecretValue"] == 26
-    assert cache.get_secret_string("bulk/24") == "value-24"
-    assert store.calls["GetSecretValue"] == 26
 
 
 def test_prefetch_by_arn_and_partial_arn_serves_reads_by_the_same_ids(clock: FakeClock) -> None:
