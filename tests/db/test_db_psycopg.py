@@ -3,67 +3,29 @@
 Secrets live in an InMemoryBackend (its call counter is the API-call count); rotations here are done by
 hand (AWSPENDING put, password changed as admin, AWSCURRENT moved); the rotation framework drives the
 load tests in test_db_rotation_load.py.
+What every factory does alike is in test_db_drivers.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import psycopg
 import psycopg_pool
 import pytest
 
-from secretcache import SecretCache, SecretFormatError
-from secretcache.config import CacheConfig
-from secretcache.db import AuthStats, auth_stats, is_auth_failure
+from secretcache import SecretFormatError
+from secretcache.db import auth_stats, is_auth_failure
 from secretcache.db import psycopg as sc_psycopg
-from secretcache.demo.localdb import DbAccount, DbServer, set_password
-from secretcache.testing import InMemoryBackend
+from secretcache.demo.localdb import DbAccount, DbServer
+from tests.db.conftest import MakeSetup, Setup
 
 SECRET = "app/pg"
-GET = "GetSecretValue"
-
-
-class Setup:
-    """One account's secret in an InMemoryBackend behind a SecretCache with a ttl far longer than the test."""
-
-    def __init__(self, server: DbServer, account: DbAccount) -> None:
-        self.server, self.account = server, account
-        self.backend = InMemoryBackend()
-        self.current = self.backend.put_secret(SECRET, json.dumps(account.as_secret()))
-        self.cache = SecretCache(self.backend, config=CacheConfig(ttl=3600))
-        self.passwords = [account.password]
-
-    @property
-    def calls(self) -> int:
-        return self.backend.calls[GET]
-
-    def begin_single_user_rotation(self, password: str) -> str:
-        """createSecret + setSecret: AWSPENDING and the database have ``password``, AWSCURRENT does not."""
-        self.passwords.append(password)
-        pending = self.backend.put_secret(SECRET, json.dumps(self.account.as_secret(password=password)),
-                                          stages=("AWSPENDING",))
-        set_password(self.server, self.account.username, password)
-        return pending
-
-    def finish(self, version_id: str) -> None:
-        self.backend.update_version_stage(SECRET, "AWSCURRENT", move_to_version_id=version_id,
-                                          remove_from_version_id=self.current)
-        self.current = version_id
-
-    def assert_no_password(self, *texts: str) -> None:
-        for text in texts:
-            for password in self.passwords:
-                assert password not in text
 
 
 @pytest.fixture
-def pg(pg_server: DbServer, pg_account: DbAccount) -> Iterator[Setup]:
-    setup = Setup(pg_server, pg_account)
-    yield setup
-    setup.cache.close()
+def pg(make_setup: MakeSetup, pg_server: DbServer, pg_account: DbAccount) -> Setup:
+    return make_setup(pg_server, pg_account, SECRET)
 
 
 def current_user(conn: psycopg.Connection) -> str:
@@ -73,7 +35,6 @@ def current_user(conn: psycopg.Connection) -> str:
 
 
 # -- detection on the real server ----------------------------------------------------------------------
-
 
 def test_a_real_wrong_password_is_an_auth_failure_without_sqlstate(pg: Setup) -> None:
     a = pg.account
@@ -98,15 +59,6 @@ def test_real_non_auth_errors_are_not_auth_failures(pg: Setup) -> None:
 
 # -- the factory ---------------------------------------------------------------------------------------
 
-
-def test_connect_takes_everything_from_the_secret(pg: Setup) -> None:
-    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:
-        assert current_user(conn) == pg.account.username
-        row = conn.execute("SELECT current_database()").fetchone()
-        assert row == (pg.account.dbname,)
-    assert pg.calls == 1
-
-
 def test_explicit_arguments_win_over_the_secret(pg: Setup) -> None:
     with sc_psycopg.connect(SECRET, cache=pg.cache, dbname="postgres", autocommit=True) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("postgres",)
@@ -125,72 +77,7 @@ def test_an_rds_managed_secret_needs_the_host_from_the_caller(pg: Setup) -> None
         assert current_user(conn) == a.username
 
 
-def test_unknown_database_fails_at_once_without_refresh(pg: Setup) -> None:
-    sc_psycopg.connect(SECRET, cache=pg.cache).close()
-    with pytest.raises(psycopg.OperationalError, match="does not exist"):
-        sc_psycopg.connect(SECRET, cache=pg.cache, dbname="sc_nope_db")
-    assert pg.calls == 1
-    assert auth_stats(SECRET, cache=pg.cache).auth_failures == 0
-
-
-def test_a_down_server_fails_at_once_without_refresh(pg: Setup) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    pg.backend.put_secret(SECRET, json.dumps(pg.account.as_secret(port=closed_port)))
-    with pytest.raises(psycopg.OperationalError, match="refused") as info:
-        sc_psycopg.connect(SECRET, cache=pg.cache, connect_timeout=5)
-    assert not is_auth_failure(info.value)
-    assert pg.calls == 1
-    assert auth_stats(SECRET, cache=pg.cache) == AuthStats()
-
-
-def test_the_single_user_window_is_crossed_with_awspending(pg: Setup) -> None:
-    held = sc_psycopg.connect(SECRET, cache=pg.cache)
-    pending = pg.begin_single_user_rotation("pw1RotatedXyz")
-
-    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:  # AWSCURRENT's password is dead already
-        assert current_user(conn) == pg.account.username
-    stats = auth_stats(SECRET, cache=pg.cache)
-    assert (stats.auth_failures, stats.refreshes, stats.pending_fetches, stats.pending_logins) == (1, 1, 1, 1)
-    assert held.execute("SELECT 1").fetchone() == (1,)  # opened before the rotation: still works
-
-    calls = pg.calls
-    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:  # pinned: one login, no API call
-        conn.execute("SELECT 1")
-    assert pg.calls == calls
-    assert auth_stats(SECRET, cache=pg.cache).auth_failures == 1
-
-    pg.finish(pending)
-    pg.cache.refresh(SECRET)
-    with sc_psycopg.connect(SECRET, cache=pg.cache) as conn:
-        conn.execute("SELECT 1")
-    assert auth_stats(SECRET, cache=pg.cache).auth_failures == 1
-    held.close()
-
-
-def test_a_wrong_password_fails_fast_with_psycopgs_error(pg: Setup, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    pg.passwords.append("DbOnlyPassword123")
-    set_password(pg.server, pg.account.username, "DbOnlyPassword123")
-
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed") as info:
-        sc_psycopg.connect(SECRET, cache=pg.cache)
-
-    error = info.value
-    assert type(error) is psycopg.OperationalError
-    assert any(repr(SECRET) in note for note in error.__notes__)
-    stats = auth_stats(SECRET, cache=pg.cache)
-    assert stats.auth_failures <= 3
-    assert stats.gave_up == 1
-    assert pg.calls <= 3  # cold read, one refresh, one AWSPENDING read
-    pg.assert_no_password(str(error), repr(error), *error.__notes__, caplog.text, repr(error.__cause__))
-
-
 # -- pools ---------------------------------------------------------------------------------------------
-
 
 def test_a_pool_refills_with_new_credentials_across_a_rotation(pg: Setup) -> None:
     pool = sc_psycopg.connection_pool(SECRET, cache=pg.cache, min_size=2, max_size=4, timeout=10, open=True)
