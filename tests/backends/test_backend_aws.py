@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_helpers import count_calls, inject, moto_server_fixture
 from secretcache.backends.aws import AwsBackend
 from secretcache.errors import (
     SecretAccessDeniedError,
@@ -21,7 +22,6 @@ from secretcache.errors import (
     SecretUnavailableError,
 )
 from tests.canary import CANARY, canary_value
-from tests.moto_helpers import count_calls, inject, moto_server_fixture
 
 EAST, WEST, CENTRAL = "us-east-1", "us-west-2", "eu-central-1"
 
@@ -522,7 +522,7 @@ def garbled_answer(template: bytes) -> Any:
     own frame (first in the traceback formatted with locals) holds no canary."""
     from botocore.awsrequest import AWSResponse
 
-    from tests.moto_helpers import _Raw
+    from devtools.moto_helpers import _Raw
 
     body = template % canary_value("garbled").encode()
 

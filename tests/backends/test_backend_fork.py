@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_helpers import moto_server
 from secretcache.backends.agent import AgentBackend
 from secretcache.backends.aws import AwsBackend
 from tests.canary import canary_value
-from tests.moto_helpers import moto_server
 
 REGION = "us-east-1"
 WAIT = 60.0
@@ -85,7 +85,7 @@ def server() -> Iterator[tuple[str, dict[str, str]]]:
     every connection, the proxy keeps them alive, as Secrets Manager does. (endpoint, {name: value})."""
     import boto3
 
-    from tests.faults import FaultProxy
+    from devtools.faults import FaultProxy
 
     with moto_server() as upstream, FaultProxy(upstream) as proxy:
         admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=proxy.url)

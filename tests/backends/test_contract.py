@@ -1,5 +1,5 @@
 """One contract, four backends: InMemoryBackend, AwsBackend on the benchmarks' boto-shaped client over an
-InMemoryBackend (``bench.fake_client``), AwsBackend on moto in process, AwsBackend on moto's HTTP server.
+InMemoryBackend (``devtools.fake_client``), AwsBackend on moto in process, AwsBackend on moto's HTTP server.
 Every scenario runs against each and expects the same values, labels, error classes and ``.code``s, so
 a test written against InMemoryBackend holds against AWS, and so do the benchmarks' figures.
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_helpers import count_calls, inject, moto_server, reset_moto_server
 from secretcache import SecretCache
 from secretcache.backends.aws import AwsBackend, map_botocore_error
 from secretcache.errors import (
@@ -29,7 +30,6 @@ from secretcache.errors import (
 )
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.moto_helpers import count_calls, inject, moto_server, reset_moto_server
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 PARTIAL = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
@@ -78,11 +78,11 @@ class MemoryStore:
 
 class AdapterStore(MemoryStore):
     """The same InMemoryBackend read through the benchmarks' boto-shaped client: the backend under test
-    is an AwsBackend on ``bench.fake_client.FakeSecretsManager``, as the benchmarks run secretcache.
+    is an AwsBackend on ``devtools.fake_client.FakeSecretsManager``, as the benchmarks run secretcache.
     Calls are counted by that client, as the benchmarks count them."""
 
     def __init__(self) -> None:
-        from bench.fake_client import FakeSecretsManager
+        from devtools.fake_client import FakeSecretsManager
 
         super().__init__()
         self.client = FakeSecretsManager(self.memory)

@@ -5,7 +5,7 @@ whose ``VersionId`` differs from a requested ``version_id``, is a transient ``Se
 cached, never returned. A cold read raises it (naming the id asked); a warm one serves the right secret's
 stale value. BatchGetSecretValue answers naming other secrets are not stored under the ids asked.
 
-Over HTTP, :class:`tests.faults.FaultProxy`'s ``rewrite`` mode crosses moto's answers as a socket shared
+Over HTTP, :class:`devtools.faults.FaultProxy`'s ``rewrite`` mode crosses moto's answers as a socket shared
 between processes would; a custom ``SecretsBackend`` does the same without a network.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from devtools.faults import FaultProxy
+from devtools.moto_helpers import moto_server_fixture
 from secretcache import AsyncSecretCache, SecretCache
 from secretcache.backends.aws import AwsBackend
 from secretcache.config import CacheConfig
@@ -23,8 +25,6 @@ from secretcache.errors import SecretCacheError, SecretUnavailableError
 from secretcache.model import SecretValue
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
-from tests.faults import FaultProxy
-from tests.moto_helpers import moto_server_fixture
 
 moto_url = moto_server_fixture("module")
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_helpers import inject, moto_server
 from secretcache.backends import _redact
 from secretcache.backends.aws import AwsBackend
 from secretcache.rotation import PostgresSingleUser, RotationHandler
 from tests.canary import CANARY, canary_value
-from tests.moto_helpers import inject, moto_server
 
 REGION = "us-east-1"
 PREFIXES = ("botocore", "boto3", "urllib3")

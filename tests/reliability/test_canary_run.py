@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from devtools.faults import FaultProxy
+from devtools.moto_helpers import moto_server
 from secretcache import (
     AsyncSecretCache,
     CacheEvent,
@@ -32,8 +34,6 @@ from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
 from tests.canary_checks import leaking_locals
-from tests.faults import FaultProxy
-from tests.moto_helpers import moto_server
 
 REPO = Path(__file__).resolve().parents[2]
 

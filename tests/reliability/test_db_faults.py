@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from devtools.faults import PostgresRestarter, kill_mysql_connections, terminate_pg_backends
+from devtools.moto_helpers import count_calls
 from secretcache import SecretCache, SecretCacheError
 from secretcache.config import CacheConfig
 from secretcache.demo.localdb import (
@@ -46,8 +48,6 @@ from secretcache.rotation import MySQLSingleUser, PostgresSingleUser, rotate_sec
 from secretcache.rotation.passwords import PasswordPolicy
 from tests.canary import CANARY, canary_value
 from tests.canary_checks import leaking_locals
-from tests.faults import PostgresRestarter, kill_mysql_connections, terminate_pg_backends
-from tests.moto_helpers import count_calls
 
 pytestmark = pytest.mark.integration
 

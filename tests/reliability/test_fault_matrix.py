@@ -1,7 +1,7 @@
 """The fault matrix: every fault the AWS side can throw at the cache x when it strikes x sync / async.
 
 A real ``AwsBackend`` (boto3, one HTTP attempt, 0.25 s read timeout) talks to moto's HTTP server through
-:class:`tests.faults.FaultProxy`, which replaces chosen requests with a fault. The clock the cache's policy
+:class:`devtools.faults.FaultProxy`, which replaces chosen requests with a fault. The clock the cache's policy
 reads is fake, so ttl, stale windows and backoff are crossed exactly. Each case runs three steps:
 
 1. the fault strikes (reads, or ``refresh()``),
@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from devtools.faults import FaultProxy
+from devtools.moto_helpers import moto_server_fixture
 from secretcache import AsyncSecretCache, SecretCache
 from secretcache.backends.aws import AwsBackend
 from secretcache.config import CacheConfig
@@ -36,8 +38,6 @@ from secretcache.errors import (
 )
 from tests.canary import CANARY, canary_value
 from tests.fakes import FakeClock, wait_until
-from tests.faults import FaultProxy
-from tests.moto_helpers import moto_server_fixture
 
 pytestmark = pytest.mark.integration
 

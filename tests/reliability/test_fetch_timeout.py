@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
+from devtools.faults import FaultProxy
+from devtools.moto_helpers import moto_server_fixture
 from secretcache import AsyncSecretCache, SecretCache
 from secretcache.backends.aws import AwsBackend
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretUnavailableError
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
-from tests.faults import FaultProxy
-from tests.moto_helpers import moto_server_fixture
 
 FETCH_TIMEOUT = 1.0
 MARGIN = 2.0

@@ -6,7 +6,7 @@ backend clients and connections. Parent and child never share a socket, a lock h
 worker.
 
 The cache talks to moto's HTTP server through a FaultProxy, both in a subprocess of their own
-(``python -m tests.faults``), over real keep-alive connections; the proxy's request log counts API calls
+(``python -m devtools.faults``), over real keep-alive connections; the proxy's request log counts API calls
 from every process. Every secret has its own canary value, so a value served for the wrong id (an answer
 crossed on a socket shared between parent and child) is caught. Every wait is bounded: a child that hangs is
 killed and fails the test.
@@ -35,12 +35,12 @@ from typing import Any
 
 import pytest
 
+from devtools.faults import RemoteFaults
 from secretcache import SecretCache
 from secretcache.backends.aws import AwsBackend
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretCacheError
 from tests.canary import canary_value
-from tests.faults import RemoteFaults
 
 pytestmark = [
     pytest.mark.integration,
@@ -89,7 +89,7 @@ class Aws:
 @pytest.fixture(scope="module")
 def aws() -> Iterator[Aws]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "tests.faults"], cwd=ROOT, env=env, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "devtools.faults"], cwd=ROOT, env=env, text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None

@@ -6,7 +6,8 @@ real sockets; a subprocess so pytest's log capture does not distort memory and s
 runs the long ones and writes the figures docs/reliability.md quotes. What is asserted is behaviour,
 counted: no error beyond what the fault plan allows, every value read is one that was written for that
 secret, API calls within the model's bound, the caches' memory flat across calm phases, and no canary
-value (every secret is one) in any of the run's log records, secretcache's at DEBUG.
+value (every secret is one) in any of the run's log records, secretcache's at DEBUG. Nothing depends on
+the machine's speed: reads and rotations are compared with the run's own plan, never with a fixed rate.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bench.bench_soak import MEMORY_TOLERANCE
+from devtools.targets import MEMORY_TOLERANCE
 
 pytestmark = pytest.mark.slow
 
@@ -42,18 +43,22 @@ def _soak(backend: str, tmp_path: Path) -> dict[str, Any]:
 
 
 def _check(f: dict[str, Any]) -> None:
+    """Counts of behaviour and ratios to the run's own plan, never a rate: a loaded machine reads less,
+    it must not fail (``reads > 10_000`` once did)."""
     summary = f["_stdout"]
-    assert f["reads"] > 10_000, summary
+    assert f["thread_reads"] > 0, summary  # the thread face read
+    assert f["task_reads"] > 0, summary  # and the asyncio face
+    assert f["reads"] > f["plan"]["secrets"], summary  # more reads than secrets, however slow the machine
     assert not f["errors_unexpected"], f"errors the fault plan does not allow: {f['unexpected_samples']}"
     assert set(f["errors_expected"]) == {"SecretAccessDeniedError", "SecretDeletedError"}, (
         f"the permanent faults of the plan must reach the readers of the doomed secrets: {summary}")
     assert f["wrong_values"] == 0, "a reader got a value that was never written for that secret"
     assert f["stale_served"] > 0, "transient faults never made the cache serve stale: plan not exercised"
-    assert f["rotations"] > 50, summary
+    assert f["rotations"] >= len(f["phases"]), summary  # rotations went on through the run
     assert 0 < f["api_calls"] <= f["api_call_bound"], summary
     assert len(f["memory_calm"]) >= 2, "too few calm phases to judge memory"
     assert f["memory_growth_bytes"] <= MEMORY_TOLERANCE, summary
-    assert f["log_records"] > 1000, summary
+    assert f["log_records"] >= f["api_calls"], summary  # secretcache logs every fetch at DEBUG: all were scanned
     assert f["log_leaks"] == 0, summary
     assert f["_exit"] == 0, summary
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench._scenarios import MEMORY_TARGET_BYTES
+from devtools.targets import MEMORY_TARGET_BYTES
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_helpers import moto_server
 from secretcache.cli import main
 from tests.canary import CANARY, canary_value
-from tests.moto_helpers import moto_server
 
 PY = sys.executable
 TIMEOUT = 60

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 import secretcache.compat
+from devtools.moto_helpers import count_calls, inject
 from secretcache import SecretFormatError, SecretNotFoundError
 from secretcache.compat import SecretInjectionError
 from tests.canary import CANARY, canary_value
-from tests.moto_helpers import count_calls, inject
 
 OFFICIAL, OURS = "official", "ours"
 

@@ -124,7 +124,7 @@ def console_sessions(page: str) -> list[tuple[str, str]]:
 def test_cli_page_sessions_print_what_the_page_shows(tmp_path: Path) -> None:
     import boto3
 
-    from tests.moto_helpers import moto_server
+    from devtools.moto_helpers import moto_server
 
     repo = str(DOCS.parent)
     with moto_server() as endpoint:

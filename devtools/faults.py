@@ -31,7 +31,7 @@ Faults apply only to the operations in ``ops`` (default: the two read calls) and
 set, only to requests naming one of those secrets, so a test can set up secrets through the same proxy.
 Each request is recorded as ``(operation, secret_id, mode)`` (``secret_id`` None for a batch call).
 
-``python -m tests.faults`` runs moto and a proxy in a process of their own (:func:`serve`), driven with
+``python -m devtools.faults`` runs moto and a proxy in a process of their own (:func:`serve`), driven with
 :class:`RemoteFaults` over the proxy's control path ``/__faults__/``.
 
 Database side. :func:`terminate_pg_backends` / :func:`kill_mysql_connections` drop every connection of
@@ -410,7 +410,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
 
 class RemoteFaults:
-    """Drive a :class:`FaultProxy` that runs in another process (``python -m tests.faults``) over HTTP."""
+    """Drive a :class:`FaultProxy` that runs in another process (``python -m devtools.faults``) over HTTP."""
 
     def __init__(self, proxy_url: str) -> None:
         self.url = proxy_url
