@@ -33,7 +33,7 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
 
 
 def _lint(session: nox.Session) -> None:
-    session.run("ruff", "check", PACKAGE, "tests", "bench", "examples", "tools", "noxfile.py")
+    session.run("ruff", "check", PACKAGE, "tests", "bench", "devtools", "examples", "tools", "noxfile.py")
     session.run("mypy", "-p", PACKAGE)
     session.run("bandit", "-q", "-r", PACKAGE, "-c", "pyproject.toml")
     _audit(session)

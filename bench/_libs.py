@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fake_client import CallCounts
+from devtools.fake_client import CallCounts
 
 SECRETCACHE, OFFICIAL, POWERTOOLS = "secretcache", "official", "powertools"
 LIBS = (SECRETCACHE, OFFICIAL, POWERTOOLS)

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from devtools.fake_client import FakeStore
+
 from ._libs import LIBS, OFFICIAL, POWERTOOLS, SECRETCACHE, build
 from ._scenarios import REPO, secret_json, secretcache_config
-from .fake_client import FakeStore
 
 # -- memory (one subprocess per library) ------------------------------------------------------------
 

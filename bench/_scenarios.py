@@ -8,7 +8,6 @@ percentiles within one run; call counts come from the clients, never from the li
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import timeit
@@ -18,14 +17,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from devtools.fake_client import FakeStore, rotated
+
 from ._libs import LIBS, Contender, build, prepare_timing
-from .fake_client import FakeStore, rotated
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Bytes secretcache may hold per cached 1 KiB secret. Python's own objects set most of it, and they shrank in
-# 3.11: measured 1,498 B on 3.11, 1,472 B on 3.12 and 3.13, but 1,504-1,517 B on 3.10 (2,000-10,000 secrets).
-MEMORY_TARGET_BYTES = 1500 if sys.version_info >= (3, 11) else 1550
 
 LATENCY = 0.05
 """Seconds per backend call in the herd and outage scenarios (a failing call takes FAILURE_LATENCY)."""

@@ -57,7 +57,7 @@ class MemoryTarget:
 
 
 class MotoTarget:
-    """moto and the fault proxy in a subprocess (``python -m tests.faults``), so they do not compete for
+    """moto and the fault proxy in a subprocess (``python -m devtools.faults``), so they do not compete for
     this process's GIL with the readers; faults are driven over the proxy's control path."""
 
     def __init__(self, plan: Plan) -> None:
@@ -67,12 +67,12 @@ class MotoTarget:
         import boto3
         from botocore.config import Config
 
+        from devtools.faults import RemoteFaults
         from secretcache.backends.aws import AwsBackend
-        from tests.faults import RemoteFaults
 
         for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
             os.environ.setdefault(name, value)  # moto accepts any; every endpoint here is 127.0.0.1
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.faults"], cwd=REPO,
+        self.process = subprocess.Popen([sys.executable, "-m", "devtools.faults"], cwd=REPO,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         urls = json.loads(self.process.stdout.readline())

@@ -65,10 +65,10 @@ def commands() -> dict[str, list[str]]:
 
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
-    """moto's HTTP server (the tests' :func:`~tests.moto_helpers.moto_server`) holding :data:`SECRETS`."""
+    """moto's HTTP server (the tests' :func:`~devtools.moto_helpers.moto_server`) holding :data:`SECRETS`."""
     import boto3
 
-    from tests.moto_helpers import moto_server
+    from devtools.moto_helpers import moto_server
 
     with moto_server() as endpoint:
         client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",

@@ -4,7 +4,7 @@
 
 secretcache (through ``SecretCache(client=...)``), the official ``aws-secretsmanager-caching`` and
 Powertools ``parameters`` each get a client of their own over one store: the botocore-shaped fake
-of ``bench.fake_client`` (injected latency and outages, calls counted per operation) or moto in
+of ``devtools.fake_client`` (injected latency and outages, calls counted per operation) or moto in
 process with real boto3 clients (``--backend moto``: the hit and herd figures). ``both`` (the
 default) runs everything on the fake, then hits and herds on moto. Timings are ratios to a dict
 lookup measured in the same run, best-of or percentiles; call counts come from the clients.
@@ -24,10 +24,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from devtools.fake_client import FakeStore
+from devtools.targets import MEMORY_TARGET_BYTES
+
 from . import _procs as procs
 from . import _scenarios as sc
 from ._libs import LIBS, POWERTOOLS, SECRETCACHE
-from .fake_client import FakeStore
 
 DEFAULT_OUT = sc.REPO / "bench" / "results" / "core.json"
 
@@ -94,7 +96,7 @@ def run(backend: str, plan: Plan, *, quick: bool) -> dict[str, Any]:
         step("import time (subprocesses)")
         results["import"] = procs.bench_import(plan.import_runs)
     if backend in ("moto", "both"):
-        from .fake_client import MotoStore
+        from devtools.fake_client import MotoStore
 
         step("moto: cache hits and herds")
         store = MotoStore()
@@ -164,8 +166,8 @@ def checks(r: dict[str, Any]) -> list[dict[str, Any]]:
         check(f"recovery lag after a {outage['recovery']['outage_s']:g} s outage (s)", rec["lag_s"],
               "<= backoff_max 2 s (+ one 50 ms round trip)", rec["recovered"] and rec["lag_s"] <= bound)
         mem = r["memory"][SECRETCACHE]
-        check("memory per cached 1 KiB secret (B)", mem["bytes_per_secret"], f"<= {sc.MEMORY_TARGET_BYTES}",
-              mem["bytes_per_secret"] <= sc.MEMORY_TARGET_BYTES)
+        check("memory per cached 1 KiB secret (B)", mem["bytes_per_secret"], f"<= {MEMORY_TARGET_BYTES}",
+              mem["bytes_per_secret"] <= MEMORY_TARGET_BYTES)
         bounded, cap = mem["bounded"], r["memory"]["max_size"]
         check(f"bounded: entries held after {mem['n']:,} reads with max_size={cap}", bounded["entries_held"],
               f"<= {cap}", bounded["entries_held"] <= cap)

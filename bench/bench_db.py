@@ -134,12 +134,13 @@ def open_close(engine: str, kind: str, w: World) -> tuple[Callable[[], None], Ca
     if engine == "postgres" and kind == "pool-connection-class":
         import psycopg
 
-        from secretcache.db._auth import Login
-        from secretcache.db._params import PSYCOPG, make_params_of
-        from secretcache.db.psycopg import rotating_connection_class
+        from secretcache.db.psycopg import connection_pool
 
-        login = Login(SECRET, make_params_of(SECRET, PSYCOPG, None), cache=w.cache)
-        cls = rotating_connection_class(psycopg.Connection, login)
+        # The class the pool logs its connections in with, through the public factory (psycopg_pool keeps
+        # it as ``connection_class``); the pool itself is never opened.
+        unopened = connection_pool(SECRET, cache=w.cache, open=False)
+        cls = unopened.connection_class
+        unopened.close()
         bare = w.bare_kwargs()
         return lambda: cls.connect("").close(), lambda: psycopg.Connection.connect(**bare).close()
     if kind == "sqlalchemy-nullpool":

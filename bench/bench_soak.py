@@ -4,7 +4,7 @@ secrets rotate and faults come and go; a bounded run that stops by itself and re
     python -m bench.bench_soak [--backend memory|moto] [--seconds 120] [--secrets 300] [--out FILE]
 
 ``memory`` reads an ``InMemoryBackend`` (faults and latency injected in process: the cache's policy at
-full speed); ``moto`` reads moto's HTTP server through ``tests.faults.FaultProxy`` with a real
+full speed); ``moto`` reads moto's HTTP server through ``devtools.faults.FaultProxy`` with a real
 ``AwsBackend`` (boto3, one attempt, 0.25 s read timeout): real sockets, resets and timeouts. One
 ``SecretCache`` is shared by the reader threads, one ``AsyncSecretCache`` by the reader tasks (on an
 event loop of their own); both read the same secrets from the same backend.
@@ -40,6 +40,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from devtools.targets import MEMORY_TOLERANCE
 
 from ._soak_targets import MemoryTarget, MotoTarget
 
@@ -109,15 +111,12 @@ class Figures:
                 and self.api_calls <= self.api_call_bound and self.memory_growth_bytes <= MEMORY_TOLERANCE)
 
 
-MEMORY_TOLERANCE = 256 * 1024
-"""Allowed growth of the cache's memory between calm phases: allocator noise, never a per-read leak
-(a leaked Flight, failure or traceback per fetch would be hundreds of kB per second here)."""
 # Where the test double (its versions never expire), moto, the measuring itself and log capture (pytest
 # keeps every record of a test in memory) allocate.
 _NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/uuid.py", "<string>",
-                  "*/tests/faults.py", "*/moto/*", "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py",
+                  "*/devtools/faults.py", "*/moto/*", "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py",
                   "*/linecache.py", "*/random.py",
-                  "*/logging/__init__.py", "*/_pytest/*", "*/tests/canary*.py")
+                  "*/logging/__init__.py", "*/_pytest/*", "*/tests/canary*.py", "*/devtools/canary.py")
 
 
 _snapshots: list[tracemalloc.Snapshot] = []
@@ -419,7 +418,7 @@ def report(figures: Figures) -> str:
 
 
 PRESETS = {
-    # CI: short runs (a full cycle of the fault plan each), run by tests/test_soak.py.
+    # CI: short runs (a full cycle of the fault plan each), run by tests/reliability/test_soak.py.
     ("ci", "memory"): Plan(seconds=26.0, phase_seconds=1.2, measure_every=2),
     ("ci", "moto"): Plan(backend="moto", seconds=26.0, secrets=60, threads=4, tasks=16, ttl=1.0, swr=0.5,
                          phase_seconds=1.2, rotations_per_s=20.0, think=0.001, measure_every=4),
@@ -461,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, seconds=args.seconds)
     value_of, watch = None, None
     if args.canary:
-        from tests.canary import CANARY, canary_value
+        from devtools.canary import CANARY, canary_value
 
         value_of = lambda i, n: canary_value(f"soak-{i}-{n}")  # noqa: E731
         watch = _LeakWatch(CANARY)

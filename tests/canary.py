@@ -9,16 +9,12 @@ the session any record holding the marker fails the run, naming the test that lo
 from __future__ import annotations
 
 import logging
-import secrets
 
 import pytest
 
-CANARY = "sc-canary-4f1d"
+from devtools.canary import CANARY, canary_value
 
-
-def canary_value(tag: str = "") -> str:
-    """A unique secret value that the leak check recognises."""
-    return f"{CANARY}-{tag}-{secrets.token_hex(6)}"
+__all__ = ["CANARY", "canary_value"]  # re-exported: tests import the values from their plugin
 
 
 class _Recorder(logging.Handler):

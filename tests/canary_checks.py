@@ -14,7 +14,7 @@ the marker ``CANARY`` that every test secret carries:
   text of every warning;
 
 and fails the session when any of them holds a canary, naming the test and the place. The subprocess
-CLI runs, the ``--showlocals`` run and the reprs of public objects are in ``tests/test_canary_run.py``.
+CLI runs, the ``--showlocals`` run and the reprs of public objects are in ``tests/reliability/test_canary_run.py``.
 """
 
 from __future__ import annotations

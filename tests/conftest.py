@@ -1,4 +1,5 @@
-"""Shared fixtures: fake AWS credentials, moto's G1 fix, the canary check, the database servers."""
+"""Shared fixtures: fake AWS credentials, moto's G1 fix, the canary check, the database servers, the cache
+fixtures (tests/cache_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.canary", "tests.canary_checks", "tests.servers"]
+pytest_plugins = ["tests.canary", "tests.canary_checks", "tests.servers", "tests.cache_fixtures"]
 
 # No test may reach real AWS: fake credentials and a fixed Region for every boto3 client.
 for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",

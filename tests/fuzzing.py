@@ -1,4 +1,4 @@
-"""Shared settings for the property-based tests (``tests/test_fuzz_*.py``) and the count of examples run.
+"""Shared settings for the property-based tests (``tests/*/test_fuzz_*.py``) and the count of examples run.
 
 CI (``CI`` set) runs a derandomized profile: the same examples every run, so a red build is a real
 regression and not a lucky draw. Elsewhere the seed is random, so local runs keep exploring; set

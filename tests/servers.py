@@ -34,6 +34,7 @@ SERVER_FIXTURES = frozenset({
     "pg_server", "mysql_server", "db_server",
     "pg_account", "mysql_account", "db_account",
     "pg_master_account", "mysql_master_account", "db_master_account",
+    "db_driver",  # tests/db/conftest.py: each secretcache.db factory on its server
 })
 
 
