@@ -46,6 +46,8 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--unix-socket", metavar="PATH", help="listen on this Unix socket instead of TCP")
     sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID", help="secrets to load at start")
     sub.add_argument("--ttl", type=float, default=300.0, metavar="S", help="cache ttl in seconds (default 300)")
+    sub.add_argument("--stale-while-revalidate", type=float, default=60.0, metavar="S",
+                     help="seconds past ttl a read gets the cached value while one refresh runs (default 60)")
     sub.add_argument("--max-conn", type=int, default=800, metavar="N",
                      help="concurrent connections (default 800, as the Agent); more are answered 429")
     sub.add_argument("--idle-timeout", type=float, default=61.0, metavar="S",
@@ -53,6 +55,8 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--token-file", metavar="F", help="read the token from this file")
     sub.add_argument("--events-queue", metavar="URL",
                      help="SQS queue of Secrets Manager events: refresh secrets when they change")
+    sub.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="level of the secretcache loggers on stderr (default INFO; never a value)")
     if aws_options is not None:
         aws_options(sub)
     return sub
@@ -83,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_conn < 1 or args.max_conn > 10_000:
         return _fail(f"--max-conn must be 1..10000, got {args.max_conn}")
-    if args.ttl < 0 or args.idle_timeout <= 0:
-        return _fail("--ttl must be >= 0 and --idle-timeout > 0")
+    if args.ttl < 0 or args.idle_timeout <= 0 or args.stale_while_revalidate < 0:
+        return _fail("--ttl and --stale-while-revalidate must be >= 0, --idle-timeout > 0")
     try:
         token = read_token(os.environ, args.token_file)
     except (OSError, ValueError) as e:
@@ -95,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("secretcache").setLevel(logging.INFO)
+    logging.getLogger("secretcache").setLevel(args.log_level)
 
     backend = AwsBackend(region_name=getattr(args, "region", None), endpoint_url=getattr(args, "endpoint_url", None))
-    cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl))
+    cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
+                                                    stale_while_revalidate=args.stale_while_revalidate))
     api = AgentApi(cache, token=token)
     try:
         server = make_server(api, host=args.host, port=args.port, unix_socket=args.unix_socket,
