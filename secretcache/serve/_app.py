@@ -11,6 +11,7 @@ import base64
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -89,23 +90,24 @@ def error_status(error: SecretCacheError) -> tuple[int, str]:
         return 400, code or "DecryptionFailure"
     if isinstance(error, SecretDeletedError):
         return 400, code or "InvalidRequestException"
-    return (400, code) if code else (500, "InternalFailure")
+    return 400, code or ""  # no AWS code: the request itself was refused (see _read)
+
+
+_BOTOCORE_PREFIX = re.compile(r"^An error occurred \([^)]*\) when calling the \w+ operation(?: \([^)]*\))?: ")
 
 
 def _aws_message(error: SecretCacheError) -> str:
-    """The message to send: AWS's own when the cause carries one (it never holds a value), else ours
-    (value-free by construction: every SecretCacheError message is)."""
-    cause: BaseException | None = error.__cause__
-    for _ in range(4):
-        if cause is None:
-            break
-        response = getattr(cause, "response", None)
-        if isinstance(response, dict):
-            message = response.get("Error", {}).get("Message")
-            if isinstance(message, str) and message:
-                return message
-        cause = cause.__cause__
-    return str(error)
+    """AWS's own message for the error, as the Agent forwards it: our message (value-free by
+    construction, as every SecretCacheError's is) without botocore's prefix and our secret/code suffix."""
+    message = str(error)
+    if error.secret_id is not None:
+        cut = message.rfind(" (secret ")
+        if cut > 0:
+            message = message[:cut]
+    message = _BOTOCORE_PREFIX.sub("", message)
+    if isinstance(error, SecretDeletedError) and "delet" not in message.lower():
+        message = "You can't perform this operation on the secret because it was marked for deletion."
+    return message
 
 
 def render(value: SecretValue) -> bytes:
@@ -188,6 +190,8 @@ class AgentApi:
         except SecretCacheError as e:
             status, code = error_status(e)
             log.debug("serve: %s reading secret %r -> %d %s", type(e).__name__, secret_id, status, code)
+            if not code:  # refused before reaching AWS (botocore's parameter validation): plain text,
+                return _text(status, _aws_message(e)[:500])  # as the Agent's own refusals
             return _aws_error(status, code, _aws_message(e))
         except Exception as e:  # not ours: its text was not written with secrets in mind
             log.error("serve: unexpected %s reading secret %r", type(e).__name__, secret_id)
