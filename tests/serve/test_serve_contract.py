@@ -3,11 +3,12 @@
 read reaches Secrets Manager, still single-flight), against moto's HTTP server behind the fault proxy.
 
 Reused: every read scenario (names and ARNs, versions and stages, binary values, rotation, not found,
-malformed ids, deletion and restore, access denied, no value in any message). Not reused, by design:
-"access denied (or deleted), then the next read passes once fixed" and the batch scenarios (the Agent's API has no batch call: AgentBackend makes one GET per secret, so the
-batch call counts differ) and "a transient fault passes on the next call" (serve is a cache: a failed
-key is backed off, so the next read within ``backoff_base`` gets the error again; the stale and error
-behaviour through serve is covered in test_serve.py).
+malformed ids, no value in any message). Not reused, by design: "access denied (or deleted), then
+the next read passes once fixed" and the batch scenarios (the Agent's API has no batch call:
+AgentBackend makes one GET per secret, so the batch call counts differ) and "a transient fault passes
+on the next call" (serve is a cache: a failed key is backed off, so the next read within
+``backoff_base`` gets the error again; the stale and error behaviour through serve is in
+test_serve.py).
 """
 
 from __future__ import annotations
