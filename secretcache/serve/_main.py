@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if listener is not None:
-            listener.close()
+            listener.close(timeout=1.0)  # a long poll in flight is abandoned (daemon thread)
         server.server_close()
         if args.unix_socket:
             with contextlib.suppress(OSError):
