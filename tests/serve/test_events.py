@@ -155,7 +155,8 @@ def test_a_queue_outage_is_backed_off_and_the_listener_goes_on(
         admin.put_secret_value(SecretId=name, SecretString=new)
         sqs.send_message(QueueUrl=queue, MessageBody=cloudtrail("PutSecretValue", name))
         wait_for(lambda: cache.get_secret_string(name) == new)
-        assert listener._thread is not None and listener._thread.is_alive()
+        assert listener._thread is not None
+        assert listener._thread.is_alive()
     assert not any(t.name == "secretcache-events" and t.is_alive() for t in threading.enumerate())
 
 
@@ -170,7 +171,8 @@ def test_a_failing_refresh_keeps_the_message_and_the_listener(
     with listen(queue, sqs, failing) as listener:
         sqs.send_message(QueueUrl=queue, MessageBody=cloudtrail("RotationSucceeded", name))
         wait_for(lambda: listener.errors >= 1)
-        assert listener._thread is not None and listener._thread.is_alive()
+        assert listener._thread is not None
+        assert listener._thread.is_alive()
     failing.close()
 
 
