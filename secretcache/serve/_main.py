@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         cache.close()
         return _fail(f"cannot listen ({type(e).__name__}: {e.strerror or e})", 1)
 
+    # 64 connection threads share the GIL: a shorter switch interval than the default 5 ms bounds how
+    # long a ready reader waits behind another (the p99 in docs/serve.md).
+    sys.setswitchinterval(0.001)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     listener = None
