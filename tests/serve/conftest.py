@@ -12,8 +12,9 @@ from tests.faults import FaultProxy
 from tests.moto_helpers import moto_server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    """One moto server for tests/serve (every test names its own secrets and queues)."""
     with moto_server() as endpoint:
         yield endpoint
 
