@@ -139,8 +139,13 @@ class AgentApi:
         self._bodies: dict[tuple[str, str | None, str | None], tuple[SecretValue, bytes]] = {}
         self._max_bodies = 2 * cache.config.max_size
 
-    def handle(self, method: str, target: str, headers: Callable[[str], str | None]) -> Response:
-        """One request: ``headers(name)`` returns a header's value (case-insensitive) or None."""
+    def handle(self, method: str, target: str, headers: Callable[[str], str | None], *,
+               fresh_only: bool = False) -> Response | None:
+        """One request: ``headers(name)`` returns a header's value (case-insensitive) or None.
+
+        ``fresh_only``: answer only if that cannot wait on Secrets Manager (a hit within ttl, or any
+        answer that is not a read); None means "call again without it, where blocking is fine".
+        """
         if headers("x-forwarded-for") is not None:
             return _text(400, "Forwarded")
         if method != "GET":
@@ -169,7 +174,16 @@ class AgentApi:
         refresh = _BOOLS.get(query.get("refreshNow", "false").lower())
         if refresh is None:
             return _text(400, "invalid parameter: refreshNow")
-        return self._read(secret_id, query.get("versionId") or None, query.get("versionStage") or None, refresh)
+        version_id, stage = query.get("versionId") or None, query.get("versionStage") or None
+        if fresh_only:
+            if refresh and version_id is None:
+                return None
+            try:
+                value = self.cache.peek(secret_id, version_id=version_id, version_stage=stage)
+            except Exception:  # a bad request: the full path answers it
+                return None
+            return None if value is None else self._body(secret_id, version_id, stage, value)
+        return self._read(secret_id, version_id, stage, refresh)
 
     def _token_ok(self, headers: Callable[[str], str | None]) -> bool:
         for name in TOKEN_HEADERS:
@@ -196,6 +210,9 @@ class AgentApi:
         except Exception as e:  # not ours: its text was not written with secrets in mind
             log.error("serve: unexpected %s reading secret %r", type(e).__name__, secret_id)
             return _aws_error(500, "InternalFailure", f"unexpected {type(e).__name__}")
+        return self._body(secret_id, version_id, stage, value)
+
+    def _body(self, secret_id: str, version_id: str | None, stage: str | None, value: SecretValue) -> Response:
         key = (secret_id, version_id, stage)
         known = self._bodies.get(key)
         if known is not None and known[0] is value:

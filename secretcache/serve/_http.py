@@ -61,6 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.parse_request():  # it sent its own error (400, 505...)
                 return
             response = server.api.handle(self.command, self.path, self.headers.get)
+            assert response is not None  # nosec B101 - only fresh_only=True answers None
             self._send(response, close=self.close_connection or server.draining)
         except (TimeoutError, OSError):
             self.close_connection = True

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -55,6 +56,9 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--token-file", metavar="F", help="read the token from this file")
     sub.add_argument("--events-queue", metavar="URL",
                      help="SQS queue of Secrets Manager events: refresh secrets when they change")
+    sub.add_argument("--server", default="auto", choices=["auto", "uvicorn", "stdlib"],
+                     help="HTTP front end: uvicorn when installed (the [serve] extra, the default), "
+                          "else the standard library's")
     sub.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="level of the secretcache loggers on stderr (default INFO; never a value)")
     if aws_options is not None:
@@ -105,16 +109,30 @@ def run(args: argparse.Namespace) -> int:
     cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
                                                     stale_while_revalidate=args.stale_while_revalidate))
     api = AgentApi(cache, token=token)
+    server_kind = _server_kind(args.server)
+    if server_kind is None:
+        cache.close()
+        return _fail("--server uvicorn needs the [serve] extra: pip install 'secretcache[serve]'")
     try:
-        server = make_server(api, host=args.host, port=args.port, unix_socket=args.unix_socket,
-                             max_conn=args.max_conn, idle_timeout=args.idle_timeout)
+        if server_kind == "uvicorn":
+            sock = _listen(args.host, args.port, args.unix_socket)
+            address: Any = sock.getsockname()
+        else:
+            server = make_server(api, host=args.host, port=args.port, unix_socket=args.unix_socket,
+                                 max_conn=args.max_conn, idle_timeout=args.idle_timeout)
+            address = server.server_address
     except OSError as e:
         cache.close()
         return _fail(f"cannot listen ({type(e).__name__}: {e.strerror or e})", 1)
+    where = args.unix_socket or (f"{address[0]!s}:{address[1]}" if isinstance(address, tuple) else str(address))
 
-    # 64 connection threads share the GIL: a shorter switch interval than the default 5 ms bounds how
-    # long a ready reader waits behind another (the p99 in docs/serve.md).
-    sys.setswitchinterval(0.001)
+    def started() -> None:
+        log.info("serve: listening on %s (%s; token %s, ttl %gs, max %d connections)", where, server_kind,
+                 "required" if token is not None else "header required, any value (loopback, none configured)",
+                 args.ttl, args.max_conn)
+        sys.stderr.write(f"secretcache serve: listening on {where}\n")
+        sys.stderr.flush()
+
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     listener = None
@@ -128,31 +146,65 @@ def run(args: argparse.Namespace) -> int:
 
             listener = EventListener(args.events_queue, caches=[cache])
             listener.start()
+        if server_kind == "uvicorn":
+            from ._asgi import run_uvicorn
+
+            if not stop.is_set():  # uvicorn takes SIGTERM/SIGINT over while it runs, then drains
+                run_uvicorn(api, sock, max_conn=args.max_conn, idle_timeout=args.idle_timeout, on_started=started)
+            return OK
+        # 64 connection threads share the GIL: a shorter switch interval than the default 5 ms bounds
+        # how long a ready reader waits behind another.
+        sys.setswitchinterval(0.001)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                   name="secretcache-serve", daemon=True)
         thread.start()
-        address = server.server_address
-        where = args.unix_socket or (f"{address[0]!s}:{address[1]}" if isinstance(address, tuple) else str(address))
-        log.info("serve: listening on %s (token %s, ttl %gs, max %d connections)", where,
-                 "required" if token is not None else "header required, any value (loopback, none configured)",
-                 args.ttl, args.max_conn)
-        sys.stderr.write(f"secretcache serve: listening on {where}\n")
-        sys.stderr.flush()
+        started()
         while not stop.wait(0.5):
             pass
         log.info("serve: draining %d connection(s)", server.connections)
         server.shutdown()
-        drained = server.drain(time.monotonic() + 10.0)
-        if not drained:
+        if not server.drain(time.monotonic() + 10.0):
             log.warning("serve: connections still open after the 10 s drain; closing")
         return OK
     finally:
+        if server_kind == "uvicorn":
+            sock.close()
+        else:
+            server.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if listener is not None:
             listener.close(timeout=1.0)  # a long poll in flight is abandoned (daemon thread)
-        server.server_close()
         if args.unix_socket:
             with contextlib.suppress(OSError):
                 os.unlink(args.unix_socket)
         cache.close()
+
+
+def _server_kind(choice: str) -> str | None:
+    """The front end: uvicorn when installed (the [serve] extra) unless stdlib is asked for."""
+    if choice == "stdlib":
+        return "stdlib"
+    try:
+        import uvicorn  # noqa: F401
+        from uvicorn.protocols.http import httptools_impl  # noqa: F401
+    except ImportError:
+        if choice == "uvicorn":
+            return None
+        log.warning("serve: uvicorn and httptools not installed (pip install 'secretcache[serve]'): "
+                    "using the standard library's server, about a third of the throughput (docs/serve.md)")
+        return "stdlib"
+    return "uvicorn"
+
+
+def _listen(host: str, port: int, unix_socket: str | None) -> socket.socket:
+    if unix_socket is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(unix_socket)
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    sock.listen(2048)
+    return sock
