@@ -1,5 +1,6 @@
 """Benchmark ``secretcache serve``: cached reads under 64 concurrent keep-alive clients, the front end
-chosen by it (the standard library's threading server against uvicorn over the same AgentApi), the
+chosen by it (``serve --server stdlib``, the standard library's threading server, against
+``--server uvicorn``, the [serve] extra; the same AgentApi behind both), the
 same read through ``AgentBackend`` from Python beside an in-process hit, and the memory of serve
 holding 1,000 secrets.
 
@@ -97,44 +98,6 @@ def _wrk(port: int, path: str, duration: float, connections: int) -> dict[str, f
             "non_2xx": float(errors.group(1)) if errors else 0.0}
 
 
-# -- the uvicorn candidate: the same AgentApi behind a minimal ASGI app -------------------------------
-
-def _asgi_child(endpoint: str, ids: list[str]) -> None:
-    import uvicorn
-
-    from secretcache import CacheConfig, SecretCache
-    from secretcache.backends.aws import AwsBackend
-    from secretcache.serve import AgentApi
-
-    cache = SecretCache(AwsBackend(region_name="us-east-1", endpoint_url=endpoint), config=CacheConfig(ttl=3600))
-    cache.prefetch(ids)
-    api = AgentApi(cache, token=TOKEN)
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        target = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
-        status, body, content_type = api.handle(scope["method"], target, headers.get)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", content_type.encode()),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-                            http="httptools", loop="uvloop", lifespan="off")
-    server = uvicorn.Server(config)
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
-    sys.stderr.write(f"{READY}127.0.0.1:{sock.getsockname()[1]}\n")
-    sys.stderr.flush()
-    server.run(sockets=[sock])
-
-
 # -- the run --------------------------------------------------------------------------------------
 
 def _python_reads(port: int, secret_id: str, count: int) -> dict[str, float]:
@@ -171,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
-    parser.add_argument("--asgi-child", nargs=2, metavar=("ENDPOINT", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.asgi_child:
-        _asgi_child(args.asgi_child[0], _names(int(args.asgi_child[1])))
-        return 0
 
     import logging
 
@@ -204,24 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         empty, _ = _start(serve, env)
         results["serve_rss_kib_empty"] = _rss_kib(empty.pid)
         _stop(empty)
-        proc, sport = _start([*serve, "--prefetch", *ids], env)
-        results["serve_rss_kib_1000_secrets"] = _rss_kib(proc.pid)
-        _wrk(sport, path, 2, args.connections)  # warm-up
-        results["stdlib"] = _wrk(sport, path, args.duration, args.connections)
-        results["python_client"] = _python_reads(sport, ids[0], 2000)
-        results["serve_rss_kib_after_load"] = _rss_kib(proc.pid)
-        _stop(proc)
-        try:
-            import uvicorn  # noqa: F401
-        except ImportError:
-            results["uvicorn"] = None
-        else:
-            child, aport = _start([sys.executable, "-m", "bench.bench_serve", "--asgi-child", endpoint, str(SECRETS)],
-                                  env)
-            _wrk(aport, path, 2, args.connections)
-            results["uvicorn"] = _wrk(aport, path, args.duration, args.connections)
-            results["uvicorn_rss_kib_1000_secrets"] = _rss_kib(child.pid)
-            _stop(child)
+        for kind in ("stdlib", "uvicorn"):
+            proc, sport = _start([*serve, "--server", kind, "--prefetch", *ids], env)
+            results[f"{kind}_rss_kib_1000_secrets"] = _rss_kib(proc.pid)
+            _wrk(sport, path, 2, args.connections)  # warm-up
+            results[kind] = _wrk(sport, path, args.duration, args.connections)
+            if kind == "uvicorn":
+                results["python_client"] = _python_reads(sport, ids[0], 2000)
+            results[f"{kind}_rss_kib_after_load"] = _rss_kib(proc.pid)
+            _stop(proc)
     finally:
         moto.stop()
     results["machine"]["loadavg_after"] = os.getloadavg()[0]
@@ -238,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     py = results["python_client"]
     print(f"AgentBackend read (new connection each): p50 {py['agent_backend_p50_us']:.0f} us, "
           f"p99 {py['agent_backend_p99_us']:.0f} us; in-process hit {py['in_process_hit_us'] * 1000:.0f} ns")
-    print(f"serve RSS: {results['serve_rss_kib_empty'] / 1024:.1f} MiB empty, "
-          f"{results['serve_rss_kib_1000_secrets'] / 1024:.1f} MiB holding {SECRETS} secrets, "
-          f"{results['serve_rss_kib_after_load'] / 1024:.1f} MiB after the load")
-    std = results["stdlib"]
-    print(f"target >= 5,000 reads/s: {'met' if std['reads_per_s'] >= 5000 else 'NOT met'}; "
+    print(f"serve RSS: {results['serve_rss_kib_empty'] / 1024:.1f} MiB empty; holding {SECRETS} secrets: "
+          f"stdlib {results['stdlib_rss_kib_1000_secrets'] / 1024:.1f} MiB, "
+          f"uvicorn {results['uvicorn_rss_kib_1000_secrets'] / 1024:.1f} MiB "
+          f"({results['uvicorn_rss_kib_after_load'] / 1024:.1f} MiB after the load)")
+    std = results["uvicorn"]
+    print(f"serve (uvicorn): target >= 5,000 reads/s: {'met' if std['reads_per_s'] >= 5000 else 'NOT met'}; "
           f"p99 <= 5 ms: {'met' if std['p99_ms'] <= 5 else 'NOT met'}")
     return 0
 
