@@ -192,7 +192,7 @@ def _server_kind(choice: str) -> str | None:
         if choice == "uvicorn":
             return None
         log.warning("serve: uvicorn and httptools not installed (pip install 'secretcache[serve]'): "
-                    "using the standard library's server, about a third of the throughput (docs/serve.md)")
+                    "using the standard library's server (slower, with a longer tail: docs/serve.md)")
         return "stdlib"
     return "uvicorn"
 
