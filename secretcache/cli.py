@@ -134,6 +134,9 @@ def _build_parser() -> tuple[_Parser, _Parser]:
 
     commands.add_parser("demo", help="a guided tour on a fresh machine (no AWS account needed)",
                         add_help=False)
+    from .serve._main import add_parser as add_serve_parser
+
+    add_serve_parser(commands, aws_options)
     return parser, run
 
 
@@ -332,4 +335,8 @@ def _main(argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else USAGE
     if args.command == "get":
         return _get(args)
+    if args.command == "serve":
+        from .serve import run as serve
+
+        return serve(args)
     return _run(args, command, run_parser)

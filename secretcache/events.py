@@ -1,0 +1,245 @@
+"""Fleet-wide freshness: refresh cached secrets when Secrets Manager says they changed.
+
+:class:`EventListener` long-polls an SQS queue that an EventBridge rule feeds with Secrets Manager
+events (CloudTrail ``PutSecretValue``, ``UpdateSecretVersionStage``, ``RotateSecret``,
+``RotationSucceeded``, ``DeleteSecret``, ``RestoreSecret``..., and the native ``Secret Label
+Updated``) and refreshes or invalidates the named secret in the caches it was given, so every process
+of a fleet sees a change within seconds instead of a ttl. See docs/events.md for the rule and queue.
+
+It never crashes its host: every failure is logged (message ids and error types only, never a body),
+backed off with jitter, and the loop goes on until :meth:`EventListener.close`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import SecretCache
+
+__all__ = ["INVALIDATING_EVENTS", "EventListener", "secret_ids_of"]
+
+log = logging.getLogger("secretcache.events")
+
+INVALIDATING_EVENTS = frozenset({"DeleteSecret"})
+"""Events after which a secret is dropped from the caches rather than read again."""
+
+_ID_KEYS = ("secretId", "SecretId", "arn", "aRN", "ARN", "name", "Name")
+
+
+def _strings(doc: object, keys: Iterable[str]) -> list[str]:
+    if not isinstance(doc, dict):
+        return []
+    return [v for k in keys if isinstance(v := doc.get(k), str) and v]
+
+
+def secret_ids_of(event: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """(event name, the identifiers of the secret it names: names and ARNs) of one EventBridge event.
+
+    CloudTrail events carry the id in ``requestParameters.secretId`` and often the ARN in
+    ``responseElements.arn`` (``aRN`` in older ones); service events (``RotationSucceeded``) in
+    ``additionalEventData.SecretId``; the native ``Secret Label Updated`` event in ``detail.name``;
+    EventBridge adds the ARN to ``resources`` for some.
+    """
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return None, []
+    name = detail.get("eventName")
+    if not isinstance(name, str):
+        name = event.get("detail-type") if isinstance(event.get("detail-type"), str) else None
+    ids: list[str] = []
+    for part in (detail.get("requestParameters"), detail.get("responseElements"),
+                 detail.get("additionalEventData"), detail, detail.get("serviceEventDetails")):
+        ids.extend(_strings(part, _ID_KEYS))
+    resources = event.get("resources")
+    if isinstance(resources, list):
+        ids.extend(r for r in resources if isinstance(r, str) and ":secretsmanager:" in r)
+    return name, list(dict.fromkeys(ids))
+
+
+def _matches(identifiers: list[str], secret_id: str, value: Any) -> bool:
+    from ._request import names_secret
+
+    # The cached value knows the secret's name and ARN, whichever spelling the cache was read by.
+    return any(ident == secret_id or names_secret(ident, value) for ident in identifiers)
+
+
+class EventListener:
+    """Long-polls ``queue_url`` and applies each Secrets Manager event to ``caches``.
+
+    ``client`` is a boto3 SQS client (default: one built on first use from the usual chain). ``start()``
+    runs the loop on a daemon thread; ``close()`` stops it (within one long poll: ``wait_time``
+    seconds) and is idempotent; ``with EventListener(...) as listener:`` starts and closes it.
+    Handled messages are deleted; a malformed one is logged by message id and deleted; a message whose
+    handling failed (the secret could not be read) is left for SQS to deliver again.
+    """
+
+    def __init__(self, queue_url: str, *, caches: Iterable[SecretCache], client: Any = None,
+                 wait_time: int = 20, backoff_base: float = 1.0, backoff_max: float = 60.0) -> None:
+        if not queue_url:
+            raise ValueError("EventListener needs a queue URL")
+        if not 0 <= wait_time <= 20:
+            raise ValueError(f"wait_time must be 0..20 seconds (SQS long polling), got {wait_time!r}")
+        if not 0 < backoff_base <= backoff_max:
+            raise ValueError("EventListener needs 0 < backoff_base <= backoff_max")
+        self.queue_url = queue_url
+        self.caches = list(caches)
+        self.wait_time = wait_time
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._client = client
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.received = 0
+        self.applied = 0
+        self.dropped = 0
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"EventListener(queue_url={self.queue_url!r}, caches={len(self.caches)})"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> EventListener:
+        with self._lock:
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="secretcache-events", daemon=True)
+                self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop polling; waits for the loop (at most ``timeout``, default one long poll and a bit)."""
+        self._stop.set()
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.wait_time + 5.0 if timeout is None else timeout)
+
+    def __enter__(self) -> EventListener:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sqs")
+        return self._client
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                failures = 0
+            except Exception as e:  # never crash the host: log the type, back off, go on
+                failures += 1
+                self.errors += 1
+                delay = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
+                delay = random.uniform(self.backoff_base, max(self.backoff_base, delay))  # nosec B311
+                log.warning("events: polling %s failed (%s); retrying in %.1fs", self.queue_url,
+                            type(e).__name__, delay)
+                self._stop.wait(delay)
+
+    def poll_once(self) -> int:
+        """One receive (long poll) and the handling of what came; returns the number of messages."""
+        answer = self.client.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                             WaitTimeSeconds=self.wait_time)
+        messages = answer.get("Messages") or []
+        for message in messages:
+            if self._stop.is_set():
+                break
+            self.received += 1
+            if self.handle(message):
+                self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def handle(self, message: dict[str, Any]) -> bool:
+        """Apply one SQS message; True when it should be deleted (handled, or malformed and dropped)."""
+        message_id = str(message.get("MessageId", "?"))[:100]
+        event = _event_of(message.get("Body"))
+        if event is None:
+            self.dropped += 1
+            log.warning("events: dropping malformed message %s (not a Secrets Manager event)", message_id)
+            return True
+        name, identifiers = secret_ids_of(event)
+        if not identifiers:
+            self.dropped += 1
+            log.warning("events: dropping message %s (%s): it names no secret", message_id, name)
+            return True
+        ok = True
+        for cache in self.caches:
+            try:
+                self._apply(cache, name, identifiers)
+            except Exception as e:
+                ok = False
+                self.errors += 1
+                log.warning("events: %s for secret %r (message %s) failed: %s", name, identifiers[0][:200],
+                            message_id, type(e).__name__)
+        if ok:
+            self.applied += 1
+            log.info("events: %s for secret %r applied (message %s)", name, identifiers[0][:200], message_id)
+        return ok
+
+    def _apply(self, cache: SecretCache, name: str | None, identifiers: list[str]) -> None:
+        core = cache._core
+        keys = [(key, entry.value) for key, entry in list(core.entries.items())]
+        matched: dict[str, list[str | None]] = {}  # secret id as cached -> its stage-addressed keys
+        for key, value in keys:
+            if isinstance(key, str):
+                secret_id, stage, version_id = key, None, None
+            else:
+                secret_id, stage = key[0], key[1]
+                version_id = key[2] if len(key) > 2 else None
+            if _matches(identifiers, secret_id, value):
+                stages = matched.setdefault(secret_id, [])
+                if version_id is None:  # a version read by VersionId never changes: nothing to refresh
+                    stages.append(stage)
+        for secret_id, stages in matched.items():
+            if name in INVALIDATING_EVENTS:
+                cache.invalidate(secret_id)
+                continue
+            for stage in stages:
+                try:
+                    cache.refresh(secret_id, version_stage=stage)
+                except Exception as e:
+                    from .errors import SecretDeletedError, SecretNotFoundError
+
+                    if isinstance(e, (SecretNotFoundError, SecretDeletedError)):
+                        cache.invalidate(secret_id)  # gone or its stage moved away: drop, do not serve
+                        break
+                    raise
+
+
+def _event_of(body: object) -> dict[str, Any] | None:
+    """The EventBridge event in an SQS body (directly, or wrapped in an SNS notification)."""
+    if not isinstance(body, str) or len(body) > 262_144:
+        return None
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(doc, dict) and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
+        try:
+            doc = json.loads(doc["Message"])
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(doc, dict) or doc.get("source") not in ("aws.secretsmanager", None):
+        return None
+    if not isinstance(doc.get("detail"), dict):
+        return None
+    return doc
