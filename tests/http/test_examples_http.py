@@ -1,4 +1,4 @@
-"""examples/fastapi_upstream.py and examples/settings_app.py run as scripts."""
+"""examples/apps/fastapi_upstream.py and examples/apps/settings_app.py run as scripts."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_the_example_runs(name: str) -> None:
     if name.startswith("fastapi"):
         pytest.importorskip("fastapi")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "apps" / name)], capture_output=True, text=True,
                             env=env, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "Secrets Manager calls" in result.stdout

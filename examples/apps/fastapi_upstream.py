@@ -3,7 +3,7 @@
 When the upstream's token is rotated, the first refused call (401) refreshes it from Secrets Manager (or
 uses AWSPENDING during a single-user rotation) and is sent again: no request of this app fails.
 
-Run it: ``python examples/fastapi_upstream.py`` (an in-memory store stands in for Secrets Manager and an
+Run it: ``python examples/apps/fastapi_upstream.py`` (an in-memory store stands in for Secrets Manager and an
 ASGI app for the upstream; in production: ``SecretAuth("prod/upstream-token")`` and a real base_url).
 """
 

@@ -1,6 +1,6 @@
 """A pydantic-settings app whose secrets come from Secrets Manager through secretcache, in one batch call.
 
-Run it: ``python examples/settings_app.py`` (an in-memory store stands in for Secrets Manager; in
+Run it: ``python examples/apps/settings_app.py`` (an in-memory store stands in for Secrets Manager; in
 production drop the ``set_default_cache`` line and the default cache reads AWS).
 """
 
