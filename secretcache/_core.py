@@ -31,7 +31,7 @@ from ._flight import Flight
 from ._policy import FETCH, RAISE, SERVE, Entry, Failure, backoff_until, decide, fresh_until, may_serve_stale
 from ._request import Key, Request, check_answer, make_request
 from ._worker import Worker
-from .backends.base import BATCH_LIMIT, SecretsBackend
+from .backends.base import BATCH_LIMIT, ForcedReads, SecretsBackend
 from .errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
 from .stats import CacheEvent, CacheStats, EventHook, EventKind
@@ -203,12 +203,16 @@ class Core:
         behind the running one, so the two never overlap.
         """
         new = Flight(request, self.config.fetch_timeout)
+        new.forced = force
         with self._lock:
             current = self._flights.get(request.key)
             if current is not None:
                 if current.seq is None or not (current.discard or force):
+                    if force:  # not started yet (a forced read joins no started one): it becomes forced
+                        current.forced = True
                     return current
                 if current.then is not None:  # already queued behind it, not started: as new as we need
+                    current.then.forced |= force
                     return current.then
                 current.then = self._flights[request.key] = new
                 return new  # started by `_finish` of the running one
@@ -248,9 +252,11 @@ class Core:
         self.backend_calls += 1
         outcome: Outcome
         try:
-            outcome = self.backend.get_secret_value(
-                request.secret_id, version_id=request.version_id, version_stage=request.version_stage
-            )
+            backend = self.backend
+            # A forced read must not get a backend's own cached answer (the agent's): tell backends that can hear it.
+            read = backend.refresh_secret_value if flight.forced and isinstance(backend, ForcedReads) \
+                else backend.get_secret_value
+            outcome = read(request.secret_id, version_id=request.version_id, version_stage=request.version_stage)
             wrong = check_answer(request, outcome)
             if wrong is not None:
                 outcome = wrong  # the crossed answer is dropped here: never stored, never returned
@@ -396,6 +402,30 @@ class Core:
         if isinstance(outcome, SecretValue):
             return None
         return outcome if outcome.secret_id == secret_id else _chained(outcome, secret_id)
+
+    def batchable(self, secret_ids: list[str]) -> list[str]:
+        """The ids a ``get_many`` fetches in one batch: those whose default-stage read would wait for a
+        fetch (nothing servable cached, no backoff). The others are read one by one: a hit, a stale value
+        while it revalidates, or the backoff's error. Only when the default stage is AWSCURRENT, the one
+        stage BatchGetSecretValue returns."""
+        if self.config.version_stage != "AWSCURRENT":
+            return []
+        now, chosen = self.timer(), []
+        for secret_id in dict.fromkeys(secret_ids):
+            request = self.request(secret_id, None, None)
+            action, _ = decide(self.entries.get(request.key), self._failures.get(request.key), now, self.config)
+            if action is FETCH:
+                chosen.append(secret_id)
+        return chosen
+
+    def many_outcome(self, secret_id: str, flight: Flight, done: bool) -> Outcome:
+        """What ``get_many`` reports for one batched id: its value (stale within ``stale_if_error``) or
+        a fresh error naming the id."""
+        request = self.request(secret_id, None, None)
+        try:
+            return self.settle(request, self.outcome(flight, done))
+        except SecretCacheError as e:
+            return e if e.secret_id == secret_id else _chained(e, secret_id)
 
     def _run_batch(self, flights: dict[str, Flight]) -> None:
         ids = list(flights)

@@ -3,7 +3,8 @@
 A minimal future (``concurrent.futures`` would cost its import on ``import secretcache``): threads
 wait on an event with a timeout, asyncio callers register a callback. ``seq`` is set when the
 backend call starts and orders the fetches of a key; ``then`` is a fetch queued to start when this
-one ends (fetches of one key never overlap, so their answers arrive in the order they were asked).
+one ends (fetches of one key never overlap, so their answers arrive in the order they were asked);
+``forced`` marks a fetch a forced read waits for (the backend is told, see ``backends/base.py``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ __all__ = ["Flight"]
 class Flight:
     """One fetch in progress (or queued) for a key."""
 
-    __slots__ = ("_callbacks", "_done", "_lock", "deadline", "discard", "outcome", "record", "request", "seq",
-                 "then")
+    __slots__ = ("_callbacks", "_done", "_lock", "deadline", "discard", "forced", "outcome", "record", "request",
+                 "seq", "then")
 
     def __init__(self, request: Request, timeout: float) -> None:
         self.request = request
@@ -35,6 +36,7 @@ class Flight:
         self.discard = False  # invalidated after it started: waiters get the result, the cache does not
         self.record = True  # False: a failure of a whole batch, not recorded as this key's failure
         self.then: Flight | None = None
+        self.forced = False  # a forced read (refresh(), the rotation policy) waits for it: bypass backend caches
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[Flight], Any]] = []

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import BATCH_LIMIT, SecretsBackend
+from .base import BATCH_LIMIT, ForcedReads, SecretsBackend
 
 if TYPE_CHECKING:
     from .agent import AgentBackend
     from .aws import AwsBackend
 
-__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "SecretsBackend"]
+__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ForcedReads", "SecretsBackend"]
 
 _LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent"}
 

@@ -97,7 +97,8 @@ class AgentBackend:
     ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` that is set (``file://PATH``: the file's content), read once
     on first use; when the agent rejects it (403) a token from the environment is read again once,
     in case the agent was restarted with a new one. The agent has no batch endpoint, so
-    ``batch_get_secret_values`` makes one GET per secret.
+    ``batch_get_secret_values`` makes one GET per secret. Forced reads (``refresh()``, the rotation
+    policy's) send ``refreshNow=true``, so they bypass the agent's own cache.
     """
 
     def __init__(self, endpoint: str = "http://localhost:2773", *, token: str | None = None,
@@ -170,11 +171,25 @@ class AgentBackend:
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> SecretValue:
         """One GET to the agent; its answer and errors mapped as GetSecretValue's would be."""
+        return self._get(secret_id, version_id, version_stage, refresh_now=False)
+
+    def refresh_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> SecretValue:
+        """A forced read (``refreshNow=true``): the agent fetches from Secrets Manager instead of answering
+        from its own cache, whose ttl (300 s by default) would otherwise hide a rotation from
+        ``refresh()`` and the rotation policy. See :class:`~secretcache.backends.base.ForcedReads`."""
+        return self._get(secret_id, version_id, version_stage, refresh_now=True)
+
+    def _get(self, secret_id: str, version_id: str | None, version_stage: str | None, *,
+             refresh_now: bool) -> SecretValue:
         query = {"secretId": secret_id}
         if version_id is not None:
             query["versionId"] = version_id
         if version_stage is not None:
             query["versionStage"] = version_stage
+        if refresh_now:
+            query["refreshNow"] = "true"
         token = self._current_token()
         try:
             status, reason, body = self._request(query, token)

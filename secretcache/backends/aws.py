@@ -60,6 +60,21 @@ def _in_region(secret_id: str, region: str) -> str:
     return f"{m[1]}{region}{m[3]}" if m else secret_id
 
 
+def region_of(secret_id: str) -> str | None:
+    """The Region a full or partial ARN names; None for a name."""
+    m = _ARN_REGION.fullmatch(secret_id)
+    return m[2] if m else None
+
+
+def _custom_endpoint(client: Any) -> str | None:
+    """A given client's endpoint when it is not AWS's own (a local server, a VPC endpoint), else None."""
+    url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    if not isinstance(url, str):
+        return None
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return None if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")) else url
+
+
 def _to_value(response: Any, secret_id: str) -> SecretValue:
     """A SecretValue from a GetSecretValue answer (or one BatchGetSecretValue entry).
 
@@ -109,9 +124,15 @@ class AwsBackend:
     ``endpoint_url`` (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` is honoured by boto3 itself) and ``config``
     merged over a default of 3 attempts and 3 s / 5 s connect / read timeouts.
 
+    References by full (or partial) ARN are read in the ARN's Region: a client per Region, created on
+    first use with the same session, credentials and configuration (ECS ``valueFrom`` ARNs name their
+    Region, and ECS resolves them there). Names go to the primary Region.
+
     ``failover_regions``: when a call fails transiently (throttling, 5xx, timeout, connection), it is
     retried against the replica in the next Region in order (an ARN's Region is rewritten, a name is
-    reused). Permanent errors (4xx) never fail over. Replica clients use each Region's standard endpoint.
+    reused). Permanent errors (4xx) never fail over. Clients for other Regions use each Region's
+    standard endpoint, unless the backend has a custom one (``endpoint_url=``, or a given ``client=``
+    whose endpoint is not AWS's): that endpoint serves every Region (a local emulator, a proxy).
     """
 
     _advice: ClassVar[Advice] = LIBRARY_ADVICE  # what a configuration error tells its reader to change
@@ -179,7 +200,7 @@ class AwsBackend:
         return self.client_for(None)
 
     def client_for(self, region: str | None = None) -> SecretsManagerClient:
-        """The client for a failover ``region`` (``None``: the primary), created on first use, once."""
+        """The client for ``region`` (``None``: the primary), created on first use, once."""
         try:
             return self._clients[region]
         except KeyError:
@@ -202,23 +223,41 @@ class AwsBackend:
         if region is None:
             return self._session.client("secretsmanager", region_name=self._region_name,
                                         endpoint_url=self._endpoint_url, config=config)
+        endpoint_url = self._endpoint_url
         if None in self._clients:  # replicas keep the primary's configuration (e.g. a user's client=)
             config = config.merge(self._clients[None].meta.config)
-        return self._session.client("secretsmanager", region_name=region, config=config)
+            if endpoint_url is None:
+                endpoint_url = _custom_endpoint(self._clients[None])
+        return self._session.client("secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config)
+
+    def _primary_region(self) -> str | None:
+        if self._region_name is not None:
+            return self._region_name
+        region = getattr(getattr(self.client, "meta", None), "region_name", None)
+        return region if isinstance(region, str) else None
+
+    def _home(self, secret_id: str) -> str | None:
+        """The Region a reference must be read in: the ARN's when it is not the primary's, else None."""
+        region = region_of(secret_id)
+        if region is None or region == self._primary_region():
+            return None
+        return region
 
     def _call(
-        self, secret_id: str | None, ids: Sequence[str], call: Callable[[SecretsManagerClient, list[str]], _T]
+        self, secret_id: str | None, ids: Sequence[str], call: Callable[[SecretsManagerClient, list[str]], _T],
+        home: str | None = None,
     ) -> _T:
-        """Run ``call(client, ids)`` in the primary Region, then in each failover Region on transient errors.
+        """Run ``call(client, ids)`` in ``home`` (None: the primary Region), then in each failover Region on
+        transient errors.
 
-        ``ids`` are rewritten for each Region; ``secret_id`` names the secret in error messages.
+        ``ids`` are rewritten for each failover Region; ``secret_id`` names the secret in error messages.
         """
-        regions: list[str | None] = [None, *self.failover_regions]
+        regions: list[str | None] = [home, *(r for r in self.failover_regions if r != home)]
         for attempt, region in enumerate(regions):
             last = attempt == len(regions) - 1
             try:
                 client = self.client_for(region)
-                return call(client, [_in_region(i, region) if region else i for i in ids])
+                return call(client, [_in_region(i, region) if attempt and region else i for i in ids])
             except SecretCacheError as e:  # already typed (e.g. a malformed answer)
                 if not isinstance(e, SecretUnavailableError) or last:
                     raise
@@ -255,7 +294,11 @@ class AwsBackend:
                 request["VersionStage"] = version_stage
             return _to_value(client.get_secret_value(**request), secret_id)
 
-        return self._call(secret_id, [secret_id], call)
+        return self._call(secret_id, [secret_id], call, self._home_of(secret_id))
+
+    def _home_of(self, secret_id: str) -> str | None:
+        # Only an ARN needs the primary Region looked up (which may build the primary client).
+        return self._home(secret_id) if secret_id.startswith("arn:") else None
 
     def batch_get_secret_values(
         self, secret_ids: Sequence[str]
@@ -267,13 +310,17 @@ class AwsBackend:
         """
         values: list[SecretValue] = []
         errors: dict[str, SecretCacheError] = {}
-        unique = list(dict.fromkeys(secret_ids))
-        for start in range(0, len(unique), BATCH_LIMIT):
-            chunk = unique[start:start + BATCH_LIMIT]
-            # A whole-call failure concerns no single secret: it carries secret_id None.
-            chunk_values, chunk_errors = self._call(None, chunk, functools.partial(_batch_pages, asked=chunk))
-            values += chunk_values
-            errors.update(chunk_errors)
+        by_region: dict[str | None, list[str]] = {}
+        for secret_id in dict.fromkeys(secret_ids):  # ARNs of other Regions are asked there
+            by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
+        for home, unique in by_region.items():
+            for start in range(0, len(unique), BATCH_LIMIT):
+                chunk = unique[start:start + BATCH_LIMIT]
+                # A whole-call failure concerns no single secret: it carries secret_id None.
+                chunk_values, chunk_errors = self._call(None, chunk, functools.partial(_batch_pages, asked=chunk),
+                                                        home)
+                values += chunk_values
+                errors.update(chunk_errors)
         return values, errors
 
 

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 from ..errors import SecretCacheError
 from ..model import SecretValue
 
-__all__ = ["BATCH_LIMIT", "SecretsBackend"]
+__all__ = ["BATCH_LIMIT", "ForcedReads", "SecretsBackend"]
 
 BATCH_LIMIT = 20
 """BatchGetSecretValue takes at most 20 ids per call."""
@@ -36,4 +36,26 @@ class SecretsBackend(Protocol):
 
         A failure of the whole call (e.g. BatchGetSecretValue denied) raises instead.
         """
+        ...
+
+
+@runtime_checkable
+class ForcedReads(Protocol):
+    """An optional capability: a backend that keeps a cache of its own hears when a read is forced.
+
+    The cache calls ``refresh_secret_value`` instead of ``get_secret_value`` for the fetches forced
+    reads wait for (:meth:`SecretCache.refresh`, and the rotation policy's forced fetches of AWSCURRENT
+    and AWSPENDING after a refused login), so an answer the backend cached before a rotation is not
+    returned again. :class:`~secretcache.backends.AgentBackend` sends ``refreshNow=true`` for them.
+
+    Backends without the method keep working unchanged: their forced reads go through
+    ``get_secret_value``, as before (right for any backend that does not cache: ``AwsBackend``,
+    ``InMemoryBackend``). The cache checks for the method, so a third-party backend opts in by
+    defining it, with no base class to inherit.
+    """
+
+    def refresh_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> SecretValue:
+        """One read that bypasses any cache in or behind the backend; otherwise as ``get_secret_value``."""
         ...

@@ -198,7 +198,9 @@ class Login:
 
     ``params_of`` turns a version of the secret into driver keyword arguments (raising
     :class:`SecretFormatError` for a malformed secret). ``cache=None`` uses the module-level default
-    cache, looked up at each connect.
+    cache, looked up at each connect. ``detect`` tells a refused login from any other error (default:
+    the database drivers' duck-typed detection, with the policy's ``auth_messages``);
+    :mod:`secretcache.credentials` passes the caller's own.
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class Login:
         *,
         cache: SecretCache | None = None,
         policy: AuthPolicy | None = None,
+        detect: Callable[[BaseException], bool] | None = None,
     ) -> None:
         validate_secret_id(secret_id)
         if policy is not None and not isinstance(policy, AuthPolicy):
@@ -215,6 +218,7 @@ class Login:
         self.secret_id = secret_id
         self.policy = policy or DEFAULT_POLICY
         self._params_of = params_of
+        self._detect = detect
         self._cache = cache
         self._bound: tuple[SecretCache, _SecretState] | None = None
         self._memo: Credentials | None = None  # the params of the last version seen (one object: thread-safe)
@@ -309,7 +313,9 @@ class Login:
                 if credentials.source != "pinned":
                     self._pin(credentials, attempts)
             return True
-        if not is_auth_failure(result, extra_messages=self.policy.auth_messages):
+        refused = self._detect(result) if self._detect is not None \
+            else is_auth_failure(result, extra_messages=self.policy.auth_messages)
+        if not refused:
             raise result  # not rotation: the driver's error as it is, nothing retried or refreshed
         state.mark_refused(version_key(credentials.value), self.policy.known_bad_ttl)
         attempts.refused.append((credentials, result))
