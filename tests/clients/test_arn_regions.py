@@ -10,7 +10,7 @@ import pytest
 from secretcache import SecretCache
 from secretcache.backends.aws import AwsBackend
 from tests.canary import canary_value
-from tests.moto_helpers import count_calls, inject
+from devtools.moto_helpers import count_calls, inject
 
 EAST, WEST, IRELAND = "us-east-1", "us-west-2", "eu-west-1"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults import FaultProxy
-from tests.moto_helpers import moto_server
+from devtools.faults import FaultProxy
+from devtools.moto_helpers import moto_server
 
 
 @pytest.fixture(scope="session")

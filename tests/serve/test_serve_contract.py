@@ -1,4 +1,4 @@
-"""The core contract (tests/test_contract.py) with ``serve`` in the middle: the same scenarios, read by
+"""The core contract (tests/backends/test_contract.py) with ``serve`` in the middle: the same scenarios, read by
 ``AgentBackend`` and by ``SecretCache(AgentBackend(...))`` through ``secretcache serve --ttl 0`` (every
 read reaches Secrets Manager, still single-flight), against moto's HTTP server behind the fault proxy.
 
@@ -20,9 +20,9 @@ import pytest
 
 from secretcache import CacheConfig, SecretCache
 from secretcache.backends.agent import AgentBackend
-from tests.faults import FaultProxy
+from devtools.faults import FaultProxy
 from tests.serve._serve import TOKEN, Serve, serving
-from tests.test_contract import (
+from tests.backends.test_contract import (
     BotoStore,
     test_a_malformed_version_id_is_a_permanent_request_error,
     test_a_stage_not_on_the_given_version_is_not_found,
@@ -101,7 +101,7 @@ def store(request: pytest.FixtureRequest, moto_url: str, proxy: FaultProxy, cont
 
 def test_access_denied_is_typed_through_serve(store: Any) -> None:
     from secretcache.errors import SecretAccessDeniedError
-    from tests.test_contract import unique
+    from tests.backends.test_contract import unique
 
     name = unique()
     store.create(name, "v1")
@@ -114,7 +114,7 @@ def test_access_denied_is_typed_through_serve(store: Any) -> None:
 
 def test_marked_for_deletion_is_deleted_through_serve(store: Any) -> None:
     from secretcache.errors import SecretDeletedError, SecretNotFoundError
-    from tests.test_contract import unique
+    from tests.backends.test_contract import unique
 
     name, gone = unique(), unique()
     store.create(name, "v1")

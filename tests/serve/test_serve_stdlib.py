@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.canary import canary_value
-from tests.faults import FaultProxy
+from devtools.faults import FaultProxy
 from tests.serve._serve import TOKEN, Serve, serve_env, serving
 from tests.serve.conftest import unique
 

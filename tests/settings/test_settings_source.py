@@ -71,7 +71,7 @@ def test_one_batch_get_secret_value_on_moto(secrets: dict[str, str]) -> None:
     import boto3
     from moto import mock_aws
 
-    from tests.moto_helpers import count_calls
+    from devtools.moto_helpers import count_calls
 
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")
