@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from devtools.moto_helpers import count_calls, inject
 from secretcache import SecretCache
 from secretcache.backends.aws import AwsBackend
 from tests.canary import canary_value
-from devtools.moto_helpers import count_calls, inject
 
 EAST, WEST, IRELAND = "us-east-1", "us-west-2", "eu-west-1"
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
+from devtools.faults import FaultProxy
 from secretcache import CacheConfig, SecretCache
 from secretcache.backends.agent import AgentBackend
-from devtools.faults import FaultProxy
-from tests.serve._serve import TOKEN, Serve, serving
 from tests.backends.test_contract import (
     BotoStore,
     test_a_malformed_version_id_is_a_permanent_request_error,
@@ -36,6 +35,7 @@ from tests.backends.test_contract import (
     test_rotation_moves_awscurrent_and_plain_reads_follow_it,
     test_version_id_and_version_stage_select_versions,
 )
+from tests.serve._serve import TOKEN, Serve, serving
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.canary import canary_value
 from devtools.faults import FaultProxy
+from tests.canary import canary_value
 from tests.serve._serve import TOKEN, Serve, serve_env, serving
 from tests.serve.conftest import unique
 
