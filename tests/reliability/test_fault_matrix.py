@@ -1,6 +1,6 @@
 """The fault matrix: every fault the AWS side can throw at the cache x when it strikes x sync / async.
 
-A real ``AwsBackend`` (boto3, one HTTP attempt, 0.25 s read timeout) talks to moto's HTTP server through
+A real ``AwsBackend`` (boto3, one HTTP attempt) talks to moto's HTTP server through
 :class:`devtools.faults.FaultProxy`, which replaces chosen requests with a fault. The clock the cache's policy
 reads is fake, so ttl, stale windows and backoff are crossed exactly. Each case runs three steps:
 
@@ -42,7 +42,8 @@ from tests.fakes import FakeClock, wait_until
 pytestmark = pytest.mark.integration
 
 TTL, SWR, SIE, BASE, CAP = 60.0, 30.0, 600.0, 1.0, 8.0
-READ_TIMEOUT = 0.25
+HANG_TIMEOUT = 1.0  # the read timeout that ends a ``hang`` fault: short, so the hang cases stay quick
+READ_TIMEOUT = 5.0  # every other case: far above moto's answer time on a loaded machine (0.25 s once was not)
 
 moto_url = moto_server_fixture("module")
 
@@ -171,11 +172,17 @@ def backend(proxy: FaultProxy) -> AwsBackend:
     return fast_backend(proxy.url)
 
 
-def fast_backend(endpoint_url: str, **retries: Any) -> AwsBackend:
+@pytest.fixture(scope="module")
+def hang_backend(proxy: FaultProxy) -> AwsBackend:
+    """The backend for cases where the fault is a hang: its read timeout is what ends the hang."""
+    return fast_backend(proxy.url, read_timeout=HANG_TIMEOUT)
+
+
+def fast_backend(endpoint_url: str, read_timeout: float = READ_TIMEOUT, **retries: Any) -> AwsBackend:
     from botocore.config import Config
 
     config = Config(retries=retries or {"mode": "standard", "total_max_attempts": 1},
-                    read_timeout=READ_TIMEOUT, connect_timeout=1)
+                    read_timeout=read_timeout, connect_timeout=5)
     return AwsBackend(endpoint_url=endpoint_url, region_name="us-east-1", config=config)
 
 
@@ -265,12 +272,13 @@ class Case:
 @pytest.mark.parametrize("face_kind", ["sync", "async"])
 @pytest.mark.parametrize(("fault_mode", "phase"), CASES, ids=[f"{p}-{f}" for f, p in CASES])
 async def test_fault_matrix(
-    fault_mode: str, phase: str, face_kind: str, proxy: FaultProxy, admin: Any, backend: AwsBackend
+    fault_mode: str, phase: str, face_kind: str, proxy: FaultProxy, admin: Any, backend: AwsBackend,
+    hang_backend: AwsBackend,
 ) -> None:
     fault = FAULTS[fault_mode]
     step1, step2, step3 = OUTCOMES[(phase, fault.kind)]
     clock = FakeClock()
-    face = Face(face_kind, backend, clock)
+    face = Face(face_kind, hang_backend if fault_mode == "hang" else backend, clock)
     name = f"matrix/{face_kind}/{phase.strip('()')}{'-call' if phase.endswith(')') else ''}/{fault_mode}"
     case = Case(proxy, admin, clock, face, name)
     read: Callable[[], Awaitable[str]] = lambda: face.read(name)  # noqa: E731
@@ -441,13 +449,13 @@ def test_prefetch_reports_each_failure_by_id_and_never_raises(
 
 
 async def test_async_faces_never_block_the_event_loop_while_a_fetch_hangs(
-    proxy: FaultProxy, admin: Any, backend: AwsBackend
+    proxy: FaultProxy, admin: Any, hang_backend: AwsBackend
 ) -> None:
     """While one secret's fetch hangs in a worker thread, the loop keeps running other coroutines."""
     name = "matrix/async/hang-isolation"
     admin.create_secret(Name=name, SecretString=canary_value("iso"))
     proxy.targets = {name}
-    cache = AsyncSecretCache(backend, config=matrix_config())
+    cache = AsyncSecretCache(hang_backend, config=matrix_config())
     try:
         proxy.fail("hang")
         task = asyncio.ensure_future(cache.get_secret_string(name))

@@ -1,8 +1,9 @@
 """Bounded load/soak runs (``bench/bench_soak.py``): threads and asyncio tasks read hundreds of secrets with
 a tiny ttl while the secrets rotate and faults come and go.
 
-CI runs the short presets in a subprocess (about 25 s in process, about 22 s over moto's HTTP server with
-real sockets; a subprocess so pytest's log capture does not distort memory and speed); ``nox -s soak``
+CI runs the short presets in a subprocess (26 s of load each, in process and over moto's HTTP server with
+real sockets, plus about 12 s per memory measurement while the readers pause; a subprocess so pytest's log
+capture does not distort memory and speed); ``nox -s soak``
 runs the long ones and writes the figures docs/reliability.md quotes. What is asserted is behaviour,
 counted: no error beyond what the fault plan allows, every value read is one that was written for that
 secret, API calls within the model's bound, the caches' memory flat across calm phases, and no canary
