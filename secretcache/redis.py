@@ -16,6 +16,7 @@ wrapped to let a refused login through at once. ``NOAUTH`` (a command before AUT
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -41,7 +42,8 @@ FIELDS = ("username", "password", "host", "port", "ssl", "db")
 T = TypeVar("T")
 
 if not hasattr(redis.connection.AbstractConnection, "connect_check_health"):  # pragma: no cover
-    raise ImportError("secretcache.redis needs redis-py 6 or later: pip install -U 'secretcache[redis]'")
+    raise ImportError("secretcache.redis needs a newer redis-py (with Connection.connect_check_health; "
+                      "8.x is tested): pip install -U 'secretcache[redis]'")
 
 
 def is_login_failure(error: BaseException) -> bool:
@@ -271,8 +273,23 @@ class _Login(NamedTuple):
     keys: tuple[tuple[str, str], ...]
 
 
+_rotating_classes: weakref.WeakValueDictionary[tuple[Any, ...], type[Any]] = weakref.WeakValueDictionary()
+
+
 def _rotating(base: type[Any], how: _Login, is_async: bool) -> type[Any]:
-    """A subclass of redis-py's connection class ``base`` whose new connections log in through the policy."""
+    """A subclass of redis-py's connection class ``base`` whose new connections log in through the policy.
+
+    Shared by the clients of one (secret, cache, policy, keys): making a class costs more than a client
+    (~170 us). The key holds the cache's id, valid while the class (which holds the cache) lives.
+    """
+    key = (base, is_async, how.secret_id, id(how.cache), how.policy, how.keys)
+    made = _rotating_classes.get(key)
+    if made is None:
+        made = _rotating_classes[key] = _make_rotating(base, how, is_async)
+    return made
+
+
+def _make_rotating(base: type[Any], how: _Login, is_async: bool) -> type[Any]:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         base.__init__(self, *args, **kwargs)

@@ -403,6 +403,23 @@ def test_single_connection_clients_log_in_through_the_policy(account: Account) -
     r.close()
 
 
+async def test_async_single_connection_clients_log_in_through_the_policy(account: Account) -> None:
+    r = async_client(account.secret_id, cache=account.cache, single_connection_client=True)
+    assert _text(await r.acl_whoami()) == account.username
+    account.begin_rotation()
+    assert r.connection is not None
+    await r.connection.disconnect()
+    assert await r.ping()
+    await r.aclose()
+
+
+def test_clients_of_one_secret_and_cache_share_one_connection_class(account: Account) -> None:
+    first, second = client(account.secret_id, cache=account.cache), client(account.secret_id, cache=account.cache)
+    assert first.connection_pool.connection_class is second.connection_pool.connection_class
+    other = client(account.secret_id, cache=account.cache, keys={"password": "password"})
+    assert other.connection_pool.connection_class is not first.connection_pool.connection_class
+
+
 def test_malformed_secrets_and_conflicting_arguments_name_the_field_never_a_value() -> None:
     backend = InMemoryBackend()
     backend.put_secret("bad-port", json.dumps({"password": canary_value(), "host": "h", "port": "x"}))
