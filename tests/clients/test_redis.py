@@ -275,6 +275,24 @@ def test_a_wrong_password_fails_with_redis_own_error_after_at_most_three_auth_at
     r.close()
 
 
+def test_every_version_wrong_takes_exactly_three_auths_and_redis_py_does_not_retry_them(account: Account) -> None:
+    r = client(account.secret_id, cache=account.cache)  # AWSCURRENT cached; redis-py's default Retry (10)
+    new = account.backend.put_secret(account.secret_id, account.secret(canary_value("wrong-current")))
+    account.backend.put_secret(account.secret_id, account.secret(canary_value("wrong-pending")), stages=("AWSPENDING",))
+    account.passwords.append(canary_value("elsewhere"))
+    account.set_password(account.passwords[-1])
+    calls, attempts = account.calls, account.auth_attempts()
+    with pytest.raises(redis.AuthenticationError) as raised:
+        r.ping()
+    assert account.auth_attempts() - attempts == 3  # cached AWSCURRENT, refreshed AWSCURRENT, AWSPENDING
+    assert account.calls - calls == 2
+    notes = "\n".join(raised.value.__notes__)
+    assert "3 login(s) refused" in notes
+    assert new[:8] in notes
+    account.assert_no_password(_error_text(raised.value))
+    r.close()
+
+
 async def test_a_wrong_password_fails_the_async_client_after_at_most_three_auth_attempts(account: Account) -> None:
     account.set_password(canary_value("elsewhere"))
     attempts = account.auth_attempts()
