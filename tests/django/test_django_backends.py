@@ -155,3 +155,12 @@ def test_import_secretcache_imports_no_django() -> None:
     done = _python("import sys, secretcache, secretcache.django\nprint('django' in sys.modules)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.integration
+def test_manage_test_runs_the_apps_tests(project_factory: Any) -> None:
+    """Django's test runner, on the account's own database (``--keepdb``: the account may not create one)."""
+    project: Project = project_factory()
+    project.env["APP_DB_TEST_NAME"] = project.account.dbname
+    done = project.manage("test", "--keepdb", "--noinput", "inventory")
+    assert "Ran 1 test" in done.stderr
