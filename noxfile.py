@@ -123,6 +123,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench.bench_core", *session.posargs)
     session.run("python", "-m", "bench.chart")
     session.run("python", "-m", "bench.bench_db")
+    session.run("python", "-m", "bench.bench_django")
     session.run("python", "-m", "bench.bench_cli")
 
 
