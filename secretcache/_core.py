@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from time import monotonic
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ._flight import Flight
 from ._policy import FETCH, RAISE, SERVE, Entry, Failure, backoff_until, decide, fresh_until, may_serve_stale
@@ -82,6 +82,12 @@ def timed_out(request: Request, timeout: float) -> SecretUnavailableError:
     )
 
 
+class ForkAware(Protocol):
+    """What :attr:`Core.extras` holds: state that renews its locks in a forked child."""
+
+    def after_fork(self) -> None: ...
+
+
 class Wait(NamedTuple):
     """A read that must wait for ``flight``; ``miss`` is False for an inline revalidation (a hit if it works)."""
 
@@ -129,6 +135,10 @@ class Core:
         self._on_event = on_event
         self._worker = Worker()
         self.hits = self.misses = self.refreshes = self.backend_calls = self.errors = self.stale_served = 0
+        self.extras: dict[str, ForkAware] = {}
+        """State other modules keep per cache, each under its own key and made on first use (``"auth"``:
+        the rotation policy's per-secret state, :mod:`secretcache.db._state`). It lives as long as the
+        cache; after a fork each gets ``after_fork()``."""
         _LIVE.add(self)
 
     def request(self, secret_id: str, version_id: str | None, version_stage: str | None) -> Request:
@@ -501,6 +511,8 @@ class Core:
         self._worker = Worker()
         if closed:
             self._worker.close()
+        for extra in list(self.extras.values()):
+            extra.after_fork()
 
     # -- events ---------------------------------------------------------------------------------
 

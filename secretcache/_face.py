@@ -21,6 +21,7 @@ from .model import SecretValue
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+    from .cache import SecretCache
     from .config import CacheConfig
     from .stats import CacheStats, EventHook
 
@@ -189,3 +190,24 @@ class _Face:
     def stats(self) -> CacheStats:
         """Counters since creation: hits, misses, refreshes, backend_calls, errors, stale_served."""
         return self._core.stats(self._hits)
+
+
+def sync_face(cache: _Face) -> SecretCache:
+    """The blocking face of ``cache``: itself for a SecretCache; for an AsyncSecretCache, a SecretCache over
+    the same core (same entries, flights, backend, counters and per-cache state such as the rotation
+    policy's), for code that must read from a worker thread. It owns nothing: no finalizer, so dropping it
+    never closes the core. Its hits go through the core (no inline path), so the async cache's ``stats``
+    count them. Cheap to make: callers need not keep it."""
+    from .cache import SecretCache
+
+    if isinstance(cache, SecretCache):
+        return cache
+    if not isinstance(cache, _Face):
+        raise TypeError(f"cache must be a SecretCache or an AsyncSecretCache, got {type(cache).__name__}")
+    twin = SecretCache.__new__(SecretCache)
+    twin.config = cache.config
+    twin._core = cache._core
+    twin._timer = cache._core.timer
+    twin._fast = _EMPTY
+    twin._hits = 0
+    return twin

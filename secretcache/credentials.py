@@ -20,10 +20,10 @@ Importing this module loads no driver and no HTTP client.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._face import sync_face
 from .db._auth import AuthPolicy, AuthStats, Login, run_async, run_sync
 from .db._auth import auth_stats as _auth_stats
 
@@ -37,30 +37,11 @@ __all__ = ["AuthPolicy", "AuthStats", "auth_stats", "login", "login_async"]
 T = TypeVar("T")
 
 
-_twins: weakref.WeakKeyDictionary[Any, SecretCache] = weakref.WeakKeyDictionary()
-
-
 def sync_cache(cache: SecretCache | AsyncSecretCache | None) -> SecretCache | None:
-    """The blocking face of ``cache``: itself for a SecretCache; for an AsyncSecretCache, one SecretCache
-    over the same core (same entries, flights and backend), made once, so the policy's shared state per
-    secret is the same for every login through either face. The policy's blocking reads run in worker
-    threads under :func:`login_async`, never on the event loop."""
-    from .cache import SecretCache
-
-    if cache is None or isinstance(cache, SecretCache):
-        return cache
-    twin = _twins.get(cache)
-    if twin is None:
-        core = cache._core
-        twin = SecretCache.__new__(SecretCache)
-        twin.config = cache.config
-        twin._core = core
-        twin._timer = core.timer
-        twin._fast = cache._fast
-        twin._hits = 0
-        # No finalizer: the twin never closes the core; the async cache it mirrors owns it.
-        _twins[cache] = twin
-    return twin
+    """The blocking face of ``cache`` (itself for a SecretCache; for an AsyncSecretCache, a SecretCache
+    over the same core), for code that reads from worker threads; ``None`` stays ``None``. The policy's
+    state per secret lives on the core, so every login through either face shares it."""
+    return None if cache is None else sync_face(cache)
 
 
 def _no_params(value: SecretValue) -> Mapping[str, Any]:
@@ -75,7 +56,7 @@ def _login(
 ) -> Login:
     if not callable(is_auth_failure):
         raise TypeError("is_auth_failure must be a callable taking the exception connect raised")
-    return Login(secret_id, _no_params, cache=sync_cache(cache), policy=policy, detect=is_auth_failure)
+    return Login(secret_id, _no_params, cache=cache, policy=policy, detect=is_auth_failure)
 
 
 def login(
@@ -110,4 +91,4 @@ async def login_async(
 
 def auth_stats(secret_id: str, *, cache: SecretCache | AsyncSecretCache | None = None) -> AuthStats:
     """Counters of the rotation policy for ``secret_id`` in ``cache`` (default: the module-level cache)."""
-    return _auth_stats(secret_id, cache=sync_cache(cache))
+    return _auth_stats(secret_id, cache=cache)

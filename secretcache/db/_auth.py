@@ -1,7 +1,7 @@
 """The rotation policy shared by every database factory: detect, refresh, retry, try AWSPENDING, give up.
 
-Size: the whole policy (detect, refresh, retry, AWSPENDING, pin, give up) and the per-secret state it
-shares, read as one specification; its state is made explicit by the clients issue.
+Size: the whole policy (detect, refresh, retry, AWSPENDING, pin, give up), read as one specification;
+the per-secret state it shares is :mod:`._state`, owned by the cache.
 
 One connect follows DESIGN.md ("Databases"), at most three logins:
 
@@ -21,27 +21,29 @@ no refresh. The flow is free of I/O: :meth:`Login.flow` yields :class:`Read` ste
 :class:`Connect` steps (a driver login) that :func:`run_sync` or :func:`run_async` carry out, so
 sync and async drivers share it (the shape of httpx's auth flow; see ``_flow.py``). No driver is
 imported: failures are recognised by duck typing (``_detect.py``). The state every connect with one
-secret shares (refused versions, the last forced fetches, the pin) lives here too.
+secret shares (refused versions, the last forced fetches, the pin, the parsed credentials, the
+counters) lives on the cache's core (``_state.py``), so it dies with the cache.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .._default import default_cache
+from .._face import sync_face
 from ..errors import SecretCacheError, SecretFormatError, SecretNotFoundError
 from ..model import SecretValue, validate_secret_id
 from ._detect import is_auth_failure
 from ._flow import Connect, Credentials, Flow, Read, add_note, run_async, run_sync
 from ._flow import short as _short
+from ._state import CURRENT, PENDING, AuthStats, Fetch, Pin, SecretState, state_of, version_key
 
 if TYPE_CHECKING:
+    from ..aio import AsyncSecretCache
     from ..cache import SecretCache
 
 __all__ = [
@@ -51,10 +53,7 @@ __all__ = [
 
 log = logging.getLogger("secretcache.db")
 
-CURRENT = "AWSCURRENT"
-PENDING = "AWSPENDING"
-
-# -- configuration and counters ------------------------------------------------------------------------
+# -- configuration -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,97 +83,19 @@ class AuthPolicy:
 DEFAULT_POLICY = AuthPolicy()
 
 
-class AuthStats(NamedTuple):
-    """What the policy did for one secret in one cache, since the process started."""
-
-    auth_failures: int = 0
-    """Logins refused (each counts once)."""
-    refreshes: int = 0
-    """Forced AWSCURRENT fetches (API calls)."""
-    pending_fetches: int = 0
-    """AWSPENDING fetches (API calls)."""
-    pending_logins: int = 0
-    """Logins that succeeded with AWSPENDING credentials (pinned or just read)."""
-    gave_up: int = 0
-    """Connects that raised the driver's error after trying everything."""
 
 
-# -- per-secret state, shared by every factory using the same cache and secret -------------------------
+def _resolve(cache: SecretCache | AsyncSecretCache | None) -> SecretCache:
+    return default_cache() if cache is None else sync_face(cache)
 
 
-class _Fetch(NamedTuple):
-    started: float
-    finished: float
-    outcome: SecretValue | SecretCacheError
+def _state_for(cache: SecretCache | AsyncSecretCache, secret_id: str) -> SecretState:
+    return state_of(cache._core, secret_id)
 
 
-class _Pin(NamedTuple):
-    value: SecretValue
-    over: str | None
-    """The AWSCURRENT version id that was refused when the pin was made; the pin lasts while it is current."""
-
-
-def version_key(value: SecretValue) -> object:
-    """What identifies a version: its id, or the object itself for backends that give none."""
-    return value.version_id if value.version_id is not None else value
-
-
-class _SecretState:
-    """What every connect with one secret shares: refused versions, the last forced fetches, the pin."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.fetch_locks = {CURRENT: threading.Lock(), PENDING: threading.Lock()}
-        self.fetches: dict[str, _Fetch] = {}
-        self.bad: dict[object, float] = {}  # version key -> when first refused
-        self.pin: _Pin | None = None
-        self.counts = [0, 0, 0, 0, 0]  # AuthStats order
-
-    def count(self, field: int) -> None:
-        with self.lock:
-            self.counts[field] += 1
-
-    def refused_since(self, key: object, ttl: float, now: float) -> float | None:
-        since = self.bad.get(key)
-        return since if since is not None and now - since < ttl else None
-
-    def mark_refused(self, key: object, ttl: float) -> float:
-        """Remember a refused version; return when it was first seen refused (within ``ttl``)."""
-        now = monotonic()
-        with self.lock:
-            self.counts[0] += 1
-            since = self.refused_since(key, ttl, now)
-            if since is None:
-                since = self.bad[key] = now
-                if len(self.bad) > 64:
-                    self.bad = {k: t for k, t in self.bad.items() if now - t < ttl}
-            return since
-
-
-_states: weakref.WeakKeyDictionary[Any, dict[str, _SecretState]] = weakref.WeakKeyDictionary()
-_states_lock = threading.Lock()
-
-
-def _state_for(cache: SecretCache, secret_id: str) -> _SecretState:
-    with _states_lock:
-        per_cache = _states.get(cache)
-        if per_cache is None:
-            per_cache = _states[cache] = {}
-        state = per_cache.get(secret_id)
-        if state is None:
-            state = per_cache[secret_id] = _SecretState()
-        return state
-
-
-def auth_stats(secret_id: str, *, cache: SecretCache | None = None) -> AuthStats:
+def auth_stats(secret_id: str, *, cache: SecretCache | AsyncSecretCache | None = None) -> AuthStats:
     """Counters of the rotation policy for ``secret_id`` in ``cache`` (default: the module-level cache)."""
-    state = _state_for(_resolve(cache), secret_id)
-    with state.lock:
-        return AuthStats(*state.counts)
-
-
-def _resolve(cache: SecretCache | None) -> SecretCache:
-    return cache if cache is not None else default_cache()
+    return _state_for(_resolve(cache), secret_id).stats()
 
 
 # -- the policy ----------------------------------------------------------------------------------------
@@ -197,9 +118,12 @@ class Login:
     """How one factory logs in with one secret: the cache, the policy and the driver's parameter mapping.
 
     ``params_of`` turns a version of the secret into driver keyword arguments (raising
-    :class:`SecretFormatError` for a malformed secret). ``cache=None`` uses the module-level default
-    cache, looked up at each connect. ``detect`` tells a refused login from any other error (default:
-    the database drivers' duck-typed detection, with the policy's ``auth_messages``);
+    :class:`SecretFormatError` for a malformed secret); its result is memoised per version in the
+    cache's state for the secret, keyed by ``params_of`` itself, so pass the same function each time
+    (``make_params_of`` does). ``cache`` is a SecretCache or an AsyncSecretCache (read through its
+    blocking face); ``None`` uses the module-level default cache, looked up at each connect. ``detect``
+    tells a refused login from any other error (default: the database drivers' duck-typed detection,
+    with the policy's ``auth_messages``);
     :mod:`secretcache.credentials` passes the caller's own.
     """
 
@@ -208,7 +132,7 @@ class Login:
         secret_id: str,
         params_of: Callable[[SecretValue], Mapping[str, Any]],
         *,
-        cache: SecretCache | None = None,
+        cache: SecretCache | AsyncSecretCache | None = None,
         policy: AuthPolicy | None = None,
         detect: Callable[[BaseException], bool] | None = None,
     ) -> None:
@@ -219,15 +143,14 @@ class Login:
         self.policy = policy or DEFAULT_POLICY
         self._params_of = params_of
         self._detect = detect
-        self._cache = cache
-        self._bound: tuple[SecretCache, _SecretState] | None = None
-        self._memo: Credentials | None = None  # the params of the last version seen (one object: thread-safe)
+        self._cache = None if cache is None else sync_face(cache)  # an async cache: its blocking twin
+        self._bound: tuple[SecretCache, SecretState] | None = None
 
     def __repr__(self) -> str:
         return f"<Login secret={self.secret_id!r}>"
 
-    def _cache_and_state(self) -> tuple[SecretCache, _SecretState]:
-        cache = _resolve(self._cache)
+    def _cache_and_state(self) -> tuple[SecretCache, SecretState]:
+        cache = self._cache if self._cache is not None else default_cache()
         bound = self._bound
         if bound is None or bound[0] is not cache:
             bound = self._bound = (cache, _state_for(cache, self.secret_id))
@@ -294,13 +217,8 @@ class Login:
         return self._credentials(current, CURRENT, "cached")
 
     def _credentials(self, value: SecretValue, stage: str, source: str) -> Credentials:
-        # No local here holds the parameters bare: a traceback's locals show only safe reprs.
-        memo = self._memo
-        if memo is None or memo.value is not value:
-            memo = self._memo = Credentials(value, stage, source, self._params_of(value))
-        if memo.stage == stage and memo.source == source:
-            return memo  # the hit path: no new object
-        return Credentials(value, stage, source, memo.params)
+        _, state = self._cache_and_state()
+        return state.credentials(self._params_of, value, stage, source)
 
     # -- after each login ------------------------------------------------------------------------------
 
@@ -309,7 +227,7 @@ class Login:
         _, state = self._cache_and_state()
         if not isinstance(result, BaseException):
             if credentials.stage == PENDING:
-                state.count(3)
+                state.count("pending_logins")
                 if credentials.source != "pinned":
                     self._pin(credentials, attempts)
             return True
@@ -317,7 +235,7 @@ class Login:
             else is_auth_failure(result, extra_messages=self.policy.auth_messages)
         if not refused:
             raise result  # not rotation: the driver's error as it is, nothing retried or refreshed
-        state.mark_refused(version_key(credentials.value), self.policy.known_bad_ttl)
+        state.mark_refused(version_key(credentials.value), self.policy.known_bad_ttl, monotonic())
         attempts.refused.append((credentials, result))
         attempts.tried.add(version_key(credentials.value))
         if credentials.source == "pinned":
@@ -361,17 +279,17 @@ class Login:
                     return cache.get_secret_value(self.secret_id, version_stage=CURRENT)
                 return last.outcome
             started = monotonic()
-            state.count(1 if stage == CURRENT else 2)
+            state.count("refreshes" if stage == CURRENT else "pending_fetches")
             outcome: SecretValue | SecretCacheError
             try:
                 outcome = cache.refresh(self.secret_id, version_stage=stage)
             except SecretCacheError as e:
                 outcome = e
-            state.fetches[stage] = _Fetch(started, monotonic(), outcome)
+            state.fetches[stage] = Fetch(started, monotonic(), outcome)
             log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
             return outcome
 
-    def _overtaken(self, fetch: _Fetch) -> bool:
+    def _overtaken(self, fetch: Fetch) -> bool:
         """Whether a fetch's answer was refused only after the fetch began: news it could not know."""
         if isinstance(fetch.outcome, SecretCacheError):
             return False
@@ -415,13 +333,13 @@ class Login:
         with state.lock:
             if state.pin is not None and state.pin.value is credentials.value:
                 return
-            state.pin = _Pin(credentials.value, attempts.current_version)
+            state.pin = Pin(credentials.value, attempts.current_version)
         log.info(
             "secret %r: AWSCURRENT refused, AWSPENDING version %s works; using it for new connections "
             "until AWSCURRENT moves (rotation in progress)", self.secret_id, _short(credentials.value),
         )
 
-    def _unpin(self, state: _SecretState, pin: _Pin | None, why: str) -> None:
+    def _unpin(self, state: SecretState, pin: Pin | None, why: str) -> None:
         with state.lock:
             current = state.pin
             if current is None or (pin is not None and current is not pin):
@@ -435,7 +353,7 @@ class Login:
     def _give_up(self, attempts: _Attempts) -> BaseException:
         """The last driver error, chained to the first, with a note naming the secret, never a value."""
         _, state = self._cache_and_state()
-        state.count(4)
+        state.count("gave_up")
         first, error = attempts.refused[0][1], attempts.refused[-1][1]
         tried = ", ".join(c.describe() for c, _ in attempts.refused)
         note = f"secretcache: secret {self.secret_id!r}: {len(attempts.refused)} login(s) refused: {tried}"

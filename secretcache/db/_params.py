@@ -5,6 +5,12 @@ A database secret is a JSON object with the fields Secrets Manager's RDS integra
 ignored). ``username`` and ``password`` are required; ``host`` too unless the caller gives one;
 ``port`` and ``dbname`` are optional. Whatever the caller passes explicitly (URL parts, keyword
 arguments, a conninfo string) wins over the secret. Errors name the secret and the field, never a value.
+
+The optional ``ssl`` key is read as AWS's rotation functions read it (their ``get_ssl_config``): ``true``
+or ``"true"`` (any case) requires TLS, ``false`` or ``"false"`` turns it off, and anything else (absent,
+another string, another type) means "try TLS, fall back to plain", which is what the drivers do by
+default, so nothing is passed then. Each driver says how to express it (:attr:`DriverNames.tls`); a
+caller who sets any TLS option of the driver (:attr:`DriverNames.tls_options`) decides alone.
 """
 
 from __future__ import annotations
@@ -16,15 +22,39 @@ from typing import Any, NamedTuple
 from ..errors import SecretFormatError
 from ..model import SecretValue, _shown_key
 
-__all__ = ["FIELDS", "DriverNames", "check_keys", "make_params_of", "merged", "secret_params"]
+__all__ = ["FIELDS", "DriverNames", "check_keys", "make_params_of", "merged", "secret_params", "ssl_setting"]
 
 FIELDS = ("host", "port", "username", "password", "dbname")
 """The RDS fields a connection uses (``engine`` is informational)."""
-_KNOWN_FIELDS = (*FIELDS, "engine")
+_KNOWN_FIELDS = (*FIELDS, "engine", "ssl")
+
+
+def ssl_setting(raw: object) -> bool | None:
+    """The secret's ``ssl`` value as AWS's rotation functions read it: True (TLS required), False (no
+    TLS), or None (absent or not understood: try TLS, fall back to plain, the drivers' default)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        return {"true": True, "false": False}.get(raw.lower())
+    return None
+
+
+def _psycopg_tls(required: bool) -> dict[str, Any]:
+    return {"sslmode": "require" if required else "disable"}  # libpq's default, "prefer", is the fallback
+
+
+def _pymysql_tls(required: bool) -> dict[str, Any]:
+    # A non-empty ``ssl`` dict makes PyMySQL require TLS; without a CA it does not verify the certificate
+    # (libpq's "require"). Its default without options is "preferred", the fallback.
+    return {"ssl": {"check_hostname": False}} if required else {"ssl_disabled": True}
+
+
+def _mysqldb_tls(required: bool) -> dict[str, Any]:
+    return {"ssl_mode": "REQUIRED" if required else "DISABLED"}
 
 
 class DriverNames(NamedTuple):
-    """The keyword argument a driver uses for each RDS field."""
+    """The keyword argument a driver uses for each RDS field, and how it spells the secret's ``ssl``."""
 
     host: str = "host"
     port: str = "port"
@@ -32,12 +62,24 @@ class DriverNames(NamedTuple):
     password: str = "password"
     dbname: str = "dbname"
     port_as_int: bool = True
+    tls: Callable[[bool], Mapping[str, Any]] | None = None
+    """The hook for the ``ssl`` key: the driver's keyword arguments requiring TLS (``tls(True)``) or turning
+    it off (``tls(False)``); None ignores the key. Its keys must be among :attr:`tls_options`."""
+    tls_options: tuple[str, ...] = ()
+    """The driver's TLS keyword arguments: when the caller passes any of them, the secret's ``ssl`` is not used."""
 
 
-PSYCOPG = DriverNames()
-PYMYSQL = DriverNames(dbname="database")
-MYSQLDB = DriverNames(password="passwd", dbname="db")  # a parameter name  # nosec B106
-DATABASE = DriverNames(dbname="database")  # asyncpg, pg8000, aiomysql, asyncmy
+PSYCOPG = DriverNames(
+    tls=_psycopg_tls, tls_options=("sslmode", "requiressl", "sslrootcert", "sslcert", "sslkey", "sslnegotiation"),
+)
+PYMYSQL = DriverNames(
+    dbname="database", tls=_pymysql_tls,
+    tls_options=("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_disabled", "ssl_verify_cert", "ssl_verify_identity"),
+)
+MYSQLDB = DriverNames(  # "passwd" is a parameter name  # nosec B106
+    password="passwd", dbname="db", tls=_mysqldb_tls, tls_options=("ssl", "ssl_mode"),
+)
+DATABASE = DriverNames(dbname="database")  # asyncpg, pg8000, aiomysql, asyncmy: each spells TLS its own way
 
 
 def check_keys(keys: Mapping[str, str] | None) -> dict[str, str]:
@@ -80,6 +122,10 @@ def _extract(
                 f"got {type(raw).__name__}",
                 None,
             )
+    if names.tls is not None:
+        required = ssl_setting(data.get(keys.get("ssl", "ssl")))
+        if required is not None:
+            params.update(names.tls(required))
     return None, params
 
 
@@ -112,7 +158,8 @@ def merged(
 ) -> dict[str, Any]:
     """The secret's parameters overridden by the caller's; :class:`SecretFormatError` when a required
     field (``username``, ``password``, ``host``) comes from neither. Checked before anything is built,
-    so the error's traceback holds no password."""
+    so the error's traceback holds no password. A caller passing any TLS option of the driver
+    (``names.tls_options``) gets none of the secret's ``ssl`` settings."""
     for field in REQUIRED:
         name = getattr(names, field)
         if name not in from_secret and name not in explicit:
@@ -122,19 +169,9 @@ def merged(
                 f"and no {name!r} argument was given",
                 secret_id=secret_id,
             )
+    if names.tls_options and not explicit.keys().isdisjoint(names.tls_options):
+        from_secret = {k: v for k, v in from_secret.items() if k not in names.tls_options}
     return {**from_secret, **explicit}
-
-
-class _Memo:
-    """The parameters of the last version seen; a repr without them (tracebacks show locals' reprs)."""
-
-    __slots__ = ("params", "value")
-
-    def __init__(self, value: SecretValue, params: dict[str, Any]) -> None:
-        self.value, self.params = value, params
-
-    def __repr__(self) -> str:
-        return f"<params of version {self.value.version_id!r}>"
 
 
 @functools.lru_cache(maxsize=256)
@@ -142,14 +179,9 @@ def _params_of(
     secret_id: str, names: DriverNames, keys: tuple[tuple[str, str], ...]
 ) -> Callable[[SecretValue], dict[str, Any]]:
     checked = dict(keys)
-    memo: list[_Memo | None] = [None]  # one object swapped whole: safe to share between threads
 
     def params_of(value: SecretValue) -> dict[str, Any]:
-        last = memo[0]
-        if last is None or last.value is not value:
-            params = secret_params(value, secret_id=secret_id, names=names, keys=checked)
-            last = memo[0] = _Memo(value, params)
-        return last.params
+        return secret_params(value, secret_id=secret_id, names=names, keys=checked)
 
     return params_of
 
@@ -159,7 +191,8 @@ def make_params_of(
 ) -> Callable[[SecretValue], dict[str, Any]]:
     """The ``params_of`` a :class:`~secretcache.db._auth.Login` needs, for one driver.
 
-    Shared per (secret, driver, key names) and memoised per version: a connect on a cache hit does
-    not parse the secret again. Callers must not mutate the dict it returns.
+    One function per (secret, driver, key names), so the policy's memo of parsed credentials (one per
+    cache and secret, :class:`~secretcache.db._state.SecretState`) recognises it: a connect on a cache
+    hit does not parse the secret again. Callers must not mutate the dict it returns.
     """
     return _params_of(secret_id, names, tuple(sorted(check_keys(keys).items())))

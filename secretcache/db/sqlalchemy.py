@@ -28,7 +28,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from ._auth import AuthPolicy, Login, Read, run_sync
-from ._params import DATABASE, MYSQLDB, PSYCOPG, DriverNames, make_params_of, merged
+from ._params import DATABASE, MYSQLDB, PSYCOPG, PYMYSQL, DriverNames, make_params_of, merged
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Engine
@@ -45,8 +45,9 @@ _PARAM_NAMES: dict[str, DriverNames] = {
     "psycopg2": PSYCOPG,
     "psycopg2cffi": PSYCOPG,
     "mysqldb": MYSQLDB,
+    "pymysql": PYMYSQL,
 }
-"""Keyword names by DBAPI driver; the rest (pymysql, asyncpg, pg8000, aiomysql, asyncmy) use ``database``."""
+"""Keyword names by DBAPI driver; the rest (asyncpg, pg8000, aiomysql, asyncmy) use ``database``."""
 
 _attached: weakref.WeakSet[Any] = weakref.WeakSet()
 

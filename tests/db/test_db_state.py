@@ -1,0 +1,99 @@
+"""secretcache.db._state: the rotation policy's per-secret state lives on the cache that owns it."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import weakref
+from typing import Any
+
+import secretcache.db._auth as auth
+from secretcache import AsyncSecretCache, SecretCache
+from secretcache.config import CacheConfig
+from secretcache.credentials import auth_stats, login, sync_cache
+from secretcache.db import _state
+from secretcache.db._auth import Login, run_sync
+from secretcache.db._params import PSYCOPG, make_params_of
+from secretcache.model import SecretValue
+from secretcache.testing import InMemoryBackend
+from tests.canary import canary_value
+
+SECRET = "app/db"
+
+
+def rds(password: str) -> str:
+    return json.dumps({"host": "db", "username": "app", "password": password})
+
+
+def test_no_module_level_registry_holds_caches() -> None:
+    assert not any(isinstance(v, (weakref.WeakKeyDictionary, dict)) and not k.isupper() and not k.startswith("__")
+                   for k, v in vars(auth).items() if k.startswith("_"))
+    assert not hasattr(auth, "_states")
+
+
+def test_the_counters_are_named_as_auth_stats_fields() -> None:
+    assert [f.name for f in dataclasses.fields(_state._Counters)] == list(_state.AuthStats._fields)
+    state = _state.SecretState()
+    state.count("refreshes")
+    state.count("refreshes")
+    state.count("gave_up")
+    assert state.stats() == _state.AuthStats(refreshes=2, gave_up=1)
+
+
+def test_the_state_lives_on_the_cache_core_and_dies_with_the_cache() -> None:
+    cache = SecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))}))
+    state = auth._state_for(cache, SECRET)
+    assert cache._core.extras["auth"].by_secret[SECRET] is state
+    assert auth._state_for(cache, SECRET) is state  # made once
+    assert auth._state_for(SecretCache(InMemoryBackend()), SECRET) is not state  # per cache
+    gone = weakref.ref(state)
+    cache.close()
+    del cache, state
+    gc.collect()
+    assert gone() is None
+
+
+def test_an_async_cache_and_its_blocking_face_share_one_state() -> None:
+    cache = AsyncSecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))}))
+    twin = sync_cache(cache)
+    assert twin is not None
+    assert twin._core is cache._core
+    assert auth._state_for(twin, SECRET) is auth._state_for(cache, SECRET)
+    assert sync_cache(twin) is twin
+    assert sync_cache(None) is None
+
+
+def test_after_fork_the_state_keeps_its_memory_with_fresh_locks() -> None:
+    with SecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))})) as cache:
+        state = auth._state_for(cache, SECRET)
+        state.count("auth_failures")
+        lock, fetch_lock = state.lock, state.fetch_locks["AWSCURRENT"]
+        lock.acquire()  # as if a parent thread held it when the process forked
+        cache._core.after_fork()
+        assert auth._state_for(cache, SECRET) is state
+        assert state.lock is not lock
+        assert state.fetch_locks["AWSCURRENT"] is not fetch_lock
+        assert state.stats().auth_failures == 1  # the child would not deadlock reading it
+        lock.release()
+
+
+def test_a_version_is_parsed_once_for_every_login_with_the_same_cache() -> None:
+    parsed: list[SecretValue] = []
+    params_of = make_params_of(SECRET, PSYCOPG, None)
+
+    def counting(value: SecretValue) -> dict[str, Any]:
+        parsed.append(value)
+        return params_of(value)
+
+    with SecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))}), config=CacheConfig(ttl=3600)) as cache:
+        seen = [run_sync(Login(SECRET, counting, cache=cache).flow(), lambda c: c) for _ in range(5)]
+    assert len(parsed) == 1
+    assert all(c is seen[0] for c in seen)  # the hit path makes no new object
+
+
+def test_login_through_an_async_cache_counts_in_the_same_stats() -> None:
+    cache = AsyncSecretCache(InMemoryBackend({"svc": canary_value("v")}))
+    login("svc", lambda s: s, is_auth_failure=lambda e: False, cache=cache)
+    assert auth_stats("svc", cache=cache) == auth_stats("svc", cache=sync_cache(cache))
+    assert cache.stats.misses == 1
