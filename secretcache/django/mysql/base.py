@@ -18,13 +18,14 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from django.db.backends.mysql import base as django_base  # type: ignore[import-untyped]
 from django.utils.asyncio import async_unsafe  # type: ignore[import-untyped]
 
-from ...db._params import DriverNames
+from ...db._params import MYSQLDB
 from .._backend import RotatingLoginMixin
 
 __all__ = ["DatabaseWrapper"]
 
-DJANGO_MYSQL = DriverNames(dbname="database")
-"""The keywords Django's mysql backend passes to ``MySQLdb.connect`` (user, password, database, host, port)."""
+DJANGO_MYSQL = MYSQLDB._replace(password="password", dbname="database")  # nosec B106 - a parameter name
+"""The keywords Django's mysql backend passes to ``MySQLdb.connect`` (user, password, database, host, port);
+the secret's ``ssl`` as mysqlclient spells it (``ssl_mode``), unless OPTIONS set ``ssl`` or ``ssl_mode``."""
 
 
 class DatabaseWrapper(RotatingLoginMixin, django_base.DatabaseWrapper):  # type: ignore[misc]
