@@ -37,7 +37,9 @@ class DriverNames(NamedTuple):
 PSYCOPG = DriverNames()
 PYMYSQL = DriverNames(dbname="database")
 MYSQLDB = DriverNames(password="passwd", dbname="db")  # a parameter name  # nosec B106
-DATABASE = DriverNames(dbname="database")  # asyncpg, pg8000, aiomysql, asyncmy
+DATABASE = DriverNames(dbname="database")  # pg8000, and the default for drivers not named here
+ASYNCPG = DriverNames(dbname="database")  # asyncpg.connect(user=, password=, host=, port=, database=)
+AIOMYSQL = DriverNames(dbname="db")  # aiomysql (no `database`), asyncmy (`db` as SQLAlchemy's URLs give it)
 
 
 def check_keys(keys: Mapping[str, str] | None) -> dict[str, str]:
