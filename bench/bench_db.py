@@ -156,6 +156,8 @@ def open_close(engine: str, kind: str, w: World) -> tuple[Callable[[], None], Ca
         url = sqlalchemy.URL.create(driver, a.username, a.password, a.host, a.port, a.dbname)
         theirs = sqlalchemy.create_engine(url, poolclass=pool.NullPool, **args)
         return lambda: ours.connect().close(), lambda: theirs.connect().close()
+    if engine == "postgres" and kind == "asyncpg-connect":
+        return _connect_once(w, "asyncpg"), _bare_connect(w, "asyncpg")
     if engine == "mysql" and kind == "connect":
         import pymysql
 
@@ -167,7 +169,7 @@ def open_close(engine: str, kind: str, w: World) -> tuple[Callable[[], None], Ca
     raise ValueError(kind)
 
 
-KINDS = {"postgres": ("connect", "pool-connection-class", "sqlalchemy-nullpool"),
+KINDS = {"postgres": ("connect", "pool-connection-class", "sqlalchemy-nullpool", "asyncpg-connect"),
          "mysql": ("connect", "sqlalchemy-nullpool")}
 
 
@@ -239,7 +241,27 @@ def bench_overhead(w: World, plan: Plan) -> dict[str, Any]:
 # -- recovery after a rotation ------------------------------------------------------------------------
 
 
-def _connect_once(w: World) -> Callable[[], None]:
+_LOOP: list[Any] = []
+
+
+def _run(coro: Any) -> Any:
+    """Run ``coro`` on one event loop kept for the whole run (asyncpg's connects, ours and bare alike)."""
+    import asyncio
+
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+    return _LOOP[0].run_until_complete(coro)
+
+
+async def _open_close(connect: Any) -> None:
+    await (await connect()).close()
+
+
+def _connect_once(w: World, driver: str = "") -> Callable[[], None]:
+    if driver == "asyncpg":
+        from secretcache.db import asyncpg as sc_asyncpg
+
+        return lambda: _run(_open_close(lambda: sc_asyncpg.connect(SECRET, cache=w.cache)))
     if w.engine == "postgres":
         from secretcache.db import psycopg as sc_psycopg
 
@@ -249,8 +271,13 @@ def _connect_once(w: World) -> Callable[[], None]:
     return lambda: sc_pymysql.connect(SECRET, cache=w.cache, **NO_TLS).close()
 
 
-def _bare_connect(w: World) -> Callable[[], None]:
+def _bare_connect(w: World, driver: str = "") -> Callable[[], None]:
     kwargs = w.bare_kwargs()
+    if driver == "asyncpg":
+        import asyncpg
+
+        kwargs["database"] = kwargs.pop("dbname")
+        return lambda: _run(_open_close(lambda: asyncpg.connect(**kwargs)))
     if w.engine == "postgres":
         import psycopg
 
@@ -260,8 +287,9 @@ def _bare_connect(w: World) -> Callable[[], None]:
     return lambda: pymysql.connections.Connection(**kwargs).close()
 
 
-def bench_recovery(server: Any, plan: Plan) -> dict[str, Any]:
-    """Time from the password change to the first successful connect through the factory."""
+def bench_recovery(server: Any, plan: Plan, driver: str = "") -> dict[str, Any]:
+    """Time from the password change to the first successful connect through the factory (``driver``:
+    "asyncpg" for secretcache.db.asyncpg, else the engine's sync driver)."""
     from secretcache.db import auth_stats
     from secretcache.rotation import RotationHandler
 
@@ -272,9 +300,9 @@ def bench_recovery(server: Any, plan: Plan) -> dict[str, Any]:
         for _ in range(plan.recoveries):
             scheme = "alternating" if scenario == "alternating users" else "single"
             with world(server, master=scheme == "alternating") as w:
-                connect = _connect_once(w)
+                connect = _connect_once(w, driver)
                 connect()  # warm: the cache holds AWSCURRENT
-                bare = _bare_connect(w)
+                bare = _bare_connect(w, driver)
                 t0 = time.perf_counter()
                 bare()
                 baseline.append(time.perf_counter() - t0)
@@ -390,7 +418,7 @@ def bench_load(server: Any, plan: Plan, scheme: str, contender: str) -> dict[str
 
 def _versions() -> dict[str, str]:
     out = {}
-    for name in ("secretcache", "psycopg", "psycopg-pool", "PyMySQL", "SQLAlchemy", "moto", "boto3"):
+    for name in ("secretcache", "psycopg", "psycopg-pool", "PyMySQL", "SQLAlchemy", "asyncpg", "moto", "boto3"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -419,6 +447,8 @@ def run(plan: Plan) -> dict[str, Any]:
             with world(server) as w:
                 results.setdefault("overhead", {})[engine] = bench_overhead(w, plan)
             results.setdefault("recovery", {})[engine] = bench_recovery(server, plan)
+            if engine == "postgres":
+                results["recovery"]["postgres/asyncpg"] = bench_recovery(server, plan, "asyncpg")
             load = results.setdefault("load", {}).setdefault(engine, {})
             for scheme in ("single", "alternating"):
                 for contender in ("secretcache", "naive"):
@@ -472,13 +502,13 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"  {engine:9} {'factory path, no driver':24} {path['us']:>9.2f} us = "
                      f"{path['share_of_bare_connect']:.2%} of a bare connect")
     lines += ["", "Time from the password change to the first successful new connection",
-              f"  {'engine':9} {'scenario':26} {'median ms':>10} {'max ms':>8} {'API calls':>9} "
+              f"  {'engine':16} {'scenario':26} {'median ms':>10} {'max ms':>8} {'API calls':>9} "
               f"{'refused':>7} {'AWSPENDING':>10}"]
     for engine, rec in results["recovery"].items():
-        lines.append(f"  {engine:9} {'(bare connect)':26} {rec['bare_connect_ms']:>10.3f}")
+        lines.append(f"  {engine:16} {'(bare connect)':26} {rec['bare_connect_ms']:>10.3f}")
         for scenario, f in rec.items():
             if isinstance(f, dict):
-                lines.append(f"  {engine:9} {scenario:26} {f['median_ms']:>10.3f} {f['max_ms']:>8.3f} "
+                lines.append(f"  {engine:16} {scenario:26} {f['median_ms']:>10.3f} {f['max_ms']:>8.3f} "
                              f"{f['api_calls']:>9} {f['refused_logins']:>7} {f['awspending_used']!s:>10}")
     lines += ["", "Under load: 8 threads opening fresh connections, rotations by secretcache.rotation",
               f"  {'engine':9} {'scheme':12} {'contender':12} {'ok ops':>8} {'failed':>7} {'failed/rot':>10} "

@@ -3,6 +3,7 @@
 - :mod:`secretcache.db.psycopg`: ``connect``, ``connect_async``, ``connection_pool``,
   ``async_connection_pool``
 - :mod:`secretcache.db.pymysql`: ``connect``, ``creator``
+- :mod:`secretcache.db.asyncpg`: ``connect``, ``create_pool``
 - :mod:`secretcache.db.sqlalchemy`: ``create_engine``, ``create_async_engine``, ``attach``
 
 All of them log in through one rotation policy (:mod:`secretcache.db._auth`); this package holds

@@ -53,6 +53,23 @@ def _mysqldb_tls(required: bool) -> dict[str, Any]:
     return {"ssl_mode": "REQUIRED" if required else "DISABLED"}
 
 
+def _asyncpg_tls(required: bool) -> dict[str, Any]:
+    return {"ssl": "require" if required else "disable"}  # asyncpg's default, "prefer", is the fallback
+
+
+def _aiomysql_tls(required: bool) -> dict[str, Any]:
+    # aiomysql and asyncmy use TLS only when given an SSLContext (no "preferred" mode): required means an
+    # encrypting, unverified context (libpq's "require"); off is their default, so nothing is passed.
+    if not required:
+        return {}
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # nosec B504 - "require": encrypt; verification needs the caller's CA
+    return {"ssl": context}
+
+
 class DriverNames(NamedTuple):
     """The keyword argument a driver uses for each RDS field, and how it spells the secret's ``ssl``."""
 
@@ -79,7 +96,13 @@ PYMYSQL = DriverNames(
 MYSQLDB = DriverNames(  # "passwd" is a parameter name  # nosec B106
     password="passwd", dbname="db", tls=_mysqldb_tls, tls_options=("ssl", "ssl_mode"),
 )
-DATABASE = DriverNames(dbname="database")  # asyncpg, pg8000, aiomysql, asyncmy: each spells TLS its own way
+DATABASE = DriverNames(dbname="database")  # pg8000, and the default for drivers not named here
+ASYNCPG = DriverNames(  # asyncpg.connect(user=, password=, host=, port=, database=, ssl=)
+    dbname="database", tls=_asyncpg_tls, tls_options=("ssl", "direct_tls"),
+)
+AIOMYSQL = DriverNames(  # aiomysql (no `database`), asyncmy (`db` as SQLAlchemy's URLs give it)
+    dbname="db", tls=_aiomysql_tls, tls_options=("ssl",),
+)
 
 
 def check_keys(keys: Mapping[str, str] | None) -> dict[str, str]:

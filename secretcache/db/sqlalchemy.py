@@ -28,7 +28,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from ._auth import AuthPolicy, Login, Read, run_sync
-from ._params import DATABASE, MYSQLDB, PSYCOPG, PYMYSQL, DriverNames, make_params_of, merged
+from ._params import AIOMYSQL, ASYNCPG, DATABASE, MYSQLDB, PSYCOPG, PYMYSQL, DriverNames, make_params_of, merged
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Engine
@@ -46,8 +46,13 @@ _PARAM_NAMES: dict[str, DriverNames] = {
     "psycopg2cffi": PSYCOPG,
     "mysqldb": MYSQLDB,
     "pymysql": PYMYSQL,
+    "asyncpg": ASYNCPG,
+    # SQLAlchemy's aiomysql and asyncmy dialects turn the URL's database into ``db=``; the secret's must use
+    # the same name, or it would clash (aiomysql takes no ``database=``; asyncmy would let it win over ``db=``).
+    "aiomysql": AIOMYSQL,
+    "asyncmy": AIOMYSQL,
 }
-"""Keyword names by DBAPI driver; the rest (asyncpg, pg8000, aiomysql, asyncmy) use ``database``."""
+"""Keyword names (and TLS spelling) by DBAPI driver; the rest (pg8000) use ``database``."""
 
 _attached: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -131,7 +136,10 @@ def create_async_engine(
     keys: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
-    """``sqlalchemy.ext.asyncio.create_async_engine`` logging in with the secret (``postgresql+psycopg://``).
+    """``sqlalchemy.ext.asyncio.create_async_engine`` logging in with the secret ``secret_id``.
+
+    Any async dialect: ``postgresql+psycopg://``, ``postgresql+asyncpg://``, ``mysql+aiomysql://``,
+    ``mysql+asyncmy://``.
 
     Cache hits are read on the event loop; reads that may call Secrets Manager run in a worker thread.
     """

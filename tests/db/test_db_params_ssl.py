@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from secretcache.db._params import (
+    AIOMYSQL,
+    ASYNCPG,
     DATABASE,
     MYSQLDB,
     PSYCOPG,
@@ -41,6 +43,7 @@ def test_ssl_setting_reads_the_key_as_aws_rotation_functions_do(raw: object, exp
     (PSYCOPG, {"sslmode": "require"}, {"sslmode": "disable"}),
     (PYMYSQL, {"ssl": {"check_hostname": False}}, {"ssl_disabled": True}),
     (MYSQLDB, {"ssl_mode": "REQUIRED"}, {"ssl_mode": "DISABLED"}),
+    (ASYNCPG, {"ssl": "require"}, {"ssl": "disable"}),
 ])
 def test_each_driver_spells_the_secrets_ssl(names: DriverNames, required: dict[str, Any], off: dict[str, Any]) -> None:
     def tls_of(v: SecretValue) -> dict[str, Any]:
@@ -53,6 +56,22 @@ def test_each_driver_spells_the_secrets_ssl(names: DriverNames, required: dict[s
     assert tls_of(value(ssl="false")) == off
     assert tls_of(value()) == {}  # absent: the driver's default, which tries TLS and falls back
     assert tls_of(value(ssl="maybe")) == {}
+
+
+def test_aiomysql_and_asyncmy_get_an_encrypting_context_when_required_and_their_default_when_off() -> None:
+    import ssl
+
+    context = secret_params(value(ssl=True), secret_id=SECRET, names=AIOMYSQL)["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname  # "require", as libpq means it
+    assert "ssl" not in secret_params(value(ssl=False), secret_id=SECRET, names=AIOMYSQL)  # plain is their default
+
+
+def test_an_asyncpg_dsn_that_sets_sslmode_wins_over_the_secret() -> None:
+    from secretcache.db.asyncpg import _uri_gives
+
+    assert "ssl" in _uri_gives("postgresql://db/app?sslmode=verify-full")
+    assert "ssl" not in _uri_gives("postgresql://db/app")
 
 
 def test_a_driver_without_a_hook_ignores_the_key() -> None:
@@ -72,6 +91,8 @@ def test_a_new_driver_plugs_in_with_the_hook() -> None:
     (PYMYSQL, {"ssl_ca": "/etc/ca.pem"}),
     (PYMYSQL, {"ssl_disabled": True}),
     (MYSQLDB, {"ssl": {"ca": "/etc/ca.pem"}}),
+    (ASYNCPG, {"ssl": "verify-full"}),
+    (AIOMYSQL, {"ssl": None}),
 ])
 def test_any_tls_option_of_the_caller_wins_over_the_secret(names: DriverNames, explicit: dict[str, Any]) -> None:
     from_secret = secret_params(value(ssl=True), secret_id=SECRET, names=names)

@@ -1,6 +1,6 @@
 """End to end: real databases under load while secretcache.rotation rotates the password, zero failures.
 
-Eight workers (threads; asyncio tasks for the async engine) open fresh connections and run a query in a
+Eight workers (threads; asyncio tasks for asyncpg and the async engines) open fresh connections and run a query in a
 loop through one factory, while the rotation framework (``rotate_secret_now``, the code a rotation Lambda
 runs) rotates the secret in moto (in process) and the real server ten times. The application's cache has a
 ttl far longer than the test, so only the rotation policy can keep it working. Asserted per run:
@@ -60,6 +60,8 @@ class App:
 
     op: Callable[[], None] | None = None
     aop: Callable[[], Any] | None = None  # async twin of op (a coroutine function)
+    astart: Callable[[], Any] | None = None  # coroutine functions run on the workers' loop before and after
+    astop: Callable[[], Any] | None = None
     hold: Callable[[], Callable[[], None]] = lambda: (lambda: None)
     whoami: Callable[[], str] = lambda: ""
     close: Callable[[], None] = lambda: None
@@ -115,6 +117,40 @@ def sa_async_app(url: str, cache: SecretCache) -> App:
             assert (await conn.execute(text(QUERY))).scalar() == 1
 
     return App(aop=aop, close=lambda: asyncio.run(engine.dispose()))
+
+
+def asyncpg_app(cache: SecretCache) -> App:
+    from secretcache.db import asyncpg as sc_asyncpg
+
+    async def aop() -> None:
+        conn = await sc_asyncpg.connect(SECRET, cache=cache)
+        try:
+            assert await conn.fetchval(QUERY) == 1
+        finally:
+            await conn.close()
+
+    return App(aop=aop)
+
+
+def asyncpg_pool_app(cache: SecretCache) -> App:
+    from secretcache.db import asyncpg as sc_asyncpg
+
+    pools: list[Any] = []
+
+    async def astart() -> None:  # the pool belongs to the workers' loop
+        # max_queries=2: every other release closes the connection; the next acquire (or the pool's
+        # maintenance task keeping min_size) logs in anew through secretcache.
+        pools.append(await sc_asyncpg.create_pool(SECRET, cache=cache, min_size=2, max_size=WORKERS,
+                                                  max_queries=2))
+
+    async def aop() -> None:
+        async with pools[0].acquire() as conn:
+            assert await conn.fetchval(QUERY) == 1
+
+    async def astop() -> None:
+        await pools[0].close()
+
+    return App(aop=aop, astart=astart, astop=astop)
 
 
 def psycopg_app(cache: SecretCache) -> App:
@@ -189,6 +225,9 @@ def build_app(factory: str, cache: SecretCache) -> App:
                                           pool_recycle=3600),
         "pg-sa-nullpool": lambda: sa_app("postgresql+psycopg://", cache, poolclass=pool.NullPool),
         "pg-sa-async": lambda: sa_async_app("postgresql+psycopg://", cache),
+        "pg-sa-asyncpg": lambda: sa_async_app("postgresql+asyncpg://", cache),
+        "pg-asyncpg-connect": lambda: asyncpg_app(cache),
+        "pg-asyncpg-pool": lambda: asyncpg_pool_app(cache),
         "pg-psycopg-connect": lambda: psycopg_app(cache),
         "pg-psycopg-pool": lambda: psycopg_pool_app(cache),
         "my-sa-queuepool": lambda: sa_app("mysql+pymysql://", cache, pool_pre_ping=True, pool_recycle=3600,
@@ -196,6 +235,8 @@ def build_app(factory: str, cache: SecretCache) -> App:
         "my-sa-nullpool": lambda: sa_app("mysql+pymysql://", cache, poolclass=pool.NullPool,
                                          connect_args=NO_TLS),
         "my-pymysql-connect": lambda: pymysql_app(cache),
+        "my-sa-aiomysql": lambda: sa_async_app("mysql+aiomysql://", cache),
+        "my-sa-asyncmy": lambda: sa_async_app("mysql+asyncmy://", cache),
     }
     return builders[factory]()
 
@@ -203,9 +244,11 @@ def build_app(factory: str, cache: SecretCache) -> App:
 NO_TLS = {"ssl_disabled": True}
 """PyMySQL >= 1.2 otherwise tries TLS with a new SSL context per connect (~30 ms CPU); the server has none."""
 
-PG_FACTORIES = ["pg-sa-queuepool", "pg-sa-nullpool", "pg-sa-async", "pg-psycopg-connect", "pg-psycopg-pool"]
-MY_FACTORIES = ["my-sa-queuepool", "my-sa-nullpool", "my-pymysql-connect"]
-WINDOW_FACTORIES = ["pg-sa-nullpool", "pg-psycopg-pool", "pg-sa-async", "my-pymysql-connect"]
+PG_FACTORIES = ["pg-sa-queuepool", "pg-sa-nullpool", "pg-sa-async", "pg-psycopg-connect", "pg-psycopg-pool",
+                "pg-sa-asyncpg", "pg-asyncpg-connect", "pg-asyncpg-pool"]
+MY_FACTORIES = ["my-sa-queuepool", "my-sa-nullpool", "my-pymysql-connect", "my-sa-aiomysql", "my-sa-asyncmy"]
+WINDOW_FACTORIES = ["pg-sa-nullpool", "pg-psycopg-pool", "pg-sa-async", "my-pymysql-connect", "pg-asyncpg-pool",
+                    "my-sa-aiomysql"]
 MY_WHOAMI = "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)"
 
 
@@ -250,7 +293,13 @@ class Load:
                 else:
                     self._record(None)
 
-        await asyncio.gather(*(task() for _ in range(WORKERS)))
+        if self.app.astart is not None:
+            await self.app.astart()
+        try:
+            await asyncio.gather(*(task() for _ in range(WORKERS)))
+        finally:
+            if self.app.astop is not None:
+                await self.app.astop()
 
     def start(self) -> None:
         if self.app.aop is not None:

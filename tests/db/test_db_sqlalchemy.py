@@ -1,4 +1,5 @@
-"""secretcache.db.sqlalchemy against the real servers: PostgreSQL (psycopg) and MariaDB (pymysql).
+"""secretcache.db.sqlalchemy against the real servers: PostgreSQL (psycopg) and MariaDB (pymysql); async engines
+also on asyncpg, aiomysql and asyncmy.
 
 Most tests run once per engine (``db_account``). Secrets live in an InMemoryBackend; rotations are done by
 hand here; the rotation framework drives the load tests in test_db_rotation_load.py.
@@ -8,6 +9,8 @@ What every factory does alike is in test_db_drivers.py.
 from __future__ import annotations
 
 import json
+import logging
+import socket
 
 import pytest
 import sqlalchemy
@@ -15,9 +18,9 @@ from sqlalchemy import exc, pool, text
 
 from secretcache import SecretCache
 from secretcache.config import CacheConfig
-from secretcache.db import auth_stats, is_auth_failure
+from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.db.sqlalchemy import attach, create_async_engine, create_engine
-from secretcache.demo.localdb import DbAccount, DbServer
+from secretcache.demo.localdb import DbAccount, DbServer, set_password
 from tests.db.conftest import MakeSetup, Setup
 
 SECRET = "app/sa"
@@ -123,21 +126,110 @@ def test_creator_cannot_be_combined(sa: Setup) -> None:
         create_engine(f"{driver(sa)}://", secret_id=SECRET, cache=sa.cache, creator=lambda: None)
 
 
-async def test_the_async_engine_crosses_the_window(
-    make_setup: MakeSetup, pg_server: DbServer, pg_account: DbAccount
-) -> None:
-    setup = make_setup(pg_server, pg_account, SECRET)
-    engine = create_async_engine("postgresql+psycopg://", secret_id=SECRET, cache=setup.cache,
-                                 poolclass=pool.NullPool)
+# -- async engines: every async driver SQLAlchemy has for the two servers ----------------------------------
+
+ASYNC_DRIVERS = {
+    "psycopg": ("postgres", "postgresql+psycopg"),
+    "asyncpg": ("postgres", "postgresql+asyncpg"),
+    "aiomysql": ("mysql", "mysql+aiomysql"),
+    "asyncmy": ("mysql", "mysql+asyncmy"),
+}
+DRIVER_MODULES = {"psycopg": "psycopg", "asyncpg": "asyncpg", "aiomysql": "pymysql", "asyncmy": "asyncmy"}
+"""The package whose exception each driver raises (aiomysql raises PyMySQL's)."""
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.integration) for name in ASYNC_DRIVERS])
+def async_sa(request: pytest.FixtureRequest, make_setup: MakeSetup) -> tuple[str, Setup]:
+    engine, url = ASYNC_DRIVERS[request.param]
+    prefix = "pg" if engine == "postgres" else "mysql"
+    setup = make_setup(request.getfixturevalue(f"{prefix}_server"), request.getfixturevalue(f"{prefix}_account"),
+                       SECRET)
+    return url, setup
+
+
+async def async_scalar(url: str, setup: Setup, sql: str, *, url_rest: str = "", **kwargs: object) -> object:
+    engine = create_async_engine(f"{url}://{url_rest}", secret_id=SECRET, cache=setup.cache,
+                                 poolclass=pool.NullPool, **kwargs)
     try:
         async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT current_user"))).scalar() == pg_account.username
-        setup.begin_single_user_rotation("pw1SaAsync")
-        async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
-        assert auth_stats(SECRET, cache=setup.cache).pending_logins == 1
+            return (await conn.execute(text(sql))).scalar()
     finally:
         await engine.dispose()
+
+
+def whoami(setup: Setup) -> str:
+    return "SELECT current_user" if setup.account.engine == "postgres" else \
+        "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)"
+
+
+def which_database(setup: Setup) -> str:
+    return "SELECT current_database()" if setup.account.engine == "postgres" else "SELECT DATABASE()"
+
+
+async def test_an_async_engine_takes_everything_from_the_secret_and_the_url_wins(
+    async_sa: tuple[str, Setup]
+) -> None:
+    url, setup = async_sa
+    assert await async_scalar(url, setup, whoami(setup)) == setup.account.username
+    assert await async_scalar(url, setup, which_database(setup)) == setup.account.dbname
+    other = "postgres" if setup.account.engine == "postgres" else "information_schema"
+    assert await async_scalar(url, setup, which_database(setup), url_rest=f"/{other}") == other
+    assert setup.calls == 1
+
+
+async def test_the_async_engine_crosses_the_window(async_sa: tuple[str, Setup]) -> None:
+    url, setup = async_sa
+    engine = create_async_engine(f"{url}://", secret_id=SECRET, cache=setup.cache, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text(whoami(setup)))).scalar() == setup.account.username
+        setup.begin_single_user_rotation(f"pw1SaAsync{url.partition('+')[2]}")
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        stats = auth_stats(SECRET, cache=setup.cache)
+        assert (stats.auth_failures, stats.refreshes, stats.pending_fetches, stats.pending_logins) == (1, 1, 1, 1)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_wrong_password_through_an_async_engine_gives_up_with_the_drivers_error(
+    async_sa: tuple[str, Setup], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, setup = async_sa
+    caplog.set_level(logging.DEBUG)
+    setup.passwords.append("DbOnlyPassword789")
+    set_password(setup.server, setup.account.username, "DbOnlyPassword789")
+    with pytest.raises(exc.DBAPIError) as info:
+        await async_scalar(url, setup, "SELECT 1")
+    chain = [info.value, info.value.orig, info.value.orig.__cause__]
+    driver_error = next(e for e in chain
+                        if type(e).__module__.split(".")[0] == DRIVER_MODULES[url.partition("+")[2]])
+    assert is_auth_failure(driver_error)  # type: ignore[arg-type]
+    notes = [n for e in chain for n in getattr(e, "__notes__", ())]
+    assert any(repr(SECRET) in note for note in notes)
+    stats = auth_stats(SECRET, cache=setup.cache)
+    assert stats.auth_failures <= 3
+    assert stats.gave_up == 1
+    assert setup.calls <= 3  # cold read, one refresh, one AWSPENDING read
+    setup.assert_no_password(str(info.value), repr(info.value), *map(repr, chain), *notes, caplog.text)
+
+
+async def test_an_unknown_database_and_a_down_server_cost_an_async_engine_no_refresh(
+    async_sa: tuple[str, Setup]
+) -> None:
+    url, setup = async_sa
+    assert await async_scalar(url, setup, "SELECT 1") == 1
+    with pytest.raises(exc.DBAPIError) as no_db:
+        await async_scalar(url, setup, "SELECT 1", url_rest="/sc_nope_db")
+    assert not is_auth_failure(no_db.value)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    with pytest.raises(Exception) as down:  # each driver its own: OSError, OperationalError
+        await async_scalar(url, setup, "SELECT 1", connect_args={"port": closed_port})
+    assert not is_auth_failure(down.value)
+    assert setup.calls == 1
+    assert auth_stats(SECRET, cache=setup.cache) == AuthStats()
 
 
 def test_the_python_examples_in_docs_databases_md_run(
