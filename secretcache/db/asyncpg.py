@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["connect", "create_pool"]
 
 _URI_NAMES = {"host": "host", "port": "port", "user": "user", "password": "password", "dbname": "database",
-              "database": "database", "sslmode": "ssl", "ssl": "ssl"}
+              "database": "database", "sslmode": "ssl", "ssl": "ssl"}  # nosec B105 - parameter names
 
 
 def _login(secret_id: str, cache: SecretCache | None, policy: AuthPolicy | None,

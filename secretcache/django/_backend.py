@@ -33,7 +33,7 @@ __all__ = ["OPTION_KEYS", "RotatingLoginMixin", "login_from_options"]
 OPTION_KEYS = frozenset({"secret_id", "cache", "policy", "keys"})
 """The ``OPTIONS`` keys secretcache reads; the driver never sees them."""
 
-_NAME_FROM_SECRET = "<secretcache: dbname from the secret>"
+_NAME_FROM_SECRET = "<secretcache: dbname from the secret>"  # nosec B105 - a placeholder, not a password
 
 
 def _resolve(value: object, what: str) -> object:
