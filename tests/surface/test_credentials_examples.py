@@ -16,20 +16,9 @@ from secretcache.config import CacheConfig
 from secretcache.credentials import auth_stats
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY, canary_value
-from tests.surface.test_examples import EXAMPLES, run_example
+from tests.surface.test_examples import EXAMPLES, load, run_example
 
 CREDENTIALS = EXAMPLES / "credentials"
-
-
-def load_smtp() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("example_smtp_login", CREDENTIALS / "smtp_login.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_credentials_example_is_tested() -> None:
@@ -56,7 +45,7 @@ def test_the_tcp_example_runs() -> None:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Any, Any]]:
-    module = load_smtp()
+    module = load("credentials/smtp_login")
     server = module.DemoSmtpServer("mailer", canary_value("smtp"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
