@@ -53,10 +53,11 @@ def is_login_failure(error: BaseException) -> bool:
     Not: ``NOAUTH`` (a command sent before AUTH), ``NOPERM`` (a command the user may not run), "AUTH
     called without any password configured" (the server has no password: configuration, not rotation).
     """
-    if not isinstance(error, AuthenticationError) or error.status_code == "NOAUTH":
+    code = getattr(error, "status_code", None)  # redis-py 8: the server's error code
+    if not isinstance(error, AuthenticationError) or code == "NOAUTH":
         return False
     text = str(error).lower()
-    return error.status_code == "WRONGPASS" or "invalid password" in text or "invalid username" in text
+    return code == "WRONGPASS" or "invalid password" in text or "invalid username" in text
 
 
 # -- the secret ------------------------------------------------------------------------------------------
