@@ -18,12 +18,13 @@ PACKAGE = "secretcache"
 
 # What `nox -s ci` runs. `.ci/run` runs the same sessions in these two lanes side by side (2 cores): the
 # sessions that use the servers one after the other (they share MariaDB and Redis): the whole suite on the
-# oldest Python, the integration tests on the newest; beside them lint and the unit suite on every other
-# Python, the newest included. Every Python runs the unit suite; the oldest and the newest the integration
-# tests. The lanes take about the same time (the integration tests are most of a suite's time).
+# oldest Python, the integration tests on the newest, then the newest's unit suite; beside them lint and the
+# unit suite on the Pythons in between. Every Python runs the unit suite; the oldest and the newest the
+# integration tests. Measured on 2 cores (2026-12-03): suite-3.10 16 min, integration-3.13 6 min, a unit
+# suite 8-10 min beside the other lane and 5 min alone, lint 2 min: about 28 and 21 minutes.
 CI_LANES = {
-    "servers": [f"suite-{OLDEST}", f"integration-{NEWEST}"],
-    "unit": ["lint", *(f"unit-{p}" for p in PYTHONS if p != OLDEST)],
+    "servers": [f"suite-{OLDEST}", f"integration-{NEWEST}", f"unit-{NEWEST}"],
+    "unit": ["lint", *(f"unit-{p}" for p in PYTHONS if p not in (OLDEST, NEWEST))],
 }
 CI_SESSIONS = [session for lane in CI_LANES.values() for session in lane]
 
