@@ -11,10 +11,8 @@ No clock is read here: the policy passes ``now`` in (its tests drive time throug
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..errors import SecretCacheError
@@ -50,17 +48,6 @@ class AuthStats(NamedTuple):
 Counter = Literal["auth_failures", "refreshes", "pending_fetches", "pending_logins", "gave_up"]
 
 
-@dataclass(slots=True)
-class _Counters:
-    """The mutable twin of :class:`AuthStats`, field for field."""
-
-    auth_failures: int = 0
-    refreshes: int = 0
-    pending_fetches: int = 0
-    pending_logins: int = 0
-    gave_up: int = 0
-
-
 class Fetch(NamedTuple):
     """One forced fetch of a stage: when it ran and what it brought."""
 
@@ -91,7 +78,8 @@ class SecretState:
         self.parsed: dict[Callable[[SecretValue], Any], Credentials] = {}
         """The one memo of parsed credentials: per ``params_of`` (one per driver and key mapping), those
         of the last version it parsed. Swapped whole per key, so readers need no lock."""
-        self._counters = _Counters()
+        self._counts: dict[Counter, int] = dict.fromkeys(AuthStats._fields, 0)  # type: ignore[arg-type]
+        """The counters :class:`AuthStats` reports, by its field names."""
 
     def _new_locks(self) -> None:
         self.lock = threading.Lock()
@@ -105,11 +93,11 @@ class SecretState:
 
     def count(self, name: Counter) -> None:
         with self.lock:
-            setattr(self._counters, name, getattr(self._counters, name) + 1)
+            self._counts[name] += 1
 
     def stats(self) -> AuthStats:
         with self.lock:
-            return AuthStats(**dataclasses.asdict(self._counters))
+            return AuthStats(**self._counts)
 
     # -- refused versions ------------------------------------------------------------------------------
 
@@ -121,7 +109,7 @@ class SecretState:
         """Count a refused login and remember its version; return when that version was first refused
         (within ``ttl``)."""
         with self.lock:
-            self._counters.auth_failures += 1
+            self._counts["auth_failures"] += 1
             since = self.refused_since(key, ttl, now)
             if since is None:
                 since = self.bad[key] = now
