@@ -78,6 +78,52 @@ def test_after_fork_the_state_keeps_its_memory_with_fresh_locks() -> None:
         lock.release()
 
 
+def test_a_real_fork_while_a_parent_thread_holds_the_policys_locks_leaves_the_child_able_to_log_in() -> None:
+    """os.fork() with another thread inside the policy's locks: the child's login (refused once, so it
+    takes the forced-refresh lock too) completes, with the parent's memory of the secret."""
+    import threading
+
+    from tests.reliability.test_process_fork import fork_child, reap
+
+    old, new = canary_value("old"), canary_value("new")
+    backend = InMemoryBackend({SECRET: rds(old)})
+    cache = SecretCache(backend, config=CacheConfig(ttl=3600))
+    assert cache.get(f"{SECRET}#password") == old  # cached in the parent before the fork
+    state = auth._state_for(cache, SECRET)
+    state.count("auth_failures")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with state.lock, state.fetch_locks["AWSCURRENT"]:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(10)
+    backend.put_secret(SECRET, rds(new))  # the cached version is now refused
+
+    def child() -> dict[str, Any]:
+        def connect(value: SecretValue) -> str:
+            if value.json()["password"] != new:
+                raise PermissionError("refused")
+            return "logged in"
+
+        result = login(SECRET, connect, is_auth_failure=lambda e: isinstance(e, PermissionError), cache=cache)
+        return {"result": result, "stats": auth_stats(SECRET, cache=cache)._asdict()}
+
+    try:
+        pid, fd = fork_child(child)
+        report = reap(pid, fd, bound=20)
+    finally:
+        release.set()
+        holder.join(10)
+        cache.close()
+    assert report.get("result") == "logged in", report
+    assert report["stats"]["auth_failures"] == 2  # the parent's one, remembered, and the child's
+    assert report["stats"]["refreshes"] == 1
+
+
 def test_a_version_is_parsed_once_for_every_login_with_the_same_cache() -> None:
     parsed: list[SecretValue] = []
     params_of = make_params_of(SECRET, PSYCOPG, None)
