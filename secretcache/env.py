@@ -13,8 +13,8 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ._default import default_cache
 from ._resolve import Named, relabel, resolve_all
+from .cache import default_cache
 from .errors import InvalidReferenceError
 from .model import is_reference
 

@@ -19,9 +19,8 @@ import base64
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .credentials import AuthPolicy, sync_cache
-from .db._auth import Login
-from .db._flow import Connect, Read
+from .cache import blocking_cache
+from .credentials import AuthPolicy, Connect, Credentials, Login, Read
 from .errors import SecretFormatError
 from .model import SecretRef, SecretValue
 
@@ -30,9 +29,8 @@ if TYPE_CHECKING:
     import requests
     import requests.auth
 
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
-    from .db._flow import Flow
+    from ._face import AnySecretCache
+    from .credentials import Flow
 
 __all__ = ["SecretAuth"]
 
@@ -98,7 +96,7 @@ class SecretAuth(_Base):
         *,
         scheme: str | None = "Bearer",
         header: str = "Authorization",
-        cache: SecretCache | AsyncSecretCache | None = None,
+        cache: AnySecretCache | None = None,
         policy: AuthPolicy | None = None,
         retry_statuses: tuple[int, ...] = (401,),
     ) -> None:
@@ -115,7 +113,7 @@ class SecretAuth(_Base):
         self.header = header
         self.retry_statuses = frozenset(statuses)
         self._basic = scheme is not None and scheme.lower() == "basic" and ref.json_key is None
-        self._cache = sync_cache(cache)
+        self._cache = None if cache is None else blocking_cache(cache)  # None: the default, at each request
         self._pinned_version = ref.version_id is not None or ref.version_stage is not None
         self._login = Login(ref.secret_id, self._params_of, cache=self._cache, policy=policy, detect=_is_refused)
 
@@ -139,16 +137,12 @@ class SecretAuth(_Base):
                 )
             token = base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode("ascii")
             return f"Basic {token}"
-        from ._resolve import string_of
-
-        text = string_of(value, self.reference.json_key)
+        text = value.text(self.reference.json_key)
         return text if self.scheme is None else f"{self.scheme} {text}"
 
     def _fixed_header(self) -> str:
         """The header for a reference naming a version or a stage (no policy: that version is meant)."""
-        from ._default import default_cache
-
-        cache = self._cache if self._cache is not None else default_cache()
+        cache = blocking_cache(self._cache)
         ref = self.reference
         value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
         return self._header_value(value)
@@ -160,8 +154,6 @@ class SecretAuth(_Base):
         return self._login.flow(on_event_loop=on_event_loop)
 
     def _fixed_flow(self) -> Flow:
-        from .db._flow import Credentials
-
         header: str | None = None
 
         def read() -> Credentials:

@@ -17,10 +17,11 @@ import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, TypeVar
 
-from ._default import default_cache
 from ._resolve import Named, is_fresh
+from .cache import default_cache
 from .errors import InvalidReferenceError
-from .model import SecretRef, SecretValue, _shown_key
+from .model import SecretRef, SecretValue
+from .refs import shown_key
 
 if TYPE_CHECKING:
     import inspect
@@ -318,7 +319,7 @@ def inject_secret(
             if not isinstance(kwarg, str) or not kwarg.isidentifier():
                 raise TypeError(f"inject_secret: fields= key {kwarg!r} is not a valid keyword argument name")
             if not isinstance(key, str) or not key:
-                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {_shown_key(key)}")
+                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {shown_key(key)}")
         injection = Fields(reference, fields)
 
     def decorate(func: Callable[..., R]) -> Callable[..., R]:

@@ -30,7 +30,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from .credentials import AuthPolicy, login, login_async
 from .errors import SecretFormatError
-from .model import SecretValue, _shown_key
+from .model import SecretValue
+from .refs import shown_key
 
 if TYPE_CHECKING:
     from .aio import AsyncSecretCache
@@ -121,11 +122,11 @@ def _parse(value: SecretValue, secret_id: str, keys: tuple[tuple[str, str], ...]
             raw if isinstance(raw, str) else None
         if parsed is None:
             kind = {"port": "a number", "db": "a number", "ssl": "true or false"}.get(field, "a string")
-            return f"redis secret {secret_id!r}: field {field!r} (JSON key {_shown_key(key)}) is not {kind}", None
+            return f"redis secret {secret_id!r}: field {field!r} (JSON key {shown_key(key)}) is not {kind}", None
         found[field] = parsed
     if found["password"] is None:
         key = names.get("password", "password")
-        return f"redis secret {secret_id!r}: field 'password' (JSON key {_shown_key(key)}) is missing or empty", None
+        return f"redis secret {secret_id!r}: field 'password' (JSON key {shown_key(key)}) is missing or empty", None
     return "", _Fields(**found)
 
 

@@ -1,7 +1,7 @@
 """asyncpg connections and pools whose logins survive password rotation.
 
 Every login reads the credentials through the cache and follows the rotation policy of
-:mod:`secretcache.db._auth`: on a refused password (asyncpg's ``InvalidPasswordError``, SQLSTATE 28P01,
+:mod:`secretcache.credentials`: on a refused password (asyncpg's ``InvalidPasswordError``, SQLSTATE 28P01,
 or ``InvalidAuthorizationSpecificationError``, 28000, unless it is a NOLOGIN role or a pg_hba rule),
 one shared refresh, then AWSPENDING, then asyncpg's own exception with a note naming the secret.
 Anything else (unknown database, server down, too many connections) is raised at once, without a
@@ -26,7 +26,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.db.asyncpg needs asyncpg: pip install 'secretcache[asyncpg]'") from e
 
-from ._auth import AuthPolicy, Credentials, Login, run_async
+from ..credentials import AuthPolicy, Credentials, Login, drive_async
 from ._params import ASYNCPG, make_params_of, merged
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _params(login: Login, credentials: Credentials, given: frozenset[str], expli
 async def _login_connect(login: Login, keys: Mapping[str, str] | None, base: Callable[..., Awaitable[Any]],
                          args: tuple[Any, ...], explicit: Mapping[str, Any]) -> Any:
     given = _uri_gives(args[0] if args else explicit.get("dsn"))
-    return await run_async(
+    return await drive_async(
         login.flow(on_event_loop=True), lambda c: base(*args, **_params(login, c, given, explicit, keys))
     )
 

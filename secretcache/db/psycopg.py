@@ -1,7 +1,7 @@
 """psycopg 3 connections and psycopg_pool pools whose logins survive password rotation.
 
 Every login reads the credentials through the cache and follows the rotation policy of
-:mod:`secretcache.db._auth`: on a refused password, one shared refresh, then AWSPENDING, then the
+:mod:`secretcache.credentials`: on a refused password, one shared refresh, then AWSPENDING, then the
 driver's own ``psycopg.OperationalError`` with a note naming the secret. Host, port, dbname and
 user come from the secret unless you pass them (keyword arguments or a ``conninfo`` string win).
 
@@ -25,7 +25,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "pip install 'secretcache[postgres]'"
     ) from e
 
-from ._auth import AuthPolicy, Credentials, Login, run_async, run_sync
+from ..credentials import AuthPolicy, Credentials, Login, drive, drive_async
 from ._params import PSYCOPG, make_params_of, merged
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def connect(
     """
     login = _login(secret_id, cache, policy, keys)
     explicit = _explicit(conninfo.pop("conninfo", ""), conninfo)
-    return run_sync(
+    return drive(
         login.flow(), lambda c: psycopg.Connection.connect("", **_params(login, c, explicit, keys))
     )
 
@@ -88,7 +88,7 @@ async def connect_async(
     """
     login = _login(secret_id, cache, policy, keys)
     explicit = _explicit(conninfo.pop("conninfo", ""), conninfo)
-    return await run_async(
+    return await drive_async(
         login.flow(on_event_loop=True),
         lambda c: psycopg.AsyncConnection.connect("", **_params(login, c, explicit, keys)),
     )
@@ -102,7 +102,7 @@ def rotating_connection_class(
     def connect(cls: Any, /, conninfo: str = "", **kwargs: Any) -> Any:
         explicit = _explicit(conninfo, kwargs)
         parent = super(rotating, cls).connect
-        return run_sync(login.flow(), lambda c: parent("", **_params(login, c, explicit, keys)))
+        return drive(login.flow(), lambda c: parent("", **_params(login, c, explicit, keys)))
 
     rotating: type[psycopg.Connection[Any]] = type(
         f"Rotating{base.__name__}", (base,), {"connect": classmethod(connect), "__module__": __name__}
@@ -118,7 +118,7 @@ def rotating_async_connection_class(
     async def connect(cls: Any, /, conninfo: str = "", **kwargs: Any) -> Any:
         explicit = _explicit(conninfo, kwargs)
         parent = super(rotating, cls).connect
-        return await run_async(
+        return await drive_async(
             login.flow(on_event_loop=True), lambda c: parent("", **_params(login, c, explicit, keys))
         )
 

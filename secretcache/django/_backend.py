@@ -3,7 +3,7 @@
 Django builds a connection in two steps, ``get_connection_params()`` (settings to driver keyword
 arguments) and ``get_new_connection(conn_params)`` (the driver's connect). The first strips our keys
 from ``OPTIONS`` and leaves out what the secret gives; the second runs Django's own
-``get_new_connection`` inside the rotation policy (:class:`~secretcache.db._auth.Login`), each attempt
+``get_new_connection`` inside the rotation policy (:class:`~secretcache.credentials.Login`), each attempt
 with the secret's parameters under the settings' (settings win). A refused login is therefore retried
 right where Django connects, for ``CONN_MAX_AGE`` 0, persistent connections and health-check
 reconnects alike, and what finally fails is the driver's exception, which Django wraps in its own
@@ -25,7 +25,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.django needs Django: pip install 'secretcache[django]'") from e
 
 from ..cache import SecretCache
-from ..db._auth import AuthPolicy, Login, run_sync
+from ..credentials import AuthPolicy, Login, drive
 from ..db._params import DriverNames, check_keys, make_params_of, merged
 
 __all__ = ["OPTION_KEYS", "RotatingLoginMixin", "login_from_options"]
@@ -126,7 +126,7 @@ class RotatingLoginMixin:
         login, keys = self._login()
         parent = cast(Any, super()).get_new_connection
         names = self.secretcache_names
-        return run_sync(
+        return drive(
             login.flow(),
             lambda c: parent(merged(c.params, conn_params, secret_id=login.secret_id, names=names, keys=keys)),
         )

@@ -419,11 +419,11 @@ def test_a_missing_ten_thousand_character_json_key_gives_a_bounded_message() -> 
 
 
 def test_json_keys_in_messages_are_quoted_and_bounded_like_references() -> None:
-    from secretcache.model import _shown_key
+    from secretcache.refs import shown_key
 
-    assert _shown_key("password") == "'password'"
-    assert len(_shown_key(LONG_KEY)) < 210
-    assert len(_shown_key([LONG_KEY])) < 210  # not a str (a caller's mistake): its repr, bounded
+    assert shown_key("password") == "'password'"
+    assert len(shown_key(LONG_KEY)) < 210
+    assert len(shown_key([LONG_KEY])) < 210  # not a str (a caller's mistake): its repr, bounded
 
 
 def test_database_and_decorator_messages_bound_long_json_keys() -> None:

@@ -1,4 +1,4 @@
-"""The rotation policy (secretcache.db._auth) and secret mapping (_params): fake drivers, a fake clock.
+"""The rotation policy (secretcache.credentials._policy) and secret mapping (_params): fake drivers, a fake clock.
 
 The fake database knows one password per user and raises errors shaped like the real drivers'
 (psycopg: OperationalError with ``sqlstate`` None and the message only; PyMySQL: ``args[0] == 1045``).
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-import secretcache.db._auth as auth
+import secretcache.credentials._policy as auth
 from secretcache import SecretCache, SecretFormatError
 from secretcache.config import CacheConfig
+from secretcache.credentials import Connect, Credentials, Login, Read, drive, drive_async
 from secretcache.db import AuthPolicy, auth_stats, is_auth_failure
-from secretcache.db._auth import Connect, Credentials, Login, Read, run_async, run_sync
 from secretcache.db._params import PSYCOPG, PYMYSQL, make_params_of, merged, secret_params
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
@@ -235,7 +235,7 @@ class World:
 
     def connect(self, login: Login | None = None, explicit: dict[str, Any] | None = None) -> FakeConnection:
         login = login or self.login()
-        return run_sync(login.flow(), lambda c: self.server.connect(
+        return drive(login.flow(), lambda c: self.server.connect(
             merged(c.params, explicit or {}, secret_id=SECRET, names=PSYCOPG)))
 
     @property
@@ -324,7 +324,7 @@ def test_the_single_user_window_is_crossed_with_awspending_and_pinned(world: Wor
     world.finish(pending_id)
     world.cache.refresh(SECRET)
     assert world.connect()._password == pending_password
-    assert auth._state_for(world.cache, SECRET).pin is None
+    assert auth.state_for(world.cache, SECRET).pin is None
 
 
 def test_a_refused_pin_is_dropped_and_refused_versions_are_skipped_for_known_bad_ttl(world: World) -> None:
@@ -332,14 +332,14 @@ def test_a_refused_pin_is_dropped_and_refused_versions_are_skipped_for_known_bad
     _, p1 = world.create_pending("pw1")
     world.server.set_password("app", p1)
     world.connect()
-    assert auth._state_for(world.cache, SECRET).pin is not None
+    assert auth.state_for(world.cache, SECRET).pin is not None
 
     # The operator rolls back: the database has the old password again, AWSPENDING is stale.
     world.server.set_password("app", world.password)
     world.clock.advance(0.01)
     with pytest.raises(PgOperationalError):  # the old version was refused moments ago: not retried yet
         world.connect()
-    assert auth._state_for(world.cache, SECRET).pin is None
+    assert auth.state_for(world.cache, SECRET).pin is None
     assert world.server.refused == 2
 
     world.clock.advance(10.0)  # known_bad_ttl later it is worth a login again
@@ -403,7 +403,7 @@ def test_fetches_from_the_previous_rotation_are_not_reused_once_the_password_cha
     world.server.set_password("app", p1)
     world.connect()  # rotation 1: AWSCURRENT refreshed (unchanged), AWSPENDING v1 read and pinned
     world.finish(v1)
-    state = auth._state_for(world.cache, SECRET)
+    state = auth.state_for(world.cache, SECRET)
     state.pin = None  # as if another connect had dropped it: the cache's AWSCURRENT is still the dead v0
 
     world.clock.advance(0.3)  # within min_refresh_interval of rotation 1's fetches
@@ -597,7 +597,7 @@ def test_explicit_arguments_win_and_fill_what_the_secret_lacks(world: World) -> 
     world.cache.invalidate()
     seen: list[dict[str, Any]] = []
     login = world.login()
-    run_sync(login.flow(), lambda c: seen.append(merged(c.params, {"host": "db.internal", "dbname": "x"},
+    drive(login.flow(), lambda c: seen.append(merged(c.params, {"host": "db.internal", "dbname": "x"},
                                                          secret_id=SECRET, names=PSYCOPG)))
     assert seen[0]["host"] == "db.internal"
     assert seen[0]["dbname"] == "x"
@@ -609,7 +609,7 @@ def test_custom_key_names_and_string_ports(world: World) -> None:
     world.backend.put_secret(SECRET, value)
     world.cache.invalidate()
     login = world.login(keys={"username": "user", "password": "pass", "host": "hostname", "dbname": "db"})
-    params = run_sync(login.flow(), lambda c: dict(c.params))
+    params = drive(login.flow(), lambda c: dict(c.params))
     assert params == {"host": "h", "port": 6432, "user": "app", "password": world.password, "dbname": "d"}
 
 
@@ -683,7 +683,7 @@ async def test_the_async_executor_runs_the_same_policy(world: World) -> None:
             return step_fn()
         return run
 
-    await run_async(world.login().flow(on_event_loop=True), connect)  # cold: read in a thread
+    await drive_async(world.login().flow(on_event_loop=True), connect)  # cold: read in a thread
     _, p1 = world.create_pending("pw1")
     world.server.set_password("app", p1)
 
@@ -707,7 +707,7 @@ async def test_the_async_executor_runs_the_same_policy(world: World) -> None:
         def wrap(step: Any) -> Any:
             return Read(watching(step.fn), step.may_block) if isinstance(step, Read) else step
 
-    conn = await run_async(Spy(), connect)  # type: ignore[arg-type]
+    conn = await drive_async(Spy(), connect)  # type: ignore[arg-type]
     assert conn._password == p1
     assert threads[0] == loop_thread  # the hit was read on the loop
     assert all(t != loop_thread for t in threads[1:])  # refresh and AWSPENDING in worker threads
@@ -720,7 +720,7 @@ def test_the_default_cache_is_used_when_none_is_given(world: World) -> None:
     previous = set_default_cache(world.cache)
     try:
         login = Login(SECRET, make_params_of(SECRET, PSYCOPG, None))
-        conn = run_sync(login.flow(), lambda c: world.server.connect(
+        conn = drive(login.flow(), lambda c: world.server.connect(
             merged(c.params, {}, secret_id=SECRET, names=PSYCOPG)))
     finally:
         set_default_cache(previous)
@@ -797,7 +797,7 @@ def test_with_a_previous_default_stage_the_policy_reads_and_refreshes_awscurrent
     login = Login(SECRET, make_params_of(SECRET, PSYCOPG, None), cache=cache, policy=AuthPolicy())
 
     def connect() -> FakeConnection:
-        return run_sync(login.flow(), lambda c: server.connect(merged(c.params, {}, secret_id=SECRET,
+        return drive(login.flow(), lambda c: server.connect(merged(c.params, {}, secret_id=SECRET,
                                                                       names=PSYCOPG)))
 
     try:

@@ -1,4 +1,4 @@
-"""secretcache.db._state: the rotation policy's per-secret state lives on the cache that owns it."""
+"""secretcache.credentials._state: the rotation policy's per-secret state lives on the cache that owns it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import typing
 import weakref
 from typing import Any
 
-import secretcache.db._auth as auth
+import secretcache.credentials._policy as auth
 from secretcache import AsyncSecretCache, SecretCache
+from secretcache.cache import blocking_cache
 from secretcache.config import CacheConfig
-from secretcache.credentials import auth_stats, login, sync_cache
-from secretcache.db import _state
-from secretcache.db._auth import Login, run_sync
+from secretcache.credentials import Login, _state, auth_stats, drive, login
 from secretcache.db._params import PSYCOPG, make_params_of
 from secretcache.model import SecretValue
 from secretcache.testing import InMemoryBackend
@@ -43,10 +42,10 @@ def test_the_counters_are_named_as_auth_stats_fields() -> None:
 
 def test_the_state_lives_on_the_cache_core_and_dies_with_the_cache() -> None:
     cache = SecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))}))
-    state = auth._state_for(cache, SECRET)
-    assert cache._core.extras["auth"].by_secret[SECRET] is state
-    assert auth._state_for(cache, SECRET) is state  # made once
-    assert auth._state_for(SecretCache(InMemoryBackend()), SECRET) is not state  # per cache
+    state = auth.state_for(cache, SECRET)
+    assert cache.state_for(_state._States, _state._States).by_secret[SECRET] is state
+    assert auth.state_for(cache, SECRET) is state  # made once
+    assert auth.state_for(SecretCache(InMemoryBackend()), SECRET) is not state  # per cache
     gone = weakref.ref(state)
     cache.close()
     del cache, state
@@ -56,22 +55,21 @@ def test_the_state_lives_on_the_cache_core_and_dies_with_the_cache() -> None:
 
 def test_an_async_cache_and_its_blocking_face_share_one_state() -> None:
     cache = AsyncSecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))}))
-    twin = sync_cache(cache)
-    assert twin is not None
-    assert twin._core is cache._core
-    assert auth._state_for(twin, SECRET) is auth._state_for(cache, SECRET)
-    assert sync_cache(twin) is twin
-    assert sync_cache(None) is None
+    twin = SecretCache.blocking(cache)
+    assert twin.state_for(_state._States, _state._States) is cache.state_for(_state._States, _state._States)
+    assert auth.state_for(twin, SECRET) is auth.state_for(cache, SECRET)
+    assert SecretCache.blocking(twin) is twin
+    assert blocking_cache(twin) is twin
 
 
 def test_after_fork_the_state_keeps_its_memory_with_fresh_locks() -> None:
     with SecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))})) as cache:
-        state = auth._state_for(cache, SECRET)
+        state = auth.state_for(cache, SECRET)
         state.count("auth_failures")
         lock, fetch_lock = state.lock, state.fetch_locks["AWSCURRENT"]
         lock.acquire()  # as if a parent thread held it when the process forked
         cache._core.after_fork()
-        assert auth._state_for(cache, SECRET) is state
+        assert auth.state_for(cache, SECRET) is state
         assert state.lock is not lock
         assert state.fetch_locks["AWSCURRENT"] is not fetch_lock
         assert state.stats().auth_failures == 1  # the child would not deadlock reading it
@@ -89,7 +87,7 @@ def test_a_real_fork_while_a_parent_thread_holds_the_policys_locks_leaves_the_ch
     backend = InMemoryBackend({SECRET: rds(old)})
     cache = SecretCache(backend, config=CacheConfig(ttl=3600))
     assert cache.get(f"{SECRET}#password") == old  # cached in the parent before the fork
-    state = auth._state_for(cache, SECRET)
+    state = auth.state_for(cache, SECRET)
     state.count("auth_failures")
     held, release = threading.Event(), threading.Event()
 
@@ -133,7 +131,7 @@ def test_a_version_is_parsed_once_for_every_login_with_the_same_cache() -> None:
         return params_of(value)
 
     with SecretCache(InMemoryBackend({SECRET: rds(canary_value("pw"))}), config=CacheConfig(ttl=3600)) as cache:
-        seen = [run_sync(Login(SECRET, counting, cache=cache).flow(), lambda c: c) for _ in range(5)]
+        seen = [drive(Login(SECRET, counting, cache=cache).flow(), lambda c: c) for _ in range(5)]
     assert len(parsed) == 1
     assert all(c is seen[0] for c in seen)  # the hit path makes no new object
 
@@ -141,5 +139,5 @@ def test_a_version_is_parsed_once_for_every_login_with_the_same_cache() -> None:
 def test_login_through_an_async_cache_counts_in_the_same_stats() -> None:
     cache = AsyncSecretCache(InMemoryBackend({"svc": canary_value("v")}))
     login("svc", lambda s: s, is_auth_failure=lambda e: False, cache=cache)
-    assert auth_stats("svc", cache=cache) == auth_stats("svc", cache=sync_cache(cache))
+    assert auth_stats("svc", cache=cache) == auth_stats("svc", cache=SecretCache.blocking(cache))
     assert cache.stats.misses == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from secretcache.db._detect import MYSQL_ACCESS_DENIED, is_auth_failure
+from secretcache.credentials._detect import MYSQL_ACCESS_DENIED, is_auth_failure
 from secretcache.demo import localdb
 from secretcache.demo.localdb import (
     DbAccount,

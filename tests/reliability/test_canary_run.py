@@ -169,7 +169,7 @@ def test_reprs_of_backends_decorators_and_the_compat_layer_never_show_a_value_or
 
 
 def test_reprs_of_the_database_and_rotation_objects_never_show_a_password() -> None:
-    from secretcache.db._auth import AuthPolicy, Credentials, Login
+    from secretcache.credentials import AuthPolicy, Credentials, Login
     from secretcache.rotation import PasswordPolicy, PostgresSingleUser
     from secretcache.rotation.protocol import RotationHandler
 

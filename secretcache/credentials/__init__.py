@@ -15,7 +15,15 @@ the policy runs, as for databases (see docs/databases.md, "What happens at a rot
 At most three calls of ``connect``. Any other exception propagates at once, with nothing retried. The
 policy always reads AWSCURRENT / AWSPENDING by name, whatever ``CacheConfig.version_stage`` is.
 
-Importing this module loads no driver and no HTTP client.
+Importing this package loads no driver and no HTTP client.
+
+The package is the one seam every client that logs in plugs into (the database factories, the Django
+engines, Redis, :class:`~secretcache.http.SecretAuth`, the rotation framework): the policy
+(:class:`Login`, :class:`AuthPolicy`), its per-secret state (:class:`AuthStats`), the I/O-free flow
+(:class:`Read` and :class:`Connect` steps carrying :class:`Credentials`), the refused-login detector
+(:func:`is_auth_failure`) and the only two drivers of a flow, :func:`drive` (blocking) and
+:func:`drive_async` (awaiting), as httpx's auth flows have exactly two. Clients import these names from
+here, never from the private modules behind them.
 """
 
 from __future__ import annotations
@@ -23,35 +31,31 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._face import sync_face
-from .db._auth import AuthPolicy, AuthStats, Login, run_async, run_sync
-from .db._auth import auth_stats as _auth_stats
+from ._detect import AUTH_MESSAGES, is_auth_failure
+from ._flow import Connect, Credentials, Flow, Read, add_note, drive, drive_async
+from ._policy import AuthPolicy, Login, auth_stats
+from ._state import CURRENT, PENDING, AuthStats
 
 if TYPE_CHECKING:
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
-    from .model import SecretValue
+    from .._face import AnySecretCache
+    from ..model import SecretValue
 
-__all__ = ["AuthPolicy", "AuthStats", "auth_stats", "login", "login_async"]
+__all__ = [
+    "AUTH_MESSAGES", "CURRENT", "PENDING", "AuthPolicy", "AuthStats", "Connect", "Credentials", "Flow", "Login",
+    "Read", "add_note", "auth_stats", "drive", "drive_async", "is_auth_failure", "login", "login_async",
+]
 
 T = TypeVar("T")
-
-
-def sync_cache(cache: SecretCache | AsyncSecretCache | None) -> SecretCache | None:
-    """The blocking face of ``cache`` (itself for a SecretCache; for an AsyncSecretCache, a SecretCache
-    over the same core), for code that reads from worker threads; ``None`` stays ``None``. The policy's
-    state per secret lives on the core, so every login through either face shares it."""
-    return None if cache is None else sync_face(cache)
 
 
 def _no_params(value: SecretValue) -> Mapping[str, Any]:
     return {}  # ``connect`` receives the SecretValue itself and reads what it needs
 
 
-def _login(
+def _caller_login(
     secret_id: str,
     is_auth_failure: Callable[[BaseException], bool],
-    cache: SecretCache | AsyncSecretCache | None,
+    cache: AnySecretCache | None,
     policy: AuthPolicy | None,
 ) -> Login:
     if not callable(is_auth_failure):
@@ -64,15 +68,15 @@ def login(
     connect: Callable[[SecretValue], T],
     *,
     is_auth_failure: Callable[[BaseException], bool],
-    cache: SecretCache | AsyncSecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
 ) -> T:
     """``connect(secret)`` with the cached version of ``secret_id``, through the rotation policy.
 
     ``cache=None`` uses the module-level default cache. Returns what ``connect`` returned.
     """
-    flow = _login(secret_id, is_auth_failure, cache, policy).flow()
-    return run_sync(flow, lambda credentials: connect(credentials.value))
+    flow = _caller_login(secret_id, is_auth_failure, cache, policy).flow()
+    return drive(flow, lambda credentials: connect(credentials.value))
 
 
 async def login_async(
@@ -80,15 +84,10 @@ async def login_async(
     connect: Callable[[SecretValue], Awaitable[T]],
     *,
     is_auth_failure: Callable[[BaseException], bool],
-    cache: SecretCache | AsyncSecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
 ) -> T:
     """``await connect(secret)`` through the rotation policy, as :func:`login`; reads that may wait for
     Secrets Manager run in a worker thread, so the event loop never blocks."""
-    flow = _login(secret_id, is_auth_failure, cache, policy).flow(on_event_loop=True)
-    return await run_async(flow, lambda credentials: connect(credentials.value))
-
-
-def auth_stats(secret_id: str, *, cache: SecretCache | AsyncSecretCache | None = None) -> AuthStats:
-    """Counters of the rotation policy for ``secret_id`` in ``cache`` (default: the module-level cache)."""
-    return _auth_stats(secret_id, cache=cache)
+    flow = _caller_login(secret_id, is_auth_failure, cache, policy).flow(on_event_loop=True)
+    return await drive_async(flow, lambda credentials: connect(credentials.value))

@@ -2,11 +2,12 @@
 
 Every login with one secret in one cache shares a :class:`SecretState`: the versions refused lately,
 the last forced fetch of each stage, the pinned AWSPENDING version, the parsed credentials of the last
-version seen, and the counters :func:`~secretcache.db._auth.auth_stats` reports. The states of a cache
-hang off its core (``Core.extras["auth"]``), created on the first login: they die with the cache, and a
-forked child keeps them with fresh locks, as it keeps the cache's entries. No module-level registry.
+version seen, and the counters :func:`~secretcache.credentials.auth_stats` reports. The states of a cache
+are kept through the cache's ``state_for`` seam (one per core, shared by both faces), created on the
+first login: they die with the cache, and a forked child keeps them with fresh locks, as it keeps the
+cache's entries. No module-level registry.
 
-No clock is read here: the policy passes ``now`` in (its tests drive time through ``_auth.monotonic``).
+No clock is read here: the policy passes ``now`` in (its tests drive time through ``_policy.monotonic``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from ..model import SecretValue
 from ._flow import Credentials
 
 if TYPE_CHECKING:
-    from .._core import Core
+    from .._face import AnySecretCache
 
 __all__ = ["CURRENT", "PENDING", "AuthStats", "Counter", "Fetch", "Pin", "SecretState", "state_of", "version_key"]
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
-
-_KEY = "auth"  # this module's slot in Core.extras
 
 
 class AuthStats(NamedTuple):
@@ -136,7 +135,7 @@ class SecretState:
 
 
 class _States:
-    """The per-secret states of one cache (its ``Core.extras["auth"]``)."""
+    """The per-secret states of one cache (kept through ``cache.state_for(_States, _States)``)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -155,10 +154,6 @@ class _States:
             state.after_fork()
 
 
-def state_of(core: Core, secret_id: str) -> SecretState:
-    """The policy's state for ``secret_id`` in the cache whose core is ``core``, made on first use."""
-    states = core.extras.get(_KEY)
-    if states is None:
-        states = core.extras.setdefault(_KEY, _States())  # atomic: two first logins get one _States
-    assert isinstance(states, _States)
-    return states.get(secret_id)
+def state_of(cache: AnySecretCache, secret_id: str) -> SecretState:
+    """The policy's state for ``secret_id`` in ``cache`` (either face over one core), made on first use."""
+    return cache.state_for(_States, _States).get(secret_id)

@@ -18,7 +18,7 @@ configured default, which need not be AWSCURRENT (``CacheConfig(version_stage="A
 
 Any other error (server down, unknown database, too many connections) is raised at once: no retry,
 no refresh. The flow is free of I/O: :meth:`Login.flow` yields :class:`Read` steps (cache work) and
-:class:`Connect` steps (a driver login) that :func:`run_sync` or :func:`run_async` carry out, so
+:class:`Connect` steps (a driver login) that :func:`~._flow.drive` or :func:`~._flow.drive_async` carry out, so
 sync and async drivers share it (the shape of httpx's auth flow; see ``_flow.py``). No driver is
 imported: failures are recognised by duck typing (``_detect.py``). The state every connect with one
 secret shares (refused versions, the last forced fetches, the pin, the parsed credentials, the
@@ -33,23 +33,19 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from .._default import default_cache
-from .._face import sync_face
+from ..cache import blocking_cache
 from ..errors import SecretCacheError, SecretFormatError, SecretNotFoundError
 from ..model import SecretValue, validate_secret_id
 from ._detect import is_auth_failure
-from ._flow import Connect, Credentials, Flow, Read, add_note, run_async, run_sync
+from ._flow import Connect, Credentials, Flow, Read, add_note
 from ._flow import short as _short
 from ._state import CURRENT, PENDING, AuthStats, Fetch, Pin, SecretState, state_of, version_key
 
 if TYPE_CHECKING:
-    from ..aio import AsyncSecretCache
+    from .._face import AnySecretCache
     from ..cache import SecretCache
 
-__all__ = [
-    "AuthPolicy", "AuthStats", "Connect", "Credentials", "Login", "Read", "auth_stats", "is_auth_failure",
-    "run_async", "run_sync",
-]
+__all__ = ["DEFAULT_POLICY", "AuthPolicy", "Login", "auth_stats"]
 
 log = logging.getLogger("secretcache.db")
 
@@ -85,17 +81,14 @@ DEFAULT_POLICY = AuthPolicy()
 
 
 
-def _resolve(cache: SecretCache | AsyncSecretCache | None) -> SecretCache:
-    return default_cache() if cache is None else sync_face(cache)
+def state_for(cache: AnySecretCache, secret_id: str) -> SecretState:
+    """The policy's state for ``secret_id`` in ``cache`` (either face: both share it), made on first use."""
+    return state_of(cache, secret_id)
 
 
-def _state_for(cache: SecretCache | AsyncSecretCache, secret_id: str) -> SecretState:
-    return state_of(cache._core, secret_id)
-
-
-def auth_stats(secret_id: str, *, cache: SecretCache | AsyncSecretCache | None = None) -> AuthStats:
+def auth_stats(secret_id: str, *, cache: AnySecretCache | None = None) -> AuthStats:
     """Counters of the rotation policy for ``secret_id`` in ``cache`` (default: the module-level cache)."""
-    return _state_for(_resolve(cache), secret_id).stats()
+    return state_for(blocking_cache(cache), secret_id).stats()
 
 
 # -- the policy ----------------------------------------------------------------------------------------
@@ -132,7 +125,7 @@ class Login:
         secret_id: str,
         params_of: Callable[[SecretValue], Mapping[str, Any]],
         *,
-        cache: SecretCache | AsyncSecretCache | None = None,
+        cache: AnySecretCache | None = None,
         policy: AuthPolicy | None = None,
         detect: Callable[[BaseException], bool] | None = None,
     ) -> None:
@@ -143,17 +136,18 @@ class Login:
         self.policy = policy or DEFAULT_POLICY
         self._params_of = params_of
         self._detect = detect
-        self._cache = None if cache is None else sync_face(cache)  # an async cache: its blocking twin
+        # None: the default cache, looked up at each connect; an async cache: its blocking twin, made once.
+        self._cache = None if cache is None else blocking_cache(cache)
         self._bound: tuple[SecretCache, SecretState] | None = None
 
     def __repr__(self) -> str:
         return f"<Login secret={self.secret_id!r}>"
 
     def _cache_and_state(self) -> tuple[SecretCache, SecretState]:
-        cache = self._cache if self._cache is not None else default_cache()
+        cache = blocking_cache(self._cache)
         bound = self._bound
         if bound is None or bound[0] is not cache:
-            bound = self._bound = (cache, _state_for(cache, self.secret_id))
+            bound = self._bound = (cache, state_for(cache, self.secret_id))
         return bound
 
     def flow(self, *, on_event_loop: bool = False) -> Flow:

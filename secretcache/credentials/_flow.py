@@ -1,8 +1,8 @@
 """The steps a rotation-policy flow yields, and the executors that carry them out (sync, async).
 
-A flow (:meth:`secretcache.db._auth.Login.flow`) is a generator free of I/O: it yields :class:`Read`
+A flow (:meth:`secretcache.credentials.Login.flow`) is a generator free of I/O: it yields :class:`Read`
 (cache work) and :class:`Connect` (one driver login) and gets back their results, as httpx's auth flows
-do; :func:`run_sync` and :func:`run_async` do the I/O. The flow's return value is the connection.
+do; :func:`drive` and :func:`drive_async` do the I/O. The flow's return value is the connection.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from ..model import SecretValue
 
-__all__ = ["Connect", "Credentials", "Flow", "Read", "add_note", "run_async", "run_sync", "short"]
+__all__ = ["Connect", "Credentials", "Flow", "Read", "add_note", "drive", "drive_async", "short"]
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ def add_note(error: BaseException, note: str) -> None:
     notes.append(note)
 
 
-def run_sync(
+def drive(
     flow: Flow,
     connect: Callable[[Credentials], T],
     read: Callable[[Read], Credentials | None] | None = None,
@@ -100,7 +100,7 @@ def run_sync(
         flow.close()
 
 
-async def run_async(flow: Flow, connect: Callable[[Credentials], Awaitable[T]]) -> T:
+async def drive_async(flow: Flow, connect: Callable[[Credentials], Awaitable[T]]) -> T:
     """Carry out a flow on an event loop: cache work that may block runs in a worker thread."""
     import asyncio
 
