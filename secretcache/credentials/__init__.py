@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTH_MESSAGES", "CURRENT", "PENDING", "AuthPolicy", "AuthStats", "Connect", "Credentials", "Flow", "Login",
-    "Read", "add_note", "auth_stats", "drive", "drive_async", "is_auth_failure", "login", "login_async",
+    "Read", "add_note", "auth_stats", "drive", "drive_async", "in_use", "in_use_async", "is_auth_failure", "login",
+    "login_async",
 ]
 
 T = TypeVar("T")
@@ -91,3 +92,26 @@ async def login_async(
     Secrets Manager run in a worker thread, so the event loop never blocks."""
     flow = _caller_login(secret_id, is_auth_failure, cache, policy).flow(on_event_loop=True)
     return await drive_async(flow, lambda credentials: connect(credentials.value))
+
+
+def _no_login(credentials: Credentials) -> Any:
+    raise AssertionError("an in_use flow never logs in")  # pragma: no cover - the flow yields one Read only
+
+
+async def _no_login_async(credentials: Credentials) -> Any:
+    raise AssertionError("an in_use flow never logs in")  # pragma: no cover
+
+
+def in_use(secret_id: str, *, cache: AnySecretCache | None = None) -> SecretValue:
+    """The version of ``secret_id`` logins use now, read through the cache without running the policy: the
+    AWSPENDING version the policy pinned during a rotation while AWSCURRENT has not moved, else AWSCURRENT.
+    For code that hands credentials to a client that logs in out of our sight (redis-py's
+    ``CredentialProvider``): it cannot report a refusal, but it follows what the logins that can have learnt.
+    """
+    return drive(Login(secret_id, _no_params, cache=cache).in_use(), _no_login)  # type: ignore[no-any-return]
+
+
+async def in_use_async(secret_id: str, *, cache: AnySecretCache | None = None) -> SecretValue:
+    """:func:`in_use` on an event loop: a read that may wait for Secrets Manager runs in a worker thread."""
+    flow = Login(secret_id, _no_params, cache=cache).in_use(on_event_loop=True)
+    return await drive_async(flow, _no_login_async)

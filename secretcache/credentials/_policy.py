@@ -179,6 +179,15 @@ class Login:
         # 4. Give up: the driver's own exception from the last login, noting the secret and what was tried.
         raise self._give_up(attempts)
 
+    def in_use(self, *, on_event_loop: bool = False) -> Flow:
+        """The version a login would use now, as a flow of one read (no login, no refresh): the pinned
+        AWSPENDING while AWSCURRENT has not moved, else AWSCURRENT. For contracts that only hand out
+        credentials and never see a refusal (redis-py's ``CredentialProvider``)."""
+        may_block = on_event_loop and not self._fresh_in_cache()
+        credentials = yield Read(lambda: self._cached(_Attempts()), may_block=may_block)
+        assert credentials is not None
+        return credentials.value
+
     # -- step 1 ----------------------------------------------------------------------------------------
 
     def _fresh_in_cache(self) -> bool:

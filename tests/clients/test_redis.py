@@ -28,7 +28,7 @@ from secretcache import SecretCache
 from secretcache.config import CacheConfig
 from secretcache.credentials import auth_stats
 from secretcache.errors import SecretFormatError
-from secretcache.redis import CredentialProvider, async_client, client, is_login_failure
+from secretcache.redis import CredentialProvider, RotatingConnection, async_client, client, is_login_failure
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
 
@@ -431,11 +431,15 @@ async def test_async_single_connection_clients_log_in_through_the_policy(account
     await r.aclose()
 
 
-def test_clients_of_one_secret_and_cache_share_one_connection_class(account: Account) -> None:
+def test_clients_share_fixed_connection_classes_and_each_pool_carries_its_own_target(account: Account) -> None:
     first, second = client(account.secret_id, cache=account.cache), client(account.secret_id, cache=account.cache)
-    assert first.connection_pool.connection_class is second.connection_pool.connection_class
+    assert first.connection_pool.connection_class is second.connection_pool.connection_class is RotatingConnection
     other = client(account.secret_id, cache=account.cache, keys={"password": "password"})
-    assert other.connection_pool.connection_class is not first.connection_pool.connection_class
+    assert other.connection_pool.connection_class is RotatingConnection  # no class is made at run time
+    targets = [c.connection_pool.connection_kwargs["secretcache_target"] for c in (first, second, other)]
+    assert targets[0] == targets[1] != targets[2]
+    assert targets[2].keys == (("password", "password"),)
+    assert other.ping()
 
 
 def test_malformed_secrets_and_conflicting_arguments_name_the_field_never_a_value() -> None:
