@@ -422,7 +422,7 @@ PRESETS = {
 
 class _LeakWatch(logging.Handler):
     """Formats every record of the ``secretcache`` logger (DEBUG) and of the others (INFO+), looking for
-    the canary marker, as tests/canary.py does for the test suite."""
+    the canary marker, as tests/fixtures/fix_canary.py does for the test suite."""
 
     def __init__(self, marker: str) -> None:
         super().__init__(logging.DEBUG)

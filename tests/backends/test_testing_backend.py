@@ -29,7 +29,7 @@ from secretcache.testing import (
     InMemoryBackend,
     patch_moto_staging_labels,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 
 def stages(backend: InMemoryBackend, name: str) -> dict[str, tuple[str, ...]]:
