@@ -101,7 +101,7 @@ class _Attempts:
 
     def __init__(self) -> None:
         self.started = monotonic()  # a shared fetch that began after this is as new as this connect needs
-        self.refused: list[tuple[Credentials, BaseException]] = []
+        self.refused: list[tuple[Credentials, object]] = []  # each with the exception or refused result
         self.tried: set[object] = set()
         self.current_version: str | None = None
         self.notes: list[str] = []
@@ -117,7 +117,9 @@ class Login:
     blocking face); ``None`` uses the module-level default cache, looked up at each connect. ``detect``
     tells a refused login from any other error (default: the database drivers' duck-typed detection,
     with the policy's ``auth_messages``);
-    :mod:`secretcache.credentials` passes the caller's own.
+    :mod:`secretcache.credentials` passes the caller's own. ``refused`` tells a result of a login that means
+    "these credentials were refused" without an exception (an HTTP 401 response): it is handled as a
+    refused login, and when the policy gives up on it the flow returns it instead of raising.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class Login:
         cache: AnySecretCache | None = None,
         policy: AuthPolicy | None = None,
         detect: Callable[[BaseException], bool] | None = None,
+        refused: Callable[[Any], bool] | None = None,
     ) -> None:
         validate_secret_id(secret_id)
         if policy is not None and not isinstance(policy, AuthPolicy):
@@ -136,6 +139,7 @@ class Login:
         self.policy = policy or DEFAULT_POLICY
         self._params_of = params_of
         self._detect = detect
+        self._refused = refused
         # None: the default cache, looked up at each connect; an async cache: its blocking twin, made once.
         self._cache = None if cache is None else blocking_cache(cache)
         self._bound: tuple[SecretCache, SecretState] | None = None
@@ -176,8 +180,12 @@ class Login:
             result = yield Connect(credentials)
             if self._succeeded(credentials, result, attempts):
                 return result
-        # 4. Give up: the driver's own exception from the last login, noting the secret and what was tried.
-        raise self._give_up(attempts)
+        # 4. Give up: the driver's own exception from the last login, noting the secret and what was tried
+        # (or the last refused result, such as an HTTP 401 response: the caller gets it as it came).
+        last = self._give_up(attempts)
+        if isinstance(last, BaseException):
+            raise last
+        return last
 
     def in_use(self, *, on_event_loop: bool = False) -> Flow:
         """The version a login would use now, as a flow of one read (no login, no refresh): the pinned
@@ -229,14 +237,14 @@ class Login:
         """True for a connection; False for refused credentials (recorded); any other error is raised."""
         _, state = self._cache_and_state()
         if not isinstance(result, BaseException):
-            if credentials.stage == PENDING:
-                state.count("pending_logins")
-                if credentials.source != "pinned":
-                    self._pin(credentials, attempts)
-            return True
-        refused = self._detect(result) if self._detect is not None \
-            else is_auth_failure(result, extra_messages=self.policy.auth_messages)
-        if not refused:
+            if self._refused is None or not self._refused(result):
+                if credentials.stage == PENDING:
+                    state.count("pending_logins")
+                    if credentials.source != "pinned":
+                        self._pin(credentials, attempts)
+                return True
+        elif not (self._detect(result) if self._detect is not None
+                  else is_auth_failure(result, extra_messages=self.policy.auth_messages)):
             raise result  # not rotation: the driver's error as it is, nothing retried or refreshed
         state.mark_refused(version_key(credentials.value), self.policy.known_bad_ttl, monotonic())
         attempts.refused.append((credentials, result))
@@ -353,18 +361,20 @@ class Login:
 
     # -- step 4 ----------------------------------------------------------------------------------------
 
-    def _give_up(self, attempts: _Attempts) -> BaseException:
-        """The last driver error, chained to the first, with a note naming the secret, never a value."""
+    def _give_up(self, attempts: _Attempts) -> object:
+        """The last driver error, chained to the first, with a note naming the secret, never a value (or the
+        last refused result as it came)."""
         _, state = self._cache_and_state()
         state.count("gave_up")
-        first, error = attempts.refused[0][1], attempts.refused[-1][1]
+        first, last = attempts.refused[0][1], attempts.refused[-1][1]
         tried = ", ".join(c.describe() for c, _ in attempts.refused)
         note = f"secretcache: secret {self.secret_id!r}: {len(attempts.refused)} login(s) refused: {tried}"
         if attempts.notes:
             note += "; " + "; ".join(attempts.notes)
-        add_note(error, note)
-        if error is not first and error.__cause__ is None:
-            error.__cause__ = first  # as `raise error from first`: the first refusal shows in the traceback
-            error.__suppress_context__ = True
+        if isinstance(last, BaseException):
+            add_note(last, note)
+            if last is not first and last.__cause__ is None and isinstance(first, BaseException):
+                last.__cause__ = first  # as `raise last from first`: the first refusal shows in the traceback
+                last.__suppress_context__ = True
         log.info("%s", note)
-        return error
+        return last
