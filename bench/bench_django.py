@@ -84,7 +84,7 @@ def _in_process_us(engine: str, n: int = 20000) -> float:
     from secretcache.credentials import drive
 
     stock, secret = connections[f"{engine}-stock"], connections[f"{engine}-secret"]
-    login, _ = secret._login()  # noqa: SLF001  (the engine's own login, timed without a server)
+    login, _ = secret._rotating_login()  # noqa: SLF001  (the engine's own login, timed without a server)
     extra = timeit.timeit(secret.get_connection_params, number=n) - timeit.timeit(stock.get_connection_params,
                                                                                   number=n)
     flow = timeit.timeit(lambda: drive(login.flow(), lambda c: c), number=n)

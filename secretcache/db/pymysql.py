@@ -25,7 +25,7 @@ from ..credentials import AuthPolicy, Login, drive
 from ._params import PYMYSQL, make_params_of, merged
 
 if TYPE_CHECKING:
-    from ..cache import SecretCache
+    from .._face import AnySecretCache
 
 __all__ = ["connect", "creator"]
 
@@ -33,7 +33,7 @@ __all__ = ["connect", "creator"]
 def creator(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -56,7 +56,7 @@ def creator(
 def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,

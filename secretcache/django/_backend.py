@@ -36,7 +36,7 @@ OPTION_KEYS = frozenset({"secret_id", "cache", "policy", "keys"})
 _NAME_FROM_SECRET = "<secretcache: dbname from the secret>"  # nosec B105 - a placeholder, not a password
 
 
-def _resolve(value: object, what: str) -> object:
+def _imported(value: object, what: str) -> object:
     if isinstance(value, str):
         try:
             return import_string(value)
@@ -60,12 +60,12 @@ def login_from_options(options: Mapping[str, Any], names: DriverNames) -> tuple[
         raise ImproperlyConfigured(
             "secretcache.django: set DATABASES[...]['OPTIONS']['secret_id'] to the database secret's name or ARN"
         )
-    cache = _resolve(options.get("cache"), "cache")
+    cache = _imported(options.get("cache"), "cache")
     if cache is not None and not isinstance(cache, SecretCache):
         raise ImproperlyConfigured(
             f"DATABASES OPTIONS['cache'] must be a SecretCache or its dotted path, got {type(cache).__name__}"
         )
-    policy = _resolve(options.get("policy"), "policy")
+    policy = _imported(options.get("policy"), "policy")
     if isinstance(policy, Mapping):
         try:
             policy = AuthPolicy(**policy)
@@ -94,7 +94,7 @@ class RotatingLoginMixin:
     settings_dict: dict[str, Any]
     _secretcache: tuple[Login, Mapping[str, str] | None] | None = None
 
-    def _login(self) -> tuple[Login, Mapping[str, str] | None]:
+    def _rotating_login(self) -> tuple[Login, Mapping[str, str] | None]:
         """Built on first connect from this wrapper's OPTIONS (one wrapper per thread and alias)."""
         if self._secretcache is None:
             self._secretcache = login_from_options(self.settings_dict["OPTIONS"], self.secretcache_names)
@@ -102,7 +102,7 @@ class RotatingLoginMixin:
 
     def get_connection_params(self) -> dict[str, Any]:
         """Django's parameters from the settings, without our OPTIONS and without what the secret gives."""
-        self._login()  # a misconfiguration shows at the first connect, as Django's own do
+        self._rotating_login()  # a misconfiguration shows at the first connect, as Django's own do
         real = self.settings_dict
         options = real["OPTIONS"]
         shown = {**real, "OPTIONS": {k: v for k, v in options.items() if k not in OPTION_KEYS}}
@@ -123,7 +123,7 @@ class RotatingLoginMixin:
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         """Django's own ``get_new_connection``, run by the rotation policy (at most three logins)."""
-        login, keys = self._login()
+        login, keys = self._rotating_login()
         parent = cast(Any, super()).get_new_connection
         names = self.secretcache_names
         return drive(
