@@ -74,7 +74,8 @@ def test_systemd_unit_token_is_readable_by_serve_and_the_group_only(traversable_
     RuntimeDirectory it creates (owned by them, RuntimeDirectoryMode). Then read the token as the service
     user, as an application user in the group, and as an outsider."""
     setpriv = shutil.which("setpriv")
-    assert setpriv and os.geteuid() == 0, "needs root and setpriv (util-linux) to switch users, as CI has"
+    assert setpriv, "needs setpriv (util-linux) to switch users, as CI has"
+    assert os.geteuid() == 0, "needs root to switch users, as CI has"
     service_uid, group_gid, app_uid, outsider_uid = 47001, 47002, 47003, 47004
     run_dir = traversable_dir / "run" / "secretcache"
     run_dir.mkdir(parents=True)
@@ -97,9 +98,11 @@ def test_systemd_unit_token_is_readable_by_serve_and_the_group_only(traversable_
     assert as_user(service_uid, group_gid, [], ["cat", str(token)]).returncode == 0  # serve
     assert as_user(app_uid, app_uid, [group_gid], ["cat", str(token)]).returncode == 0  # an app in the group
     outsider = as_user(outsider_uid, outsider_uid, [], ["cat", str(token)])
-    assert outsider.returncode != 0 and "Permission denied" in outsider.stderr
+    assert outsider.returncode != 0
+    assert "Permission denied" in outsider.stderr
     again = as_user(service_uid, group_gid, [], argv)  # a restart keeps the token
-    assert again.returncode == 0 and token.stat().st_size == 65
+    assert again.returncode == 0
+    assert token.stat().st_size == 65
 
 
 def k8s_pod() -> dict[str, Any]:
@@ -117,10 +120,12 @@ def test_k8s_sidecar_sets_what_boto3_reads_and_runs_unprivileged() -> None:
     assert env["AWS_DEFAULT_REGION"]  # boto3 reads AWS_DEFAULT_REGION, not AWS_REGION
     assert sidecar["restartPolicy"] == "Always"
     assert "pip" not in " ".join(sidecar.get("command", []) + sidecar.get("args", []))  # installed in the image
-    assert sidecar["args"][0] == "serve" and "--token-file" in sidecar["args"]
+    assert sidecar["args"][0] == "serve"
+    assert "--token-file" in sidecar["args"]
     for container in spec["initContainers"]:
         context = container["securityContext"]
-        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, container["name"]
+        assert context["runAsNonRoot"] is True, container["name"]
+        assert context["runAsUser"] != 0, container["name"]
         assert context["readOnlyRootFilesystem"] is True, container["name"]
         assert context["allowPrivilegeEscalation"] is False, container["name"]
         assert context["capabilities"]["drop"] == ["ALL"], container["name"]
