@@ -22,8 +22,8 @@ from ..errors import (
 )
 from ..model import SecretValue, value_from_answer
 from . import _fork, _redact
-from .aws_clients import aws_client, region_error
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
+from .aws_clients import aws_client, region_error
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
