@@ -47,7 +47,11 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     )
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 2773; 0: any free port)")
-    sub.add_argument("--unix-socket", metavar="PATH", help="listen on this Unix socket instead of TCP")
+    sub.add_argument("--unix-socket", metavar="PATH", help="listen on this Unix socket instead of TCP "
+                     "(clients: curl --unix-socket PATH, AgentBackend(unix_socket=PATH))")
+    sub.add_argument("--unix-socket-mode", type=_octal_mode, metavar="MODE",
+                     help="permissions of the socket file, in octal (e.g. 660: owner and group may connect); "
+                          "default: as the umask leaves them")
     sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID", help="secrets to load at start")
     sub.add_argument("--ttl", type=float, default=300.0, metavar="S", help="cache ttl in seconds (default 300)")
     sub.add_argument("--stale-while-revalidate", type=float, default=60.0, metavar="S",
@@ -68,6 +72,16 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     if aws_options is not None:
         aws_options(sub)
     return sub
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"not a permission mode (000-777): {text!r}")
+    return mode
 
 
 def _log_level(text: str) -> str:
@@ -136,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         cache.close()
         return _fail(f"cannot listen ({type(e).__name__}: {e.strerror or e})", 1)
+    if args.unix_socket and args.unix_socket_mode is not None:
+        # Connecting needs write permission on the socket file: the mode decides who may, set before serving.
+        os.chmod(args.unix_socket, args.unix_socket_mode)
     where = args.unix_socket or (f"{address[0]!s}:{address[1]}" if isinstance(address, tuple) else str(address))
 
     def started() -> None:
