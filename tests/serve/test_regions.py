@@ -249,7 +249,8 @@ def test_serve_and_its_listener_with_only_aws_region(moto_url: str, admin: Any,
     sqs.send_message(QueueUrl=queue, MessageBody=event(secret))
     wait_for(lambda: served() == new)
     assert server.stop() == 0
-    assert "events: polling" in server.stderr and "us-east-1" in server.stderr
+    assert "events: polling" in server.stderr
+    assert "us-east-1" in server.stderr
     assert "serve: stopped" in server.stderr
     assert server.stderr.count("listening on") == 1
     assert CANARY not in server.stderr
@@ -261,7 +262,8 @@ def test_serve_exits_1_when_its_events_queue_does_not_exist(moto_url: str,
                                    f"{moto_url}/{ACCOUNT}/missing-{uuid.uuid4().hex[:8]}")
     assert server.proc.wait(30) == 1  # by itself, no signal sent
     server.stop()
-    assert "ERROR" in server.stderr and "Stopping the events listener" in server.stderr
+    assert "ERROR" in server.stderr
+    assert "Stopping the events listener" in server.stderr
 
 
 def test_serve_logs_a_configuration_failure_once_and_answers_agent_json(
@@ -276,7 +278,8 @@ def test_serve_logs_a_configuration_failure_once_and_answers_agent_json(
             assert status == 500
             doc = json.loads(body)
             assert doc["__type"] == "NoRegionError"
-            assert "--region" in doc["message"] and "region_name=" not in doc["message"]
+            assert "--region" in doc["message"]
+            assert "region_name=" not in doc["message"]
     finally:
         server.stop()
     assert server.stderr.count("serve: requests fail: no AWS Region configured") == 1
