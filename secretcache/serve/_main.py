@@ -43,7 +43,7 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     """Add ``serve`` to the CLI's subparsers; ``aws_options`` adds the shared --region/--endpoint-url."""
     sub: argparse.ArgumentParser = commands.add_parser(
         "serve", help="share one cache between the processes of a host (the Secrets Manager Agent's API)",
-        description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_wrapped(_DESCRIPTION), epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 2773; 0: any free port)")
@@ -72,6 +72,16 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     if aws_options is not None:
         aws_options(sub)
     return sub
+
+
+def _wrapped(text: str) -> str:
+    """``text`` wrapped at the width argparse wraps the options at (the terminal's, less 2), so the whole
+    help reads at one width; the epilog's examples stay as written."""
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size().columns - 2, 40)
+    return textwrap.fill(" ".join(text.split()), width=width, break_long_words=False, break_on_hyphens=False)
 
 
 def _octal_mode(text: str) -> int:
