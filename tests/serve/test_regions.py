@@ -20,7 +20,7 @@ import pytest
 from secretcache import CacheConfig, SecretCache
 from secretcache.backends.aws import AwsBackend
 from secretcache.backends.aws_clients import aws_client, queue_url_region, region_of_arn, resolve_region
-from secretcache.errors import RegionNotConfiguredError
+from secretcache.errors import RegionNotConfiguredError, SecretCacheError
 from secretcache.events import EventListener
 from tests.canary import CANARY, canary_value
 from tests.serve._serve import ROOT, TOKEN, Serve
@@ -271,8 +271,13 @@ def test_serve_logs_a_configuration_failure_once_and_answers_agent_json(
 ) -> None:
     env = only_aws_region(tmp_path, AWS_TOKEN=TOKEN)
     del env["AWS_REGION"]
-    server = Serve(["--port", "0", "--endpoint-url", moto_url], env)
+    server = Serve(["--port", "0", "--endpoint-url", moto_url, "--prefetch", "prod/db"], env)
     try:
+        from secretcache.backends import AgentBackend
+
+        with pytest.raises(SecretCacheError) as info:
+            AgentBackend(server.url, token=TOKEN).get_secret_value("prod/db")
+        assert "pass --region, set AWS_REGION or AWS_DEFAULT_REGION" in str(info.value)  # whole, not cut
         for _ in range(3):
             status, body = server.request("/secretsmanager/get?secretId=prod/db")
             assert status == 500
@@ -283,3 +288,4 @@ def test_serve_logs_a_configuration_failure_once_and_answers_agent_json(
     finally:
         server.stop()
     assert server.stderr.count("serve: requests fail: no AWS Region configured") == 1
+    assert "prefetch of secret 'prod/db' failed: RegionNotConfiguredError: no AWS Region configured" in server.stderr
