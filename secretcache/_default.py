@@ -11,7 +11,6 @@ modules that import it stay where they are (docs/architecture.md).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ def get_secret_binary(
 
 def get_secret_json(
     secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-) -> Mapping[str, Any]:
+) -> dict[str, Any]:
     """:meth:`SecretCache.get_secret_json` on the default cache."""
     return default_cache().get_secret_json(secret_id, version_id=version_id, version_stage=version_stage)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -84,7 +84,7 @@ class SecretCache(_Face):
 
     def get_secret_json(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, Any]:
+    ) -> dict[str, Any]:
         """The value parsed as a JSON object: your own copy, parsed once per version."""
         return self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage).json()
 

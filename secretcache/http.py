@@ -107,7 +107,12 @@ class SecretAuth(_Base):
             raise ValueError(f"scheme must be a non-empty str without surrounding spaces, or None; got {scheme!r}")
         if not isinstance(header, str) or not header:
             raise ValueError(f"header must be a non-empty str, got {header!r}")
-        statuses = tuple(retry_statuses)
+        try:
+            statuses = tuple(retry_statuses) if not isinstance(retry_statuses, (str, bytes)) else None
+        except TypeError:
+            statuses = None
+        if statuses is None:
+            raise TypeError(f"retry_statuses must be a tuple of HTTP status codes, e.g. (401,); got {retry_statuses!r}")
         if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses):
             raise ValueError(f"retry_statuses must be HTTP status codes, got {retry_statuses!r}")
         self.reference = ref
@@ -117,7 +122,8 @@ class SecretAuth(_Base):
         self._basic = scheme is not None and scheme.lower() == "basic" and ref.json_key is None
         self._cache = sync_cache(cache)
         self._pinned_version = ref.version_id is not None or ref.version_stage is not None
-        self._login = Login(ref.secret_id, self._params_of, cache=self._cache, policy=policy, detect=_is_refused)
+        self._login = Login(ref.secret_id, self._params_of, cache=self._cache, policy=policy, detect=_is_refused,
+                            logger="secretcache.http")
 
     def __repr__(self) -> str:
         return f"SecretAuth({str(self.reference)!r}, scheme={self.scheme!r}, header={self.header!r})"

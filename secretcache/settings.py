@@ -4,8 +4,13 @@ Two ways to name a field's secret:
 
 - per field: ``api_key: str = Field(json_schema_extra={"secret": "prod/api#key"})`` (any reference form:
   a secret id, ``id#json-key``, an ECS ``valueFrom`` ARN, a ``{{resolve:...}}`` reference);
-- per model: ``model_config = SettingsConfigDict(secretcache_secret_id="prod/app")``: each field takes the
-  same-named key (or its alias) of that JSON secret, when the secret has it.
+- per model: ``SecretsSettingsSource(settings_cls, secret_id="prod/app")`` (or, equivalently,
+  ``model_config = SettingsConfigDict(secretcache_secret_id="prod/app")``, which type checkers reject as an
+  unknown key): each field takes the same-named key (or its alias) of that JSON secret, when the secret has it.
+
+Fields that an earlier (higher-priority) source already set are not fetched: with every field given by
+the environment, building the settings makes no AWS call at all (pydantic-settings gives each source the
+state built so far).
 
 All the secrets a model names are fetched together (BatchGetSecretValue, 20 per call) through a
 :class:`~secretcache.SecretCache` (the module-level default unless ``cache=`` is given), so building the
@@ -71,14 +76,16 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
     """
 
     def __init__(
-        self, settings_cls: type[BaseSettings], *, cache: SecretCache | AsyncSecretCache | None = None
+        self, settings_cls: type[BaseSettings], *, cache: SecretCache | AsyncSecretCache | None = None,
+        secret_id: str | None = None,
     ) -> None:
         super().__init__(settings_cls)
         self._cache = sync_cache(cache)
-        model_secret = cast("Mapping[str, Any]", self.config).get(CONFIG_KEY)
+        model_secret = secret_id if secret_id is not None else cast("Mapping[str, Any]", self.config).get(CONFIG_KEY)
         if model_secret is not None and (not isinstance(model_secret, str) or not model_secret):
             kind = type(model_secret).__name__
-            raise SettingsError(f"{CONFIG_KEY} must be a secret id (a non-empty str), got {kind}")
+            what = "secret_id" if secret_id is not None else CONFIG_KEY
+            raise SettingsError(f"{what} must be a secret id (a non-empty str), got {kind}")
         self._model_secret: str | None = model_secret
         self._wanted = self._plan()
         self._values: dict[str, Any] | None = None
@@ -124,20 +131,29 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             self._values = self._fetch()
         return self._values
 
+    def _still_wanted(self) -> list[_Wanted]:
+        """The fields no earlier source has set (pydantic-settings >= 2.4 passes the state built so far)."""
+        try:
+            state = self.current_state
+        except AttributeError:  # an older pydantic-settings, or called outside a settings build
+            return self._wanted
+        return [w for w in self._wanted if w.key not in state and w.field not in state]
+
     def _fetch(self) -> dict[str, Any]:
-        if not self._wanted:
-            return {}
+        wanted_now = self._still_wanted()
+        if not wanted_now:
+            return {}  # nothing left to fill: no cache, no AWS call
         from ._default import default_cache
 
         cache = self._cache if self._cache is not None else default_cache()
-        batch = [w.ref.secret_id for w in self._wanted if w.ref is not None and _current(w.ref)]
-        if self._model_secret is not None:
+        batch = [w.ref.secret_id for w in wanted_now if w.ref is not None and _current(w.ref)]
+        if self._model_secret is not None and any(w.ref is None for w in wanted_now):
             batch.append(self._model_secret)
         got = cache.get_many(list(dict.fromkeys(batch)), raise_on_error=False)  # one batch for the lot
         fields = self.settings_cls.model_fields
         values: dict[str, Any] = {}
         error: SettingsError | None = None
-        for wanted in self._wanted:
+        for wanted in wanted_now:
             secret_id = wanted.ref.secret_id if wanted.ref is not None else self._model_secret
             assert secret_id is not None
             try:

@@ -124,7 +124,8 @@ class Login:
     blocking face); ``None`` uses the module-level default cache, looked up at each connect. ``detect``
     tells a refused login from any other error (default: the database drivers' duck-typed detection,
     with the policy's ``auth_messages``);
-    :mod:`secretcache.credentials` passes the caller's own.
+    :mod:`secretcache.credentials` passes the caller's own. ``logger`` names the logger of the client
+    logging in (``secretcache.db``, ``secretcache.http``, ``secretcache.credentials``).
     """
 
     def __init__(
@@ -135,6 +136,7 @@ class Login:
         cache: SecretCache | AsyncSecretCache | None = None,
         policy: AuthPolicy | None = None,
         detect: Callable[[BaseException], bool] | None = None,
+        logger: str = "secretcache.db",
     ) -> None:
         validate_secret_id(secret_id)
         if policy is not None and not isinstance(policy, AuthPolicy):
@@ -143,6 +145,7 @@ class Login:
         self.policy = policy or DEFAULT_POLICY
         self._params_of = params_of
         self._detect = detect
+        self._log = logging.getLogger(logger)  # the client's own: HTTP give-ups are no database events
         self._cache = None if cache is None else sync_face(cache)  # an async cache: its blocking twin
         self._bound: tuple[SecretCache, SecretState] | None = None
 
@@ -286,7 +289,7 @@ class Login:
             except SecretCacheError as e:
                 outcome = e
             state.fetches[stage] = Fetch(started, monotonic(), outcome)
-            log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
+            self._log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
             return outcome
 
     def _overtaken(self, fetch: Fetch) -> bool:
@@ -334,7 +337,7 @@ class Login:
             if state.pin is not None and state.pin.value is credentials.value:
                 return
             state.pin = Pin(credentials.value, attempts.current_version)
-        log.info(
+        self._log.info(
             "secret %r: AWSCURRENT refused, AWSPENDING version %s works; using it for new connections "
             "until AWSCURRENT moves (rotation in progress)", self.secret_id, _short(credentials.value),
         )
@@ -345,7 +348,7 @@ class Login:
             if current is None or (pin is not None and current is not pin):
                 return
             state.pin = None
-        log.info("secret %r: stopped using pinned AWSPENDING version %s (%s)", self.secret_id,
+        self._log.info("secret %r: stopped using pinned AWSPENDING version %s (%s)", self.secret_id,
                  _short(current.value), why)
 
     # -- step 4 ----------------------------------------------------------------------------------------
@@ -363,5 +366,5 @@ class Login:
         if error is not first and error.__cause__ is None:
             error.__cause__ = first  # as `raise error from first`: the first refusal shows in the traceback
             error.__suppress_context__ = True
-        log.info("%s", note)
+        self._log.info("%s", note.removeprefix("secretcache: "))
         return error

@@ -30,6 +30,7 @@ from ._auth import AuthPolicy, Credentials, Login, run_async
 from ._params import ASYNCPG, make_params_of, merged
 
 if TYPE_CHECKING:
+    from ..aio import AsyncSecretCache
     from ..cache import SecretCache
 
 __all__ = ["connect", "create_pool"]
@@ -38,7 +39,7 @@ _URI_NAMES = {"host": "host", "port": "port", "user": "user", "password": "passw
               "database": "database", "sslmode": "ssl", "ssl": "ssl"}  # nosec B105 - parameter names
 
 
-def _login(secret_id: str, cache: SecretCache | None, policy: AuthPolicy | None,
+def _login(secret_id: str, cache: SecretCache | AsyncSecretCache | None, policy: AuthPolicy | None,
            keys: Mapping[str, str] | None) -> Login:
     return Login(secret_id, make_params_of(secret_id, ASYNCPG, keys), cache=cache, policy=policy)
 
@@ -81,7 +82,7 @@ async def _login_connect(login: Login, keys: Mapping[str, str] | None, base: Cal
 async def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -105,7 +106,7 @@ def _supports_connect_hook() -> bool:
 def create_pool(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **pool_kwargs: Any,

@@ -31,12 +31,13 @@ from ._params import PSYCOPG, make_params_of, merged
 if TYPE_CHECKING:
     import psycopg_pool
 
+    from ..aio import AsyncSecretCache
     from ..cache import SecretCache
 
 __all__ = ["async_connection_pool", "connect", "connect_async", "connection_pool"]
 
 
-def _login(secret_id: str, cache: SecretCache | None, policy: AuthPolicy | None,
+def _login(secret_id: str, cache: SecretCache | AsyncSecretCache | None, policy: AuthPolicy | None,
            keys: Mapping[str, str] | None) -> Login:
     return Login(secret_id, make_params_of(secret_id, PSYCOPG, keys), cache=cache, policy=policy)
 
@@ -54,7 +55,7 @@ def _params(login: Login, credentials: Credentials, explicit: Mapping[str, Any],
 def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **conninfo: Any,
@@ -76,7 +77,7 @@ def connect(
 async def connect_async(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **conninfo: Any,
@@ -139,7 +140,7 @@ def _pool_module() -> Any:
 def connection_pool(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **pool_kwargs: Any,
@@ -162,7 +163,7 @@ def connection_pool(
 def async_connection_pool(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **pool_kwargs: Any,

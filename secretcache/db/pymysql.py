@@ -25,6 +25,7 @@ from ._auth import AuthPolicy, Login, run_sync
 from ._params import PYMYSQL, make_params_of, merged
 
 if TYPE_CHECKING:
+    from ..aio import AsyncSecretCache
     from ..cache import SecretCache
 
 __all__ = ["connect", "creator"]
@@ -33,7 +34,7 @@ __all__ = ["connect", "creator"]
 def creator(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -56,7 +57,7 @@ def creator(
 def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import ConnectionPoolEntry
 
+    from ..aio import AsyncSecretCache
     from ..cache import SecretCache
 
 __all__ = ["attach", "create_async_engine", "create_engine"]
@@ -73,7 +74,7 @@ def attach(
     engine: Engine | AsyncEngine,
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
 ) -> Engine | AsyncEngine:
@@ -110,7 +111,7 @@ def create_engine(
     url: str | sqlalchemy.URL,
     *,
     secret_id: str,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
@@ -131,7 +132,7 @@ def create_async_engine(
     url: str | sqlalchemy.URL,
     *,
     secret_id: str,
-    cache: SecretCache | None = None,
+    cache: SecretCache | AsyncSecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **engine_kwargs: Any,

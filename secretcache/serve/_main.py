@@ -19,6 +19,7 @@ __all__ = ["add_parser", "run"]
 log = logging.getLogger("secretcache.serve")
 
 OK, USAGE = 0, 2
+EVENTS_FAILED = 1  # the events listener stopped on a configuration error (logged at ERROR)
 DEFAULT_PORT = 2773
 
 _DESCRIPTION = """\
@@ -27,7 +28,9 @@ GET /secretsmanager/get?secretId=ID[&versionId=V|&versionStage=S][&refreshNow=tr
 GET /v1/ID?..., GET /ping. Requests carry the token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token):
 --token-file, else the first set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN
 (file://PATH reads it from a file). Loopback only unless --host names another address, and then only
-with a token. SIGTERM (or SIGINT) drains requests in flight and exits 0."""
+with a token. SIGTERM (or SIGINT) drains requests in flight and exits 0; with --events-queue, a
+configuration error of the queue (no Region, no such queue, access denied) is logged and exits 1.
+--region and --endpoint-url apply to the events queue too (a queue URL naming a Region is polled there)."""
 
 _EPILOG = """\
 examples:
@@ -40,11 +43,15 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     """Add ``serve`` to the CLI's subparsers; ``aws_options`` adds the shared --region/--endpoint-url."""
     sub: argparse.ArgumentParser = commands.add_parser(
         "serve", help="share one cache between the processes of a host (the Secrets Manager Agent's API)",
-        description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_wrapped(_DESCRIPTION), epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 2773; 0: any free port)")
-    sub.add_argument("--unix-socket", metavar="PATH", help="listen on this Unix socket instead of TCP")
+    sub.add_argument("--unix-socket", metavar="PATH", help="listen on this Unix socket instead of TCP "
+                     "(clients: curl --unix-socket PATH, AgentBackend(unix_socket=PATH))")
+    sub.add_argument("--unix-socket-mode", type=_octal_mode, metavar="MODE",
+                     help="permissions of the socket file, in octal (e.g. 660: owner and group may connect); "
+                          "default: as the umask leaves them")
     sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID", help="secrets to load at start")
     sub.add_argument("--ttl", type=float, default=300.0, metavar="S", help="cache ttl in seconds (default 300)")
     sub.add_argument("--stale-while-revalidate", type=float, default=60.0, metavar="S",
@@ -59,11 +66,38 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--server", default="auto", choices=["auto", "uvicorn", "stdlib"],
                      help="HTTP front end: uvicorn when installed (the [serve] extra, the default), "
                           "else the standard library's")
-    sub.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                     help="level of the secretcache loggers on stderr (default INFO; never a value)")
+    sub.add_argument("--log-level", default="INFO", type=_log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="level of the secretcache loggers on stderr, any case, WARN too (default INFO; "
+                          "never a value)")
     if aws_options is not None:
         aws_options(sub)
     return sub
+
+
+def _wrapped(text: str) -> str:
+    """``text`` wrapped at the width argparse wraps the options at (the terminal's, less 2), so the whole
+    help reads at one width; the epilog's examples stay as written."""
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size().columns - 2, 40)
+    return textwrap.fill(" ".join(text.split()), width=width, break_long_words=False, break_on_hyphens=False)
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"not a permission mode (000-777): {text!r}")
+    return mode
+
+
+def _log_level(text: str) -> str:
+    """``info``, ``INFO``, ``warn`` (uvicorn's lower case, the Agent's ``WARN``) as logging's level names."""
+    level = text.strip().upper()
+    return "WARNING" if level == "WARN" else level
 
 
 def _is_loopback(host: str) -> bool:
@@ -83,7 +117,7 @@ def _fail(message: str, code: int = USAGE) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit code (0 after a drain)."""
-    from ..backends.aws import AwsBackend
+    from ..backends.aws import CommandLineAwsBackend
     from ..cache import SecretCache
     from ..config import CacheConfig
     from ._app import AgentApi, read_token
@@ -105,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("secretcache").setLevel(args.log_level)
 
-    backend = AwsBackend(region_name=getattr(args, "region", None), endpoint_url=getattr(args, "endpoint_url", None))
+    region, endpoint_url = getattr(args, "region", None), getattr(args, "endpoint_url", None)
+    # The command's backend: a configuration error's advice names --region, not region_name=.
+    backend = CommandLineAwsBackend(region_name=region, endpoint_url=endpoint_url)
     cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
                                                     stale_while_revalidate=args.stale_while_revalidate))
     api = AgentApi(cache, token=token)
@@ -124,34 +160,47 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         cache.close()
         return _fail(f"cannot listen ({type(e).__name__}: {e.strerror or e})", 1)
+    if args.unix_socket and args.unix_socket_mode is not None:
+        # Connecting needs write permission on the socket file: the mode decides who may, set before serving.
+        os.chmod(args.unix_socket, args.unix_socket_mode)
     where = args.unix_socket or (f"{address[0]!s}:{address[1]}" if isinstance(address, tuple) else str(address))
 
     def started() -> None:
-        log.info("serve: listening on %s (%s; token %s, ttl %gs, max %d connections)", where, server_kind,
+        log.info("serve: started (%s; token %s, ttl %gs, max %d connections)", server_kind,
                  "required" if token is not None else "header required, any value (loopback, none configured)",
                  args.ttl, args.max_conn)
-        sys.stderr.write(f"secretcache serve: listening on {where}\n")
+        sys.stderr.write(f"secretcache serve: listening on {where}\n")  # once, and the line scripts wait for
         sys.stderr.flush()
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     listener = None
+    events_failed = threading.Event()
+
+    def events_failure(_: BaseException) -> None:
+        # The listener logged the ERROR with advice; stop serving as a SIGTERM would (both front ends
+        # drain on it), and exit non-zero: a supervisor sees the configuration is wrong.
+        events_failed.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
     try:
         if args.prefetch:
             failures = cache.prefetch(args.prefetch)
-            for secret_id, error in failures.items():
-                log.warning("serve: prefetch of secret %r failed: %s", secret_id, type(error).__name__)
+            for secret_id, error in failures.items():  # the error's message: ids, codes, advice; no value
+                log.warning("serve: prefetch of secret %r failed: %s: %s", secret_id, type(error).__name__, error)
         if args.events_queue:
             from ..events import EventListener
 
-            listener = EventListener(args.events_queue, caches=[cache])
+            listener = EventListener(args.events_queue, caches=[cache], region_name=region,
+                                     endpoint_url=endpoint_url, on_failure=events_failure)
+            listener.region_advice = "pass --region"
             listener.start()
         if server_kind == "uvicorn":
             from ._asgi import run_uvicorn
 
             if not stop.is_set():  # uvicorn takes SIGTERM/SIGINT over while it runs, then drains
                 run_uvicorn(api, sock, max_conn=args.max_conn, idle_timeout=args.idle_timeout, on_started=started)
-            return OK
+            return EVENTS_FAILED if events_failed.is_set() else OK
         # 64 connection threads share the GIL: a shorter switch interval than the default 5 ms bounds
         # how long a ready reader waits behind another.
         sys.setswitchinterval(0.001)
@@ -165,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         server.shutdown()
         if not server.drain(time.monotonic() + 10.0):
             log.warning("serve: connections still open after the 10 s drain; closing")
-        return OK
+        return EVENTS_FAILED if events_failed.is_set() else OK
     finally:
         if server_kind == "uvicorn":
             sock.close()
@@ -179,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(args.unix_socket)
         cache.close()
+        log.info("serve: stopped")
 
 
 def _server_kind(choice: str) -> str | None:
