@@ -150,7 +150,10 @@ class AgentApi:
             return _text(400, "Forwarded")
         if method != "GET":
             return _text(405, "Not allowed")
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # e.g. "//[::1/": an authority that does not parse
+            return _text(400, "Bad Request")
         path = parts.path
         if path == "/ping":
             return _text(200, "healthy")
