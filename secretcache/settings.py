@@ -188,7 +188,8 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
                 (".".join(map(str, err["loc"])) + ": " if err["loc"] else "") + err["msg"]
                 for err in e.errors(include_input=False, include_url=False, include_context=False)
             )
-            return SettingsError(f'field "{field_name}": secret {secret_id!r}: the value is not valid: {problems}'[:1000])
+            message = f'field "{field_name}": secret {secret_id!r}: the value is not valid: {problems}'
+            return SettingsError(message[:1000])
         return None
 
     def _adapter(self, field_name: str) -> Any:
@@ -206,7 +207,7 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
         try:
             annotation: Any = field.annotation
             if field.metadata:
-                annotation = Annotated[(annotation, *field.metadata)]
+                annotation = cast(Any, Annotated)[tuple([annotation, *field.metadata])]
             adapter = TypeAdapter(annotation, config=ConfigDict(
                 hide_input_in_errors=True, strict=bool(config.get("strict", False)),
                 arbitrary_types_allowed=bool(config.get("arbitrary_types_allowed", False))))

@@ -202,7 +202,7 @@ def test_a_chain_that_leaves_and_comes_back_never_shows_the_other_origin_the_sec
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-@pytest.mark.parametrize("status", (307, 308))
+@pytest.mark.parametrize("status", [307, 308])
 def test_a_post_replayed_to_another_origin_carries_its_body_not_the_secret(
     api: Recorder, elsewhere: Recorder, cache: SecretCache, client: str, status: int,
 ) -> None:

@@ -36,7 +36,7 @@ def served(proxy: FaultProxy) -> Iterator[Serve]:
 def secret(admin: Any, served: Serve) -> tuple[str, str]:
     name, value = unique("hostile"), canary_value("smuggled")
     admin.create_secret(Name=name, SecretString=value)
-    status, body = served.request(f"/v1/{name}")  # cached: a smuggled read would answer at once
+    status, _ = served.request(f"/v1/{name}")  # cached: a smuggled read would answer at once
     assert status == 200
     return name, value
 
@@ -88,7 +88,7 @@ PING = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
 # -- 1. a request's bytes are parsed once ---------------------------------------------------------------
 
 def test_a_content_length_body_holding_a_request_is_never_answered(served: Serve, secret: tuple[str, str]) -> None:
-    name, value = secret
+    name, _ = secret
     body = smuggled(name)
     data = b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body + PING
     responses, rest = exchange(served.port, data, expect=2)
