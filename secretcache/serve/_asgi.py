@@ -11,6 +11,8 @@ and the connection closed), subclassed for the Agent's connection rules and what
   the idle time between requests);
 - a request whose request line and headers are not complete ``header_timeout`` seconds after their first
   byte is closed (uvicorn has no such bound: one byte cancels its keep-alive timer and nothing else runs);
+- a request answered before its body has all arrived has its connection closed after the answer (the
+  body is not wanted, and a body trickled a byte at a time would otherwise hold the slot);
 - nothing a client sends reaches a log as an ERROR or a traceback: an exception out of the parser or the
   app is answered (400 / 500) and logged at DEBUG by type.
 
@@ -125,6 +127,14 @@ def make_protocol(max_conn: int, idle_timeout: float, header_timeout: float) -> 
                 self._headers.cancel()
                 self._headers = None
             super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            # Answered before its body was all in (a 405 to a POST, a GET with a body): the rest of the
+            # body would be read only to be discarded, at the client's pace. Refuse it: close.
+            cycle = self.cycle
+            if cycle is not None and cycle.response_complete and cycle.more_body and not self.transport.is_closing():
+                self.transport.close()
+            super().on_response_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             for timer in (self._silent, self._headers):

@@ -121,6 +121,13 @@ def test_a_chunked_body_holding_a_request_is_never_answered(served: Serve, secre
     assert CANARY not in repr(responses)
 
 
+def test_a_body_still_arriving_after_the_answer_closes_the_connection(served: Serve) -> None:
+    data = b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 10
+    responses, rest = exchange(served.port, data, expect=1)
+    assert responses[0][0] == 405
+    assert rest == b"<EOF>"  # not held open for a body trickled at the client's pace
+
+
 @pytest.mark.parametrize("framing", [
     "Content-Length: {n}\r\nTransfer-Encoding: chunked",
     "Transfer-Encoding: chunked\r\nContent-Length: {n}",
