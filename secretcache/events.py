@@ -121,8 +121,12 @@ class EventListener:
     error that stopped the loop, when a permanent failure does. ``start()``
     runs the loop on a daemon thread; ``close()`` stops it (within one long poll: ``wait_time``
     seconds) and is idempotent; ``with EventListener(...) as listener:`` starts and closes it.
-    Handled messages are deleted; a malformed one is logged by message id and deleted; a message whose
-    handling failed (the secret could not be read) is left for SQS to deliver again.
+    Handled messages are deleted; a malformed one is logged by message id and deleted. A message whose
+    refresh failed for good (access denied, not found, marked for deletion, a KMS decryption refusal) is
+    logged by message id, secret and error code and deleted: delivering it again would fail the same way.
+    One whose refresh failed transiently (throttled, unreachable, 5xx, anything else) is left for SQS to
+    deliver again after the visibility timeout (and, past the queue's ``maxReceiveCount``, to its
+    dead-letter queue).
     """
 
     def __init__(self, queue_url: str, *, caches: Iterable[SecretCache | AsyncSecretCache], client: Any = None,
@@ -157,6 +161,7 @@ class EventListener:
         self.received = 0
         self.applied = 0
         self.dropped = 0
+        self.failed = 0
         self.errors = 0
 
     def __repr__(self) -> str:
@@ -263,19 +268,28 @@ class EventListener:
             self.dropped += 1
             log.warning("events: dropping message %s (%s): it names no secret", message_id, name)
             return True
-        ok = True
+        transient = permanent = False
         for cache in self.caches:
             try:
                 self._apply(cache, name, identifiers)
             except Exception as e:
-                ok = False
                 self.errors += 1
-                log.warning("events: %s for secret %r (message %s) failed: %s", name, identifiers[0][:200],
-                            message_id, type(e).__name__)
-        if ok:
-            self.applied += 1
-            log.info("events: %s for secret %r applied (message %s)", name, identifiers[0][:200], message_id)
-        return ok
+                if _is_permanent(e):
+                    permanent = True
+                    log.warning("events: %s for secret %r (message %s) failed for good (%s): deleting the "
+                                "message", name, identifiers[0][:200], message_id, _code_of(e))
+                else:
+                    transient = True
+                    log.warning("events: %s for secret %r (message %s) failed (%s): left for redelivery",
+                                name, identifiers[0][:200], message_id, _code_of(e))
+        if transient:
+            return False  # SQS delivers it again after the visibility timeout (then to a dead-letter queue)
+        if permanent:
+            self.failed += 1
+            return True  # redelivery would fail the same way, an API call and a warning each time
+        self.applied += 1
+        log.info("events: %s for secret %r applied (message %s)", name, identifiers[0][:200], message_id)
+        return True
 
     def _apply(self, cache: SecretCache, name: str | None, identifiers: list[str]) -> None:
         core = cache._core
@@ -305,6 +319,21 @@ class EventListener:
                         cache.invalidate(secret_id)  # gone or its stage moved away: drop, do not serve
                         break
                     raise
+
+
+def _is_permanent(error: BaseException) -> bool:
+    """Whether a refresh failure would fail the same way on redelivery (the secret or our access to it
+    is gone), as opposed to a transient one (throttling, 5xx, timeouts, anything unknown)."""
+    from .errors import SecretAccessDeniedError, SecretDecryptionError, SecretDeletedError, SecretNotFoundError
+
+    return isinstance(error, (SecretAccessDeniedError, SecretNotFoundError, SecretDeletedError,
+                              SecretDecryptionError))
+
+
+def _code_of(error: BaseException) -> str:
+    """The AWS error code of a typed error (its type name otherwise); never its text."""
+    code = getattr(error, "code", None)
+    return code[:100] if isinstance(code, str) and code else type(error).__name__
 
 
 def _event_of(body: object) -> dict[str, Any] | None:

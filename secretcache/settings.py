@@ -89,6 +89,7 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
         self._model_secret: str | None = model_secret
         self._wanted = self._plan()
         self._values: dict[str, Any] | None = None
+        self._adapters: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"SecretsSettingsSource({self.settings_cls.__name__}, secret_id={self._model_secret!r})"
@@ -173,6 +174,9 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
                 continue
             if self.field_is_complex(fields[wanted.field]) and isinstance(found, str):
                 found = _decode(found, wanted.field, secret_id)
+            error = self._check(wanted.field, secret_id, found)
+            if error is not None:
+                break
             values[wanted.key] = found
         if error is not None:
             # Raised with no value left in this frame's locals (a traceback with locals shows them).
@@ -180,6 +184,53 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             found = value = None
             raise error
         return values
+
+    def _check(self, field_name: str, secret_id: str, found: Any) -> SettingsError | None:
+        """A ``SettingsError`` when ``found`` does not validate as the field's type and constraints.
+
+        pydantic's own error would carry the value (``input_value=...``) into the exception text and repr;
+        this one names the field, the secret and pydantic's messages (``hide_input_in_errors``), never the
+        input. Validators defined on the model itself still run in pydantic afterwards (docs/settings.md).
+        """
+        from pydantic import ValidationError
+
+        adapter = self._adapter(field_name)
+        if adapter is None:
+            return None
+        try:
+            adapter.validate_python(found)
+        except ValidationError as e:
+            problems = "; ".join(
+                (".".join(map(str, err["loc"])) + ": " if err["loc"] else "") + err["msg"]
+                for err in e.errors(include_input=False, include_url=False, include_context=False)
+            )
+            message = f'field "{field_name}": secret {secret_id!r}: the value is not valid: {problems}'
+            return SettingsError(message[:1000])
+        return None
+
+    def _adapter(self, field_name: str) -> Any:
+        """A TypeAdapter of the field's annotation and constraints that hides inputs in its errors (None
+        when the annotation cannot be built on its own, e.g. an unresolved forward reference)."""
+        if field_name in self._adapters:
+            return self._adapters[field_name]
+        from typing import Annotated
+
+        from pydantic import ConfigDict, TypeAdapter
+
+        field = self.settings_cls.model_fields[field_name]
+        config = cast("Mapping[str, Any]", self.config)
+        adapter: Any = None
+        try:
+            annotation: Any = field.annotation
+            if field.metadata:
+                annotation = cast(Any, Annotated)[tuple([annotation, *field.metadata])]
+            adapter = TypeAdapter(annotation, config=ConfigDict(
+                hide_input_in_errors=True, strict=bool(config.get("strict", False)),
+                arbitrary_types_allowed=bool(config.get("arbitrary_types_allowed", False))))
+        except Exception:  # not checkable here: pydantic validates it (its config decides what it shows)
+            adapter = None
+        self._adapters[field_name] = adapter
+        return adapter
 
     def _value_of(self, wanted: _Wanted, value: SecretValue) -> Any:
         """A field's value from its secret: the string (or JSON key) a reference names, or the model

@@ -1,7 +1,7 @@
 """The Secrets Manager Agent's HTTP API as a pure function of (method, target, headers).
 
 No socket here: :class:`AgentApi` turns one request into one :class:`Response`, so the HTTP front end
-(``_http.py``) only moves bytes, and the rules (token, forwarded header, methods, parameters, error
+(uvicorn, ``_asgi.py``) only moves bytes, and the rules (token, forwarded header, methods, parameters, error
 mapping) are written once. A 200 body holds a secret value; nothing else this module builds does.
 """
 
@@ -175,7 +175,10 @@ class AgentApi:
             return _text(400, "Forwarded")
         if method != "GET":
             return _text(405, "Not allowed")
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # e.g. "//[::1/": an authority that does not parse
+            return _text(400, "Bad Request")
         path = parts.path
         if path == "/ping":
             return _text(200, "healthy")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import traceback
 from typing import Any
 
 import pytest
@@ -240,3 +242,53 @@ def test_the_model_secret_as_a_constructor_argument() -> None:
     assert sum(backend.calls.values()) == 1
     with pytest.raises(SettingsError, match="secret_id must be a secret id"):
         SecretsSettingsSource(ModelSecret, secret_id="")
+
+
+class Typed(BaseSettings):
+    port: int = Field(json_schema_extra={"secret": "prod/db#port"})
+    workers: int = Field(default=1, json_schema_extra={"secret": "prod/workers"}, gt=0)
+
+
+class TypedFromOneSecret(BaseSettings):
+    model_config = SettingsConfigDict(secretcache_secret_id="prod/app")  # type: ignore[typeddict-unknown-key]
+
+    timeout: float = 1.0
+
+
+@pytest.mark.parametrize(("model", "secrets", "field", "secret"), [
+    (Typed, {"prod/db": json.dumps({"port": canary_value("port")}), "prod/workers": "3"}, "port", "prod/db"),
+    (Typed, {"prod/db": json.dumps({"port": 5432}), "prod/workers": canary_value("workers")}, "workers",
+     "prod/workers"),
+    (TypedFromOneSecret, {"prod/app": json.dumps({"timeout": canary_value("timeout")})}, "timeout", "prod/app"),
+])
+def test_a_value_that_fails_validation_is_named_never_shown(
+    model: type[BaseSettings], secrets: dict[str, str], field: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with SecretCache(InMemoryBackend(secrets)) as cache, pytest.raises(Exception) as info:
+        with_source(cache, model)()
+    error = info.value
+    assert isinstance(error, SettingsError)
+    texts = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    for text in texts:
+        assert CANARY not in text
+    assert f'"{field}"' in str(error)
+    assert secret in str(error)
+    assert "valid" in str(error)  # pydantic's message, without the input
+    assert CANARY not in caplog.text
+
+
+def test_a_constraint_failure_is_named_never_shown() -> None:
+    secrets = {"prod/db": json.dumps({"port": 5432}), "prod/workers": "-7"}
+    with SecretCache(InMemoryBackend(secrets)) as cache, pytest.raises(SettingsError) as info:
+        with_source(cache, Typed)()
+    assert "greater than 0" in str(info.value)
+    assert "-7" not in str(info.value)
+    assert '"workers"' in str(info.value)
+
+
+def test_valid_values_still_validate_as_their_types() -> None:
+    secrets = {"prod/db": json.dumps({"port": "5432"}), "prod/workers": "3"}
+    with SecretCache(InMemoryBackend(secrets)) as cache:
+        settings: Any = with_source(cache, Typed)()
+    assert (settings.port, settings.workers) == (5432, 3)
