@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from time import monotonic
 from types import TracebackType
 from typing import Any
@@ -90,7 +90,7 @@ class AsyncSecretCache(BaseSecretCache):
 
     async def get_secret_json(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, Any]:
+    ) -> dict[str, Any]:
         """The value parsed as a JSON object: your own copy, parsed once per version."""
         value = await self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage)
         return value.json()

@@ -11,7 +11,7 @@ call), an :class:`~secretcache.AsyncSecretCache` is its blocking twin (:meth:`Se
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -108,7 +108,7 @@ class SecretCache(BaseSecretCache):
 
     def get_secret_json(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, Any]:
+    ) -> dict[str, Any]:
         """The value parsed as a JSON object: your own copy, parsed once per version."""
         return self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage).json()
 
@@ -230,7 +230,7 @@ def get_secret_binary(
 
 def get_secret_json(
     secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-) -> Mapping[str, Any]:
+) -> dict[str, Any]:
     """:meth:`SecretCache.get_secret_json` on the default cache."""
     return default_cache().get_secret_json(secret_id, version_id=version_id, version_stage=version_stage)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidReferenceError",
+    "RegionNotConfiguredError",
     "SecretAccessDeniedError",
     "SecretCacheError",
     "SecretDecryptionError",
@@ -67,6 +68,10 @@ class SecretThrottledError(SecretUnavailableError):
 
 class SecretFormatError(SecretCacheError):
     """The value does not have the shape asked for: binary vs string, invalid JSON, a missing key, too large."""
+
+
+class RegionNotConfiguredError(SecretCacheError):
+    """No AWS Region is set anywhere an AWS client looks (the message names every place). Permanent."""
 
 
 class InvalidReferenceError(SecretCacheError, ValueError):

@@ -34,7 +34,7 @@ from .refs import shown_key
 if TYPE_CHECKING:
     from ._face import AnySecretCache
 
-__all__ = ["CredentialProvider", "async_client", "client", "is_login_failure"]
+__all__ = ["CredentialProvider", "async_client", "build_async_client", "client", "is_login_failure"]
 
 FIELDS = ("username", "password", "host", "port", "ssl", "db")
 T = TypeVar("T")
@@ -326,16 +326,25 @@ def _log_in_through_policy(pool: Any, target: _Target) -> None:
     pool.connection_kwargs["secretcache_target"] = target  # each new connection receives it
 
 
-def _prepared(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
-              kwargs: dict[str, Any]) -> _Target:
-    """Check the caller's arguments and fill host, port, ssl and db from the secret (the caller's win)."""
+def _checked(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
+             kwargs: dict[str, Any]) -> _Target:
+    """Check the caller's arguments (no I/O)."""
     for name in ("password", "credential_provider", "connection_pool", "unix_socket_path"):
         if kwargs.get(name) is not None:
             raise TypeError(f"{name}= cannot be combined with a secret: the secret gives the credentials and host")
     if policy is not None and not isinstance(policy, AuthPolicy):
         raise TypeError(f"policy must be an AuthPolicy, got {type(policy).__name__}")
-    target = _Target(secret_id, cache, policy, _check_keys(keys))
-    fields = _fields(in_use(secret_id, cache=cache), secret_id, target.keys)
+    return _Target(secret_id, cache, policy, _check_keys(keys))
+
+
+def _prepared(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
+              kwargs: dict[str, Any], value: SecretValue | None = None) -> _Target:
+    """Check the caller's arguments and fill host, port, ssl and db from the secret (the caller's win);
+    ``value`` is the secret when the caller already read it (else it is read here, blocking)."""
+    target = _checked(secret_id, cache, policy, keys, kwargs)
+    if value is None:
+        value = in_use(secret_id, cache=cache)
+    fields = _fields(value, secret_id, target.keys)
     for name in ("host", "port", "ssl", "db"):
         if kwargs.get(name) is None and getattr(fields, name) is not None:
             kwargs[name] = getattr(fields, name)
@@ -384,12 +393,36 @@ def async_client(
 ) -> redis.asyncio.Redis:
     """The asyncio twin of :func:`client`: a ``redis.asyncio.Redis``.
 
-    Built synchronously, as ``redis.asyncio.Redis`` is, with one read of the secret (a cache hit once
-    the cache holds it: build clients at start-up, or after ``await cache.prefetch([...])``). Logins on
-    new connections read the cache on the event loop when it is a hit, in a worker thread otherwise.
+    Built synchronously, as ``redis.asyncio.Redis`` is, with one read of the secret (host, port, ssl,
+    db). That read blocks when the cache does not hold the secret yet: on a running event loop, use
+    ``await``:func:`build_async_client` instead, whose read never blocks the loop (or build clients at
+    start-up, or after ``await cache.prefetch([...])``). Logins on new connections read the cache on
+    the event loop when it is a hit, in a worker thread otherwise.
     """
     target = _prepared(secret_id, cache, policy, keys, redis_kwargs)
+    return _async_made(target, redis_kwargs)
+
+
+async def build_async_client(
+    secret_id: str,
+    *,
+    cache: AnySecretCache | None = None,
+    policy: AuthPolicy | None = None,
+    keys: Mapping[str, str] | None = None,
+    **redis_kwargs: Any,
+) -> redis.asyncio.Redis:
+    """:func:`async_client` for code on an event loop: ``client = await build_async_client("prod/cache")``.
+
+    The one read of the secret at build time is a cache hit on the loop, or runs in a worker thread on a
+    miss, so the loop never waits for Secrets Manager (redis-py's own constructors do no I/O either).
+    """
+    _checked(secret_id, cache, policy, keys, redis_kwargs)  # wrong arguments fail before any read
+    value = await in_use_async(secret_id, cache=cache)
+    target = _prepared(secret_id, cache, policy, keys, redis_kwargs, value)
+    return _async_made(target, redis_kwargs)
+
+
+def _async_made(target: _Target, redis_kwargs: dict[str, Any]) -> redis.asyncio.Redis:
     made = redis.asyncio.Redis(**redis_kwargs)  # connects lazily, single_connection_client included
     _log_in_through_policy(made.connection_pool, target)
     return made
-

@@ -61,7 +61,8 @@ def _caller_login(
 ) -> Login:
     if not callable(is_auth_failure):
         raise TypeError("is_auth_failure must be a callable taking the exception connect raised")
-    return Login(secret_id, _no_params, cache=cache, policy=policy, detect=is_auth_failure)
+    return Login(secret_id, _no_params, cache=cache, policy=policy, detect=is_auth_failure,
+                 logger="secretcache.credentials")
 
 
 def login(

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_POLICY", "AuthPolicy", "Login", "auth_stats"]
 
-log = logging.getLogger("secretcache.db")
 
 # -- configuration -------------------------------------------------------------------------------------
 
@@ -119,7 +118,9 @@ class Login:
     with the policy's ``auth_messages``);
     :mod:`secretcache.credentials` passes the caller's own. ``refused`` tells a result of a login that means
     "these credentials were refused" without an exception (an HTTP 401 response): it is handled as a
-    refused login, and when the policy gives up on it the flow returns it instead of raising.
+    refused login, and when the policy gives up on it the flow returns it instead of raising. ``logger``
+    names the logger of the client logging in (``secretcache.db``, ``secretcache.http``,
+    ``secretcache.credentials``).
     """
 
     def __init__(
@@ -131,6 +132,7 @@ class Login:
         policy: AuthPolicy | None = None,
         detect: Callable[[BaseException], bool] | None = None,
         refused: Callable[[Any], bool] | None = None,
+        logger: str = "secretcache.db",
     ) -> None:
         validate_secret_id(secret_id)
         if policy is not None and not isinstance(policy, AuthPolicy):
@@ -140,6 +142,7 @@ class Login:
         self._params_of = params_of
         self._detect = detect
         self._refused = refused
+        self._log = logging.getLogger(logger)  # the client's own: HTTP give-ups are no database events
         # None: the default cache, looked up at each connect; an async cache: its blocking twin, made once.
         self._cache = None if cache is None else blocking_cache(cache)
         self._bound: tuple[SecretCache, SecretState] | None = None
@@ -297,7 +300,7 @@ class Login:
             except SecretCacheError as e:
                 outcome = e
             state.fetches[stage] = Fetch(started, monotonic(), outcome)
-            log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
+            self._log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
             return outcome
 
     def _overtaken(self, fetch: Fetch) -> bool:
@@ -345,7 +348,7 @@ class Login:
             if state.pin is not None and state.pin.value is credentials.value:
                 return
             state.pin = Pin(credentials.value, attempts.current_version)
-        log.info(
+        self._log.info(
             "secret %r: AWSCURRENT refused, AWSPENDING version %s works; using it for new connections "
             "until AWSCURRENT moves (rotation in progress)", self.secret_id, _short(credentials.value),
         )
@@ -356,7 +359,7 @@ class Login:
             if current is None or (pin is not None and current is not pin):
                 return
             state.pin = None
-        log.info("secret %r: stopped using pinned AWSPENDING version %s (%s)", self.secret_id,
+        self._log.info("secret %r: stopped using pinned AWSPENDING version %s (%s)", self.secret_id,
                  _short(current.value), why)
 
     # -- step 4 ----------------------------------------------------------------------------------------
@@ -376,5 +379,5 @@ class Login:
             if last is not first and last.__cause__ is None and isinstance(first, BaseException):
                 last.__cause__ = first  # as `raise last from first`: the first refusal shows in the traceback
                 last.__suppress_context__ = True
-        log.info("%s", note)
+        self._log.info("%s", note.removeprefix("secretcache: "))
         return last

@@ -24,11 +24,12 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.django needs Django: pip install 'secretcache[django]'") from e
 
-from ..cache import SecretCache
+from .._face import BaseSecretCache
+from ..cache import SecretCache, blocking_cache
 from ..credentials import AuthPolicy, Login, drive
 from ..db._params import DriverNames, check_keys, make_params_of, merged
 
-__all__ = ["OPTION_KEYS", "RotatingLoginMixin", "login_from_options"]
+__all__ = ["OPTION_KEYS", "RotatingLoginMixin", "login_from_options", "test_name_creation"]
 
 OPTION_KEYS = frozenset({"secret_id", "cache", "policy", "keys"})
 """The ``OPTIONS`` keys secretcache reads; the driver never sees them."""
@@ -121,6 +122,15 @@ class RotatingLoginMixin:
             del params[self.secretcache_names.dbname]
         return params
 
+    def secretcache_dbname(self) -> str | None:
+        """The database name the secret gives (``dbname``, or the ``keys`` rename), None when it has none."""
+        login, keys = self._rotating_login()
+        cache = _imported(self.settings_dict["OPTIONS"].get("cache"), "cache")
+        value = blocking_cache(cache if isinstance(cache, BaseSecretCache) else None).get_secret_value(login.secret_id)
+        params = make_params_of(login.secret_id, self.secretcache_names, keys)(value)
+        name = params.get(self.secretcache_names.dbname)
+        return name if isinstance(name, str) and name else None
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         """Django's own ``get_new_connection``, run by the rotation policy (at most three logins)."""
         login, keys = self._rotating_login()
@@ -130,3 +140,29 @@ class RotatingLoginMixin:
             login.flow(),
             lambda c: parent(merged(c.params, conn_params, secret_id=login.secret_id, names=names, keys=keys)),
         )
+
+
+def test_name_creation(base: type[Any]) -> type[Any]:
+    """Django's ``DatabaseCreation`` class ``base``, naming the test database after the secret's database.
+
+    Django names it ``test_`` + ``NAME``; with NAME left to the secret that would be ``test_`` for every
+    project on a server. ``TEST["NAME"]`` and a set ``NAME`` keep Django's rule; otherwise the name is
+    ``test_`` + the secret's ``dbname``, and a secret without one is ImproperlyConfigured, saying to set
+    ``TEST["NAME"]``.
+    """
+    from django.db.backends.base.creation import TEST_DATABASE_PREFIX  # type: ignore[import-untyped]
+
+    def _get_test_db_name(self: Any) -> str:
+        settings = self.connection.settings_dict
+        if settings.get("TEST", {}).get("NAME") or settings.get("NAME"):
+            return cast(str, base._get_test_db_name(self))  # noqa: SLF001  (Django's hook for backends)
+        dbname = self.connection.secretcache_dbname()
+        if dbname is None:
+            secret_id = settings["OPTIONS"].get("secret_id")
+            raise ImproperlyConfigured(
+                f"secretcache.django: the secret {secret_id!r} gives no database name and NAME is empty: set "
+                "DATABASES[...]['TEST']['NAME'] for the test database"
+            )
+        return f"{TEST_DATABASE_PREFIX}{dbname}"
+
+    return type("DatabaseCreation", (base,), {"_get_test_db_name": _get_test_db_name, "__module__": __name__})

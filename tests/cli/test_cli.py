@@ -439,3 +439,19 @@ def test_missing_credentials_name_no_library_keyword(capsys: pytest.CaptureFixtu
     assert "no usable AWS credentials" in err
     assert "session=" not in err
     assert "client=" not in err
+
+
+def test_serve_log_level_takes_any_case_and_warn() -> None:
+    from secretcache.serve._main import _log_level
+
+    assert [_log_level(s) for s in ("info", "INFO", "Debug", "warn", "WARN", "warning")] == [
+        "INFO", "INFO", "DEBUG", "WARNING", "WARNING", "WARNING"]
+
+
+def test_serve_help_reads_at_one_width() -> None:
+    env = dict(os.environ, COLUMNS="80")
+    done = subprocess.run([sys.executable, "-m", "secretcache", "serve", "--help"], env=env,  # nosec B603
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    body = done.stdout.split("examples:")[0]  # the epilog's command lines stay as written
+    assert max(len(line) for line in body.splitlines()) <= 80

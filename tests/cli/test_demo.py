@@ -51,6 +51,7 @@ def assert_clean_pass(output: str, rotations: int) -> None:
     assert figure(output, rf"rotations +(\d+) of {rotations}") == rotations
     # One fetch at start, then at most 3 per rotation (refresh, AWSPENDING, one spare): never per connection.
     assert figure(output, r"Secrets Manager +(\d+) API calls") <= 1 + 3 * rotations
+    assert "logins with the pinned new password" in output  # not the alarming "logins via AWSPENDING"
     assert CANARY not in output
 
 
@@ -174,3 +175,16 @@ def test_nothing_in_the_core_imports_the_demo_but_the_cli_command_on_demand() ->
     importers = {str(p.relative_to(ROOT)): found for p in core if (found := _imports_of_the_demo(p))}
     assert set(importers) == {"secretcache/cli.py"}, importers
     assert not any(at_module_level for _, at_module_level in importers["secretcache/cli.py"])
+
+
+def test_the_missing_server_hint_says_only_what_is_missing() -> None:
+    from secretcache.demo.localdb import _PG_NEEDS
+    from secretcache.demo.support import _needs
+
+    no_binaries = _needs(RuntimeError(_PG_NEEDS))
+    other = _needs(RuntimeError("runuser was not found on PATH: needed to start PostgreSQL as another user"))
+    assert "apt-get install postgresql" in no_binaries
+    assert "apt-get" not in other
+    for hint in (no_binaries, other):
+        assert "nox -s demo -- --engine mysql" in hint
+        assert "--dsn" in hint

@@ -87,7 +87,7 @@ def test_wsgi_example_checks_the_current_token(use_secret_cache: SecretCache, se
 
 
 def test_migration_example_runs() -> None:
-    out = run_example("migrate_from_official.py").splitlines()
+    out = run_example("migrate_from_official.py", no_aws_configuration=True).splitlines()
     assert out[:6] == [
         "connect(host='db.internal', user='app', password=<9 chars>)",
         "GET /v1/orders with an API key of 12 chars",

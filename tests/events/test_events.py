@@ -215,3 +215,91 @@ def test_serve_events_queue_refreshes_serves_cache(admin: Any, sqs: Any, queue: 
         assert served() == old  # ttl of an hour
         sqs.send_message(QueueUrl=queue, MessageBody=cloudtrail("PutSecretValue", arn, arn))
         wait_for(lambda: served() == new, timeout=15)
+
+
+class CountingQueue:
+    """The real SQS client, counting how often each message was received and which were deleted."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.received: dict[str, int] = {}
+        self.deleted: list[str] = []
+        self._handles: dict[str, str] = {}
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        answer = self.real.receive_message(**kwargs)
+        for message in answer.get("Messages") or []:
+            self.received[message["MessageId"]] = self.received.get(message["MessageId"], 0) + 1
+            self._handles[message["ReceiptHandle"]] = message["MessageId"]
+        return answer
+
+    def delete_message(self, **kwargs: Any) -> Any:
+        self.deleted.append(self._handles.get(kwargs["ReceiptHandle"], "?"))
+        return self.real.delete_message(**kwargs)
+
+
+def queue_depth(sqs: Any, queue: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def proxied_cache(proxy: Any) -> Iterator[SecretCache]:
+    with SecretCache(AwsBackend(region_name="us-east-1", endpoint_url=proxy.url), config=HOUR) as built:
+        yield built
+
+
+@pytest.mark.parametrize("mode", ["denied", "ResourceNotFoundException"])
+def test_a_permanently_failing_refresh_deletes_the_message_after_one_receive(
+    admin: Any, sqs: Any, proxy: Any, proxied_cache: SecretCache, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    queue = sqs.create_queue(QueueName=f"sm-events-{uuid.uuid4().hex[:8]}",
+                             Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    name, value = unique("ev"), canary_value("perm")
+    admin.create_secret(Name=name, SecretString=value)
+    assert proxied_cache.get_secret_string(name) == value
+    caplog.set_level(logging.DEBUG)
+    counting = CountingQueue(sqs)
+    proxy.fail(mode)
+    message_id = sqs.send_message(QueueUrl=queue, MessageBody=cloudtrail("PutSecretValue", name))["MessageId"]
+    listener = EventListener(queue, caches=[proxied_cache], client=counting, wait_time=1)
+    with listener:
+        wait_for(lambda: message_id in counting.deleted)
+        time.sleep(1.5)  # past the visibility timeout: a message left behind would be received again
+    assert counting.received[message_id] == 1
+    assert queue_depth(sqs, queue) == 0
+    assert proxy.count("GetSecretValue", name) >= 2  # the first read, and the failed refresh
+    if mode == "denied":
+        assert listener.failed == 1
+        assert "AccessDeniedException" in caplog.text
+    else:  # not found: the secret is dropped from the cache, the message handled
+        assert proxied_cache.peek(name) is None
+    assert message_id in caplog.text
+    assert name in caplog.text
+    assert CANARY not in caplog.text
+
+
+def test_a_throttled_refresh_leaves_the_message_for_redelivery(
+    admin: Any, sqs: Any, proxy: Any, proxied_cache: SecretCache
+) -> None:
+    queue = sqs.create_queue(QueueName=f"sm-events-{uuid.uuid4().hex[:8]}",
+                             Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    name, old, new = unique("ev"), canary_value("old"), canary_value("new")
+    admin.create_secret(Name=name, SecretString=old)
+    assert proxied_cache.get_secret_string(name) == old
+    admin.put_secret_value(SecretId=name, SecretString=new)
+    counting = CountingQueue(sqs)
+    proxy.fail("throttle")
+    message_id = sqs.send_message(QueueUrl=queue, MessageBody=cloudtrail("PutSecretValue", name))["MessageId"]
+    listener = EventListener(queue, caches=[proxied_cache], client=counting, wait_time=1)
+    with listener:
+        wait_for(lambda: counting.received.get(message_id, 0) >= 2, timeout=15)  # not deleted: delivered again
+        assert message_id not in counting.deleted
+        assert proxied_cache.get_secret_string(name) == old
+        proxy.clear()
+        wait_for(lambda: message_id in counting.deleted, timeout=20)
+        assert proxied_cache.get_secret_string(name) == new
+    assert listener.failed == 0
+    assert listener.applied == 1
+    assert queue_depth(sqs, queue) == 0

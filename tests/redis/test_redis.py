@@ -28,7 +28,14 @@ from secretcache import SecretCache
 from secretcache.config import CacheConfig
 from secretcache.credentials import auth_stats
 from secretcache.errors import SecretFormatError
-from secretcache.redis import CredentialProvider, RotatingConnection, async_client, client, is_login_failure
+from secretcache.redis import (
+    CredentialProvider,
+    RotatingConnection,
+    async_client,
+    build_async_client,
+    client,
+    is_login_failure,
+)
 from secretcache.testing import InMemoryBackend
 from tests.fixtures.fix_canary import canary_value
 
@@ -488,3 +495,57 @@ def test_the_docs_local_example_runs_as_written(admin: redis.Redis, capsys: pyte
     out = capsys.readouterr().out.splitlines()
     assert out[:2] == ["docs-app", "True"]
     assert "pending_logins=1" in out[2]
+
+
+# -- building an async client on a running loop never blocks it -------------------------------------------
+
+
+class GatedBackend(InMemoryBackend):
+    """Reads wait for ``gate`` (Secrets Manager taking its time), and record the thread they ran on."""
+
+    def __init__(self, secrets: dict[str, str]) -> None:
+        super().__init__(secrets)
+        self.gate = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def get_secret_value(self, secret_id: str, **kwargs: Any) -> Any:
+        self.threads.append(threading.current_thread())
+        assert self.gate.wait(30), "never released"
+        return super().get_secret_value(secret_id, **kwargs)
+
+
+def test_build_async_client_reads_a_cold_secret_off_the_event_loop() -> None:
+    secret = json.dumps({"host": "redis.example", "port": 6380, "username": "app", "password": canary_value("r")})
+    backend = GatedBackend({"prod/cache": secret})
+    released_by: list[str] = []
+
+    async def main() -> redis.asyncio.Redis:
+        loop_thread = threading.current_thread()
+
+        async def release() -> None:
+            for _ in range(1000):  # the loop keeps running while the read waits: this coroutine gets turns
+                await asyncio.sleep(0.01)
+                if backend.threads:
+                    break
+            released_by.append("loop")
+            backend.gate.set()
+
+        with SecretCache(backend) as cache:
+            made, _ = await asyncio.wait_for(asyncio.gather(build_async_client("prod/cache", cache=cache), release()),
+                                             timeout=30)
+        assert backend.threads
+        assert loop_thread not in backend.threads  # the miss was read in a worker thread
+        return made
+
+    made = asyncio.run(main())
+    assert released_by == ["loop"]
+    kwargs = made.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"]) == ("redis.example", 6380)
+    assert "Rotating" in made.connection_pool.connection_class.__name__
+
+
+def test_build_async_client_refuses_wrong_arguments_before_reading() -> None:
+    backend = InMemoryBackend({"prod/cache": json.dumps({"host": "h", "password": "p"})})
+    with SecretCache(backend) as cache, pytest.raises(TypeError, match="password="):
+        asyncio.run(build_async_client("prod/cache", cache=cache, password="x"))
+    assert sum(backend.calls.values()) == 0
