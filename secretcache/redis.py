@@ -26,17 +26,16 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.redis needs redis-py: pip install 'secretcache[redis]'") from e
 
+from ._redis_secret import check_keys, fields_of
 from .credentials import AuthPolicy, in_use, in_use_async, login, login_async
 from .errors import SecretFormatError
 from .model import SecretValue
-from .refs import shown_key
 
 if TYPE_CHECKING:
     from ._face import AnySecretCache
 
 __all__ = ["CredentialProvider", "async_client", "build_async_client", "client", "is_login_failure"]
 
-FIELDS = ("username", "password", "host", "port", "ssl", "db")
 T = TypeVar("T")
 
 if not all(hasattr(redis.connection.AbstractConnection, name)
@@ -59,83 +58,6 @@ def is_login_failure(error: BaseException) -> bool:
     return code == "WRONGPASS" or "invalid password" in text or "invalid username" in text
 
 
-# -- the secret ------------------------------------------------------------------------------------------
-
-
-class _Fields(NamedTuple):
-    username: str | None
-    password: str
-    host: str | None
-    port: int | None
-    ssl: bool | None
-    db: int | None
-
-    def __repr__(self) -> str:
-        return f"<redis secret fields user={self.username!r} host={self.host!r}>"
-
-    def auth(self, username: str | None) -> tuple[str] | tuple[str, str]:
-        """redis-py's credentials: ``(username, password)``, or ``(password,)`` for the default user."""
-        user = username or self.username
-        return (user, self.password) if user else (self.password,)
-
-
-def _check_keys(keys: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    if keys is None:
-        return ()
-    if not isinstance(keys, Mapping):
-        raise TypeError(f"keys must be a mapping of field to JSON key, got {type(keys).__name__}")
-    unknown = sorted(set(keys) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"keys: unknown field(s) {unknown}; expected some of {list(FIELDS)}")
-    if not all(isinstance(k, str) and k for k in keys.values()):
-        raise ValueError("keys: every JSON key must be a non-empty str")
-    return tuple(sorted(keys.items()))
-
-
-def _number(raw: object) -> int | None:
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip().isdigit():
-        return None
-    return int(raw)
-
-
-def _flag(raw: object) -> bool | None:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-        return raw.strip().lower() == "true"
-    return None
-
-
-def _parse(value: SecretValue, secret_id: str, keys: tuple[tuple[str, str], ...]) -> tuple[str, _Fields | None]:
-    """("", fields) or (problem, None): returned, not raised, so no traceback frame holds the secret."""
-    data, names = value.json(), dict(keys)
-    found: dict[str, Any] = {}
-    for field in FIELDS:
-        key = names.get(field, field)
-        raw = data.get(key)
-        if raw is None or raw == "":
-            found[field] = None
-            continue
-        parsed = _number(raw) if field in ("port", "db") else _flag(raw) if field == "ssl" else \
-            raw if isinstance(raw, str) else None
-        if parsed is None:
-            kind = {"port": "a number", "db": "a number", "ssl": "true or false"}.get(field, "a string")
-            return f"redis secret {secret_id!r}: field {field!r} (JSON key {shown_key(key)}) is not {kind}", None
-        found[field] = parsed
-    if found["password"] is None:
-        key = names.get("password", "password")
-        return f"redis secret {secret_id!r}: field 'password' (JSON key {shown_key(key)}) is missing or empty", None
-    return "", _Fields(**found)
-
-
-def _fields(value: SecretValue, secret_id: str, keys: tuple[tuple[str, str], ...]) -> _Fields:
-    """The secret's fields, checked: :class:`SecretFormatError` names the secret and the field, never a value."""
-    problem, fields = _parse(value, secret_id, keys)
-    if fields is None:
-        raise SecretFormatError(problem, secret_id=secret_id)
-    return fields
-
-
 # -- redis-py's credential-provider interface ----------------------------------------------------------
 
 
@@ -153,18 +75,18 @@ class CredentialProvider(_RedisCredentialProvider):
                  keys: Mapping[str, str] | None = None) -> None:
         self.secret_id = secret_id
         self._cache = cache
-        self._keys = _check_keys(keys)
+        self._keys = check_keys(keys)
 
     def __repr__(self) -> str:
         return f"<secretcache.redis.CredentialProvider secret={self.secret_id!r}>"
 
     def get_credentials(self) -> tuple[str] | tuple[str, str]:
         value = in_use(self.secret_id, cache=self._cache)
-        return _fields(value, self.secret_id, self._keys).auth(None)
+        return fields_of(value, self.secret_id, self._keys).auth(None)
 
     async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
         value = await in_use_async(self.secret_id, cache=self._cache)
-        return _fields(value, self.secret_id, self._keys).auth(None)
+        return fields_of(value, self.secret_id, self._keys).auth(None)
 
 
 class _Attempt(_RedisCredentialProvider):
@@ -252,7 +174,7 @@ class _Target(NamedTuple):
     keys: tuple[tuple[str, str], ...]
 
     def attempt(self, value: SecretValue, username: str | None) -> _Attempt:
-        return _Attempt(_fields(value, self.secret_id, self.keys).auth(username))
+        return _Attempt(fields_of(value, self.secret_id, self.keys).auth(username))
 
 
 class _RotatingLogin(redis.connection.AbstractConnection):
@@ -334,7 +256,7 @@ def _checked(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mappin
             raise TypeError(f"{name}= cannot be combined with a secret: the secret gives the credentials and host")
     if policy is not None and not isinstance(policy, AuthPolicy):
         raise TypeError(f"policy must be an AuthPolicy, got {type(policy).__name__}")
-    return _Target(secret_id, cache, policy, _check_keys(keys))
+    return _Target(secret_id, cache, policy, check_keys(keys))
 
 
 def _prepared(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
@@ -344,7 +266,7 @@ def _prepared(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mappi
     target = _checked(secret_id, cache, policy, keys, kwargs)
     if value is None:
         value = in_use(secret_id, cache=cache)
-    fields = _fields(value, secret_id, target.keys)
+    fields = fields_of(value, secret_id, target.keys)
     for name in ("host", "port", "ssl", "db"):
         if kwargs.get(name) is None and getattr(fields, name) is not None:
             kwargs[name] = getattr(fields, name)
