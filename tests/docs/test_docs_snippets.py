@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -21,31 +20,16 @@ from typing import Any
 import pytest
 
 import secretcache
+from tests.fixtures.docs import create_secrets
 
 pytest_plugins = ["pytester"]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PYTHON_PAGES = ["decorators.md", "environment.md", "lambda.md", "compat.md"]
 
-SECRETS: dict[str, str] = {
-    "prod/api-key": "example-api-key",
-    "prod/webhook": json.dumps({"signing_key": "example-signing-key"}),
-}
-DB_PREVIOUS = {"engine": "postgres", "host": "db.internal", "port": 5432, "username": "app",
-               "password": "previous-password", "dbname": "app"}
-DB_CURRENT = dict(DB_PREVIOUS, password="example-password")
-
-
 def blocks(page: str, language: str) -> list[str]:
     text = (DOCS / page).read_text(encoding="utf-8")
     return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
-
-
-def create_secrets(client: Any) -> None:
-    for name, value in SECRETS.items():
-        client.create_secret(Name=name, SecretString=value)
-    client.create_secret(Name="prod/db", SecretString=json.dumps(DB_PREVIOUS))
-    client.put_secret_value(SecretId="prod/db", SecretString=json.dumps(DB_CURRENT))
 
 
 @pytest.fixture

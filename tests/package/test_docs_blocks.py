@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import secretcache
-from tests.surface.test_docs_snippets import create_secrets
+from tests.fixtures.docs import create_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
