@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import boto3
     from botocore.config import Config
 
-    from .aio import AsyncSecretCache
+    from ._face import AnySecretCache
     from .cache import SecretCache
 
 __all__ = ["INVALIDATING_EVENTS", "EventListener", "secret_ids_of"]
@@ -129,7 +129,7 @@ class EventListener:
     dead-letter queue).
     """
 
-    def __init__(self, queue_url: str, *, caches: Iterable[SecretCache | AsyncSecretCache], client: Any = None,
+    def __init__(self, queue_url: str, *, caches: Iterable[AnySecretCache], client: Any = None,
                  session: boto3.session.Session | None = None, region_name: str | None = None,
                  endpoint_url: str | None = None, config: Config | None = None,
                  wait_time: int = 20, backoff_base: float = 1.0, backoff_max: float = 60.0,
@@ -140,10 +140,10 @@ class EventListener:
             raise ValueError(f"wait_time must be 0..20 seconds (SQS long polling), got {wait_time!r}")
         if not 0 < backoff_base <= backoff_max:
             raise ValueError("EventListener needs 0 < backoff_base <= backoff_max")
-        from ._face import sync_face  # the blocking face of an async cache: same entries, same core
+        from .cache import SecretCache  # the blocking face of an async cache: same entries, same core
 
         self.queue_url = queue_url
-        self.caches: list[SecretCache] = [sync_face(c) for c in caches]
+        self.caches: list[SecretCache] = [SecretCache.blocking(c) for c in caches]
         self._session = session
         self._region_name = region_name
         self._endpoint_url = endpoint_url
@@ -292,19 +292,12 @@ class EventListener:
         return True
 
     def _apply(self, cache: SecretCache, name: str | None, identifiers: list[str]) -> None:
-        core = cache._core
-        keys = [(key, entry.value) for key, entry in list(core.entries.items())]
-        matched: dict[str, list[str | None]] = {}  # secret id as cached -> its stage-addressed keys
-        for key, value in keys:
-            if isinstance(key, str):
-                secret_id, stage, version_id = key, None, None
-            else:
-                secret_id, stage = key[0], key[1]
-                version_id = key[2] if len(key) > 2 else None
-            if _matches(identifiers, secret_id, value):
-                stages = matched.setdefault(secret_id, [])
-                if version_id is None:  # a version read by VersionId never changes: nothing to refresh
-                    stages.append(stage)
+        matched: dict[str, list[str | None]] = {}  # secret id as cached -> its stage-addressed reads
+        for read in cache.cached():
+            if _matches(identifiers, read.secret_id, read.value):
+                stages = matched.setdefault(read.secret_id, [])
+                if read.version_id is None:  # a version read by VersionId never changes: nothing to refresh
+                    stages.append(read.version_stage)
         for secret_id, stages in matched.items():
             if name in INVALIDATING_EVENTS:
                 cache.invalidate(secret_id)

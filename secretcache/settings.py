@@ -32,8 +32,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("secretcache.settings needs pydantic-settings: pip install 'secretcache[settings]'") from e
 
-from ._resolve import string_of
-from .credentials import sync_cache
+from .cache import blocking_cache
 from .errors import SecretCacheError
 from .model import SecretRef, SecretValue
 
@@ -41,8 +40,7 @@ if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
     from pydantic_settings import BaseSettings
 
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
+    from ._face import AnySecretCache
 
 __all__ = ["SecretsSettingsSource"]
 
@@ -76,11 +74,11 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
     """
 
     def __init__(
-        self, settings_cls: type[BaseSettings], *, cache: SecretCache | AsyncSecretCache | None = None,
+        self, settings_cls: type[BaseSettings], *, cache: AnySecretCache | None = None,
         secret_id: str | None = None,
     ) -> None:
         super().__init__(settings_cls)
-        self._cache = sync_cache(cache)
+        self._cache = None if cache is None else blocking_cache(cache)  # None: the default, at each read
         model_secret = secret_id if secret_id is not None else cast("Mapping[str, Any]", self.config).get(CONFIG_KEY)
         if model_secret is not None and (not isinstance(model_secret, str) or not model_secret):
             kind = type(model_secret).__name__
@@ -144,9 +142,7 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
         wanted_now = self._still_wanted()
         if not wanted_now:
             return {}  # nothing left to fill: no cache, no AWS call
-        from ._default import default_cache
-
-        cache = self._cache if self._cache is not None else default_cache()
+        cache = blocking_cache(self._cache)
         batch = [w.ref.secret_id for w in wanted_now if w.ref is not None and _current(w.ref)]
         if self._model_secret is not None and any(w.ref is None for w in wanted_now):
             batch.append(self._model_secret)
@@ -236,7 +232,7 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
         """A field's value from its secret: the string (or JSON key) a reference names, or the model
         secret's key (decoded JSON, as it is: a number stays a number); ``_MISSING`` when absent."""
         if wanted.ref is not None:
-            return string_of(value, wanted.ref.json_key)
+            return value.text(wanted.ref.json_key)
         doc = value.json()
         for key in wanted.json_keys:
             if key in doc:

@@ -155,7 +155,7 @@ class AgentBackend:
         self._explicit_token = token
         self._token: str | None = token
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, AgentBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: a fresh token lock (a parent thread may have held it at the fork). Each

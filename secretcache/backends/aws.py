@@ -150,7 +150,7 @@ class AwsBackend:
             _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, AwsBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: drop the clients (and session) this backend built, close the pooled

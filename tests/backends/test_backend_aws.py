@@ -22,7 +22,7 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 EAST, WEST, CENTRAL = "us-east-1", "us-west-2", "eu-central-1"
 
@@ -479,7 +479,7 @@ def assert_clean(error: BaseException) -> None:
     every frame's locals (as error trackers capture them); and formatting it does not fail."""
     import traceback
 
-    from tests.canary_checks import leaking_locals
+    from tests.fixtures.fix_canary_checks import leaking_locals
 
     assert CANARY not in str(error)
     assert leaking_locals(error) == []

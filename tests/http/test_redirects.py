@@ -24,7 +24,7 @@ import requests
 from secretcache import SecretCache
 from secretcache.http import SecretAuth
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 STATUSES = (301, 302, 303, 307, 308)
 

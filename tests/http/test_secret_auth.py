@@ -19,8 +19,8 @@ from secretcache.credentials import auth_stats
 from secretcache.errors import SecretFormatError
 from secretcache.http import SecretAuth
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
-from tests.http.rotating_server import SECRET, TokenAPI, basic, run_rotations, token_api
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.programs.rotating_server import SECRET, TokenAPI, basic, run_rotations, token_api
 
 LONG = CacheConfig(ttl=3600)
 ROTATIONS = 10

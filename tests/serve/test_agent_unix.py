@@ -13,9 +13,9 @@ import pytest
 from secretcache import SecretCache
 from secretcache.backends import AgentBackend
 from secretcache.errors import SecretNotFoundError, SecretUnavailableError
-from tests.canary import canary_value
-from tests.serve._serve import TOKEN, Serve, serve_env
-from tests.serve.conftest import unique
+from tests.fixtures.fix_canary import canary_value
+from tests.fixtures.fix_serve import unique
+from tests.fixtures.serving import TOKEN, Serve, serve_env
 
 pytestmark = pytest.mark.integration
 

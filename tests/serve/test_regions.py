@@ -22,9 +22,9 @@ from secretcache.backends.aws import AwsBackend
 from secretcache.backends.aws_clients import aws_client, queue_url_region, region_of_arn, resolve_region
 from secretcache.errors import RegionNotConfiguredError, SecretCacheError
 from secretcache.events import EventListener
-from tests.canary import CANARY, canary_value
-from tests.serve._serve import ROOT, TOKEN, Serve
-from tests.serve.conftest import unique
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.fixtures.fix_serve import unique
+from tests.fixtures.serving import ROOT, TOKEN, Serve
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from secretcache import SecretCache
 from secretcache.settings import SecretsSettingsSource
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 
 def with_source(cache: SecretCache, model: type[BaseSettings]) -> type[BaseSettings]:
