@@ -24,15 +24,19 @@ _default_lock = threading.Lock()
 
 
 def default_cache() -> SecretCache:
-    """The module-level cache behind the shortcuts, created on first use (AwsBackend, default config)."""
+    """The module-level cache behind the shortcuts, created on first use.
+
+    Its backend and ttl come from ``SECRETCACHE_BACKEND``, ``SECRETCACHE_AGENT_URL`` and ``SECRETCACHE_TTL``
+    (default: ``AwsBackend``, the default config); a bad value raises here, naming the variable.
+    """
     global _default
     cache = _default
     if cache is None:
-        from .cache import SecretCache
+        from ._envconfig import cache_from_environment
 
         with _default_lock:
             if _default is None:
-                _default = SecretCache()
+                _default = cache_from_environment()
             cache = _default
     return cache
 

@@ -1,4 +1,4 @@
-"""Backends: where the cache gets values from. ``AwsBackend`` and ``AgentBackend`` load on first use."""
+"""Backends: where the cache gets values from. Each backend class loads on first use."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from .base import BATCH_LIMIT, ForcedReads, SecretsBackend
 if TYPE_CHECKING:
     from .agent import AgentBackend
     from .aws import AwsBackend
+    from .chain import ChainBackend
+    from .files import FileBackend
 
-__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ForcedReads", "SecretsBackend"]
+__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ChainBackend", "FileBackend", "ForcedReads", "SecretsBackend"]
 
-_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent"}
+_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent", "ChainBackend": ".chain", "FileBackend": ".files"}
 
 
 def __getattr__(name: str) -> Any:
