@@ -62,7 +62,7 @@ def test_not_found_everywhere_raises_the_last_backends_error(files: FileBackend,
     assert caught.value.code == "ResourceNotFoundException"  # InMemoryBackend's, the last one asked
 
 
-@pytest.mark.parametrize("fault, error", [("throttle", SecretThrottledError), ("denied", SecretAccessDeniedError),
+@pytest.mark.parametrize(("fault", "error"), [("throttle", SecretThrottledError), ("denied", SecretAccessDeniedError),
                                           ("5xx", SecretUnavailableError)])
 def test_other_errors_do_not_fall_through(aws: InMemoryBackend, fault: str, error: type[Exception]) -> None:
     broken = InMemoryBackend({"app/db": "first"})

@@ -90,7 +90,7 @@ class _Agent(BaseHTTPRequestHandler):
     secrets: dict[str, str] = {}
     seen: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         from urllib.parse import parse_qs, urlsplit
 
         secret_id = parse_qs(urlsplit(self.path).query)["secretId"][0]
@@ -151,7 +151,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("env, variable, why", BAD)
+@pytest.mark.parametrize(("env", "variable", "why"), BAD)
 def test_a_bad_value_lets_the_import_succeed_and_fails_every_read_naming_the_variable(
     env: dict[str, str], variable: str, why: str
 ) -> None:
