@@ -55,14 +55,18 @@ pause for writers that delete and re-create; then the answer stands."""
 _DIGEST_KEY = os.urandom(32)
 
 
-class _Seen(NamedTuple):
-    """What one secret id read last: the value, the file it came from, and when that was checked."""
+class _Seen:
+    """What one secret id read last: the value, the file it came from, and when that was last checked.
 
-    value: SecretValue
-    path: str
-    signature: tuple[int, ...]
-    checked: float
-    """The clock reading taken *before* the check, so a slow check can never look newer than a swap."""
+    ``checked`` is the only field that changes, and only forwards in practice: it is the clock reading
+    taken *before* a check's ``stat``, so a slow check can never make an old file look freshly checked
+    (a late write of an older reading only causes one more check, never one less).
+    """
+
+    __slots__ = ("checked", "path", "signature", "value")
+
+    def __init__(self, value: SecretValue, path: str, signature: tuple[int, ...], checked: float) -> None:
+        self.value, self.path, self.signature, self.checked = value, path, signature, checked
 
 
 class _Missing(NamedTuple):
@@ -197,11 +201,8 @@ class FileBackend:
             except (OSError, ValueError):
                 unchanged = False  # gone or unreadable: the read below says which, with retries
             if unchanged:
-                confirmed = seen._replace(checked=now)
-                with self._lock:
-                    if self._seen.get(secret_id) is seen:
-                        self._seen[secret_id] = confirmed
-                return confirmed
+                seen.checked = now  # a plain store: no lock on the path every interval takes
+                return seen
         fresh = self._read(secret_id, now)
         with self._lock:
             current = self._seen.get(secret_id)
