@@ -43,6 +43,7 @@ CURRENT = "AWSCURRENT"
 _ARN = re.compile(r"arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:(?P<rest>.+)")
 _SUFFIX = re.compile(r"(?P<name>.+)-[A-Za-z0-9]{6}")
 _DATA_LINK = "..data"
+_UNSEEN = object()
 _SWAPS_FOLLOWED = 20
 """Attempts while the ``..data`` link keeps moving (a writer swapping over and over during one read)."""
 _SETTLE = (0.0, 0.005)
@@ -219,8 +220,8 @@ class FileBackend:
         link = os.path.join(self.root, _DATA_LINK)
         settled = 0
         problem: _Missing | _Torn | None = None
+        target: object = _UNSEEN
         for _ in range(_SWAPS_FOLLOWED + len(_SETTLE)):
-            before = _link_target(link)
             for path in paths:
                 outcome = _read_file(path, secret_id)
                 if isinstance(outcome, _Read):
@@ -228,7 +229,11 @@ class FileBackend:
                 problem = outcome
                 if isinstance(outcome, _Torn):
                     break  # the file exists: the alternative names are not what was meant
-            if _link_target(link) == before:  # nothing swapped meanwhile: pause, then believe it
+            # Only a failed attempt looks at the ..data link: when it moved since the last failure, a
+            # writer is swapping, so try again at once; otherwise settle (retry now, then after a pause).
+            current = _link_target(link)
+            moved, target = target is not _UNSEEN and current != target, current
+            if not moved:
                 if settled == len(_SETTLE):
                     break
                 time.sleep(_SETTLE[settled])
