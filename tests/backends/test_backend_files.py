@@ -397,3 +397,30 @@ def test_the_canary_never_reaches_logs_reprs_or_errors(tmp_path: Path, caplog: p
     assert any("app/db" in text for text in texts)
     assert not [text for text in texts if CANARY in text]
     cache.close()
+
+
+def test_prefetch_and_get_many_match_values_to_ids_by_name_arn_and_alias(tmp_path: Path) -> None:
+    put(tmp_path, "prod_db", "a")
+    put(tmp_path, "al", "b")
+    ids = [FULL_ARN, "x/y", "prod/db", PARTIAL_ARN]
+    with SecretCache(FileBackend(tmp_path, aliases={"x/y": "al"})) as cache:
+        assert cache.prefetch(ids) == {}
+        assert {k: v.secret_string for k, v in cache.get_many(ids).items()} == {
+            FULL_ARN: "a", "x/y": "b", "prod/db": "a", PARTIAL_ARN: "a"}
+        assert cache.stats.backend_calls == 1  # one batch; then four hits
+        assert cache.stats.hits == 4
+
+
+async def test_the_async_cache_reads_and_refreshes_mounted_files(tmp_path: Path) -> None:
+    from secretcache import AsyncSecretCache
+
+    writer = AtomicWriter(tmp_path)
+    writer.write({"app": "v1"})
+    cache = AsyncSecretCache(FileBackend(tmp_path, check_interval=3600), config=CacheConfig(ttl=3600))
+    try:
+        assert await cache.get_secret_string("app") == "v1"
+        writer.write({"app": "v2"})
+        assert (await cache.refresh("app")).secret_string == "v2"
+        assert await cache.get_secret_string("app") == "v2"
+    finally:
+        await cache.close()
