@@ -34,6 +34,8 @@ from secretcache.db import auth_stats
 from secretcache.demo.localdb import DbAccount, DbServer, set_password
 from tests.db.test_db_rotation_load import SECRET, WORKERS, App, build_app, secrets_manager, strategy_for
 
+pytestmark = pytest.mark.integration  # the servers are reached through getfixturevalue, unseen at collection
+
 ROTATIONS = 4
 OPS_AFTER = 2 * WORKERS
 WAIT = 60.0
