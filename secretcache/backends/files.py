@@ -342,7 +342,9 @@ def _read_file(path: str, secret_id: str) -> _Read | _Missing | _Torn:
     (permission, a directory, too large), never while holding the content.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO at the path must not block the reader until some writer opens it (it is then
+        # refused as not a regular file); on a regular file the flag changes nothing.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except (FileNotFoundError, NotADirectoryError) as e:
         return _Missing(type(e).__name__)
     except PermissionError as e:

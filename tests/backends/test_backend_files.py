@@ -352,6 +352,12 @@ def test_a_deleted_file_is_not_found_and_the_old_value_is_not_served_by_the_back
         backend.get_secret_value("app")
 
 
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "app")
+    with pytest.raises(SecretNotFoundError, match="not a regular file"):
+        FileBackend(tmp_path).get_secret_value("app")  # a blocking open would hang here (the suite's timeout)
+
+
 def test_a_directory_is_not_a_secret(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     with pytest.raises(SecretNotFoundError, match="not a regular file"):
