@@ -37,7 +37,7 @@ def main() -> None:
 
         cache = SecretCache(FileBackend(root, check_interval=0.2), config=CacheConfig(ttl=0))
         first = cache.get_secret_value("prod/db")
-        print("version", first.version_id[:8], "user", cache.get("prod/db#username"))
+        print("version", (first.version_id or "")[:8], "user", cache.get("prod/db#username"))
 
         mount_write(root, "prod_db", {**secret, "password": "rotated-password"})  # the rotation lands
         deadline = time.monotonic() + 10

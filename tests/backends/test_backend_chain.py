@@ -66,7 +66,7 @@ def test_not_found_everywhere_raises_the_last_backends_error(files: FileBackend,
                                           ("5xx", SecretUnavailableError)])
 def test_other_errors_do_not_fall_through(aws: InMemoryBackend, fault: str, error: type[Exception]) -> None:
     broken = InMemoryBackend({"app/db": "first"})
-    broken.fail_next(fault, operation=GET)  # type: ignore[arg-type]
+    broken.fail_next(fault, operation=GET)
     with pytest.raises(error):
         ChainBackend(broken, aws).get_secret_value("app/db")
     assert aws.calls[GET] == 0

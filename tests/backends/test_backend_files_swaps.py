@@ -120,8 +120,10 @@ def test_sixteen_readers_across_hundreds_of_kubelet_swaps(tmp_path: Path, clock_
             interval_passes()
             readers.floor = version
             # Pacing by behaviour: the next swap waits until this version has been read.
-            assert wait_until(lambda v=version: readers.min_seen() >= v or bool(readers.errors)), \
-                f"version {version} not seen"
+            def seen(v: int = version) -> bool:
+                return readers.min_seen() >= v or bool(readers.errors)
+
+            assert wait_until(seen), f"version {version} not seen"
             assert not readers.errors, repr(readers.errors[0])
     finally:
         readers.stop.set()
