@@ -32,11 +32,13 @@ def default_cache() -> SecretCache:
     global _default
     cache = _default
     if cache is None:
-        from ._envconfig import cache_from_environment
+        from ._envconfig import default_cache_arguments
+        from .cache import SecretCache
 
         with _default_lock:
             if _default is None:
-                _default = cache_from_environment()
+                backend, config = default_cache_arguments()
+                _default = SecretCache(backend, config=config)
             cache = _default
     return cache
 

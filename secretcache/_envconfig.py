@@ -19,11 +19,10 @@ from .errors import SecretCacheError
 
 if TYPE_CHECKING:
     from .backends.base import SecretsBackend
-    from .cache import SecretCache
     from .config import CacheConfig
 
 __all__ = ["AGENT_URL_VAR", "BACKEND_VAR", "DEFAULT_AGENT_URL", "TTL_VAR", "backend_from_environment",
-           "cache_from_environment", "config_from_environment"]
+           "config_from_environment", "default_cache_arguments"]
 
 BACKEND_VAR = "SECRETCACHE_BACKEND"
 AGENT_URL_VAR = "SECRETCACHE_AGENT_URL"
@@ -110,9 +109,11 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> CacheCo
     return CacheConfig(ttl=ttl)
 
 
-def cache_from_environment(environ: Mapping[str, str] | None = None) -> SecretCache:
-    """A new SecretCache as the variables configure it (the default cache is built with this)."""
-    from .cache import SecretCache
+def default_cache_arguments(environ: Mapping[str, str] | None = None) -> tuple[SecretsBackend | None,
+                                                                               CacheConfig | None]:
+    """``(backend, config)`` for the default ``SecretCache`` as the variables configure it (None: the default).
 
+    The caller builds the cache, so this module never imports the cache (no cycle through the default cache).
+    """
     config = config_from_environment(environ)  # the cheap check first: nothing is built when it fails
-    return SecretCache(backend_from_environment(environ), config=config)
+    return backend_from_environment(environ), config
