@@ -24,12 +24,12 @@ import platform
 import tempfile
 import time
 import timeit
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devtools.atomic_writer import AtomicWriter
+from devtools.file_io import counting_os_module
 
 from ._scenarios import REPO, secret_json
 
@@ -57,28 +57,9 @@ def _best(fn: Callable[[], object], *, seconds: float, repeats: int) -> float:
 
 def _count_syscalls(fn: Callable[[], object]) -> dict[str, int]:
     """The ``os`` functions one call of ``fn`` makes through the FileBackend module."""
-    import secretcache.backends.files as files_module
-
-    calls: Counter[str] = Counter()
-
-    class Counting:
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(os, name)
-            if not callable(attr) or isinstance(attr, type):
-                return attr
-
-            def counted(*args: Any, **kwargs: Any) -> Any:
-                calls[name] += 1
-                return attr(*args, **kwargs)
-
-            return counted
-
-    files_module.os = Counting()  # type: ignore[attr-defined,assignment]  # all the backend's file I/O goes through it
-    try:
+    with counting_os_module() as fs:
         fn()
-    finally:
-        files_module.os = os  # type: ignore[attr-defined]
-    return dict(calls)
+    return dict(fs.calls)
 
 
 def run(*, seconds: float, repeats: int, quick: bool) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from devtools.atomic_writer import AtomicWriter
+from devtools.canary import CANARY, canary_value
+from devtools.file_io import Clock, counting_os, patch_os
 from secretcache import SecretCache
 from secretcache.backends import FileBackend, ForcedReads, SecretsBackend
 from secretcache.config import CacheConfig
@@ -22,8 +24,6 @@ from secretcache.errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from tests.backends.files_helpers import Clock, counting_os, patch_os
-from tests.canary import CANARY, canary_value
 
 FULL_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf"
 PARTIAL_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db"

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from devtools.atomic_writer import AtomicWriter
+from devtools.file_io import Clock, counting_os, wait_until
 from secretcache.backends import FileBackend
-from tests.backends.files_helpers import Clock, counting_os, wait_until
 
 READERS = 16
 SWAPS = 300

@@ -13,12 +13,12 @@ import pytest
 import redis
 
 from devtools.atomic_writer import AtomicWriter
+from devtools.canary import canary_value
 from secretcache import SecretCache
 from secretcache.backends import FileBackend
 from secretcache.config import CacheConfig
 from secretcache.credentials import auth_stats
 from secretcache.redis import client
-from tests.canary import canary_value
 
 pytestmark = pytest.mark.integration
 

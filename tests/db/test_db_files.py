@@ -21,7 +21,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +34,11 @@ from secretcache.config import CacheConfig
 from secretcache.credentials import AuthPolicy
 from secretcache.db import auth_stats
 from secretcache.demo.localdb import DbAccount, DbServer, set_password
-from tests.db.test_db_rotation_load import SECRET, WORKERS, App, build_app, secrets_manager, strategy_for
 
 pytestmark = pytest.mark.integration  # the servers are reached through getfixturevalue, unseen at collection
 
+SECRET = "app/db"
+WORKERS = 8
 ROTATIONS = 4
 OPS_AFTER = 2 * WORKERS
 WAIT = 60.0
@@ -43,6 +46,85 @@ FACTORIES = ["pg-psycopg-connect", "pg-psycopg-pool", "pg-sa-nullpool", "pg-sa-q
              "my-pymysql-connect", "my-sa-nullpool"]
 FILE = SECRET.replace("/", "_")
 Mounted = tuple[DbServer, DbAccount, AtomicWriter]
+
+
+# -- the application side: one factory, fresh connections ------------------------------------------------
+
+NO_TLS = {"ssl_disabled": True}
+"""The test MariaDB has no TLS; PyMySQL >= 1.2 would otherwise try it on every connect."""
+
+
+class App:
+    """``op`` opens a fresh connection through one factory, queries, closes; ``close`` disposes the rest."""
+
+    def __init__(self, op: Callable[[], None], close: Callable[[], None] = lambda: None) -> None:
+        self.op, self.close = op, close
+
+
+def build_app(factory: str, cache: SecretCache) -> App:
+    if factory == "pg-psycopg-connect":
+        from secretcache.db import psycopg as sc_psycopg
+
+        def op() -> None:
+            with sc_psycopg.connect(SECRET, cache=cache) as conn:
+                conn.execute("SELECT 1")
+
+        return App(op)
+    if factory == "pg-psycopg-pool":
+        from secretcache.db import psycopg as sc_psycopg
+
+        pool = sc_psycopg.connection_pool(SECRET, cache=cache, min_size=2, max_size=WORKERS, timeout=20, open=True)
+
+        def pooled() -> None:
+            with pool.connection() as conn:
+                conn.execute("SELECT 1")
+                conn.close()  # discarded: the pool's next connection logs in anew
+
+        return App(pooled, pool.close)
+    if factory == "my-pymysql-connect":
+        from secretcache.db import pymysql as sc_pymysql
+
+        def my_op() -> None:
+            conn = sc_pymysql.connect(SECRET, cache=cache, **NO_TLS)
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+
+        return App(my_op)
+    from sqlalchemy import pool as sa_pool
+    from sqlalchemy import text
+
+    from secretcache.db.sqlalchemy import create_engine
+
+    url = "postgresql+psycopg://" if factory.startswith("pg") else "mysql+pymysql://"
+    options: dict[str, Any] = {"connect_args": NO_TLS} if url.startswith("mysql") else {}
+    if factory.endswith("nullpool"):
+        options["poolclass"] = sa_pool.NullPool
+    else:
+        options.update(pool_pre_ping=True, pool_recycle=3600)
+    engine = create_engine(url, secret_id=SECRET, cache=cache, **options)
+
+    def sa_op() -> None:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+            conn.invalidate()  # the next checkout logs in anew
+
+    return App(sa_op, engine.dispose)
+
+
+@contextmanager
+def secrets_manager() -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        yield boto3.client("secretsmanager", region_name="us-east-1")
+
+
+def strategy_for(engine: str) -> Any:
+    from secretcache.rotation import MySQLSingleUser, PostgresSingleUser
+
+    strategy = PostgresSingleUser if engine == "postgres" else MySQLSingleUser
+    return strategy(tls="disable")  # the test servers have no TLS (loopback only)
 
 
 class TimedLoad:
@@ -165,7 +247,7 @@ def test_files_then_aws_cross_the_single_user_window_with_zero_failures(
         cache = SecretCache(backend, config=CacheConfig(ttl=3600))
         caches.append(cache)
         app = build_app(factory, cache)
-        strategy = strategy_for(engine, "single")
+        strategy = strategy_for(engine)
         try:
             with TimedLoad(app) as load:
 

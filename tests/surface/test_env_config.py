@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from devtools.atomic_writer import AtomicWriter
+from devtools.canary import CANARY, canary_value
 from devtools.moto_helpers import moto_server_fixture
-from tests.canary import CANARY, canary_value
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120

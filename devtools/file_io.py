@@ -1,5 +1,6 @@
-"""What the FileBackend tests share: a clock the test moves, and a stand-in for ``os`` that counts every
-call the backend makes through it (the backend does all its file I/O through its module's ``os``)."""
+"""What the FileBackend tests and bench/bench_files.py share: a clock the test moves, and a stand-in for ``os``
+that counts every call the backend makes through it (``secretcache.backends.files`` does all its file I/O
+through its module's ``os``, so replacing that one name sees every system call and touches nothing else)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,17 @@ class CountingOs:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+
+
+@contextmanager
+def counting_os_module() -> Iterator[CountingOs]:
+    """The backend module's ``os`` replaced for the duration (outside pytest: the benchmarks)."""
+    counter = CountingOs()
+    files_module.os = counter  # type: ignore[attr-defined,assignment]
+    try:
+        yield counter
+    finally:
+        files_module.os = os  # type: ignore[attr-defined]
 
 
 @contextmanager
