@@ -154,7 +154,7 @@ def _cache(args: argparse.Namespace) -> SecretCache:
     backend = backend_factory(region_name=args.region, endpoint_url=args.endpoint_url, command_line=True)
     # SECRETCACHE_BACKEND (files, the agent, a chain) as for the default cache; its "aws" is this one.
     configured = backend_from_environment(aws=backend) if callable(backend) else None
-    return SecretCache._over(configured or backend, config=CacheConfig(background_refresh=False))
+    return SecretCache.with_backend_factory(configured or backend, config=CacheConfig(background_refresh=False))
 
 
 def _fail(message: str, code: int = NOT_RESOLVED) -> int:
@@ -172,7 +172,6 @@ def _unexpected(error: Exception) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from ._resolve import string_of
     from .model import SecretRef
 
     try:
@@ -190,7 +189,7 @@ def _get(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(value.secret_binary)
             sys.stdout.buffer.flush()
             return OK
-        text = string_of(value, ref.json_key)
+        text = value.text(ref.json_key)
     except SecretCacheError as e:
         return _fail(str(e))
     except Exception as e:
@@ -206,8 +205,8 @@ def _get(args: argparse.Namespace) -> int:
 def _child_environment(args: argparse.Namespace) -> dict[str, str]:
     """The command's environment, references resolved. Raises _UsageError or SecretCacheError."""
     from ._envfile import EnvFileError, read_env_file
-    from ._resolve import parse_reference
     from .env import resolve_values
+    from .refs import parse_reference
 
     added: dict[str, str] = {}
     for path in args.env_file:

@@ -1,4 +1,6 @@
-"""Backends: where the cache gets values from. Each backend class loads on first use."""
+"""Backends: where the cache gets values from. Every backend class (``AwsBackend``, ``AgentBackend``,
+``FileBackend``, ``ChainBackend``, and ``InMemoryBackend``, the faithful in-process fake also in
+:mod:`secretcache.testing`) loads on first use."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ if TYPE_CHECKING:
     from .aws import AwsBackend
     from .chain import ChainBackend
     from .files import FileBackend
+    from .memory import InMemoryBackend
 
-__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ChainBackend", "FileBackend", "ForcedReads", "SecretsBackend"]
+__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ChainBackend", "FileBackend", "ForcedReads",
+           "InMemoryBackend", "SecretsBackend"]
 
-_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent", "ChainBackend": ".chain", "FileBackend": ".files"}
+_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent", "ChainBackend": ".chain", "FileBackend": ".files",
+         "InMemoryBackend": ".memory"}
 
 
 def __getattr__(name: str) -> Any:

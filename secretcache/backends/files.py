@@ -139,7 +139,7 @@ class FileBackend:
         self._seen: dict[str, _Seen] = {}
         self._paths: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, FileBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """A fresh lock in a forked child (a parent thread may have held it); the values are kept."""
