@@ -186,6 +186,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench.bench_db")
     session.run("python", "-m", "bench.bench_django")
     session.run("python", "-m", "bench.bench_cli")
+    session.run("python", "-m", "bench.bench_files")
 
 
 @nox.session(python=PYTHON)

@@ -193,13 +193,20 @@ _default_lock = threading.Lock()
 
 
 def default_cache() -> SecretCache:
-    """The module-level cache behind the shortcuts, created on first use (AwsBackend, default config)."""
+    """The module-level cache behind the shortcuts, created on first use.
+
+    Its backend and ttl come from ``SECRETCACHE_BACKEND``, ``SECRETCACHE_AGENT_URL`` and ``SECRETCACHE_TTL``
+    (default: ``AwsBackend``, the default config); a bad value raises here, naming the variable.
+    """
     global _default
     cache = _default
     if cache is None:
+        from ._envconfig import default_cache_arguments
+
         with _default_lock:
             if _default is None:
-                _default = SecretCache()
+                backend, config = default_cache_arguments()
+                _default = SecretCache(backend, config=config)
             cache = _default
     return cache
 

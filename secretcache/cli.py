@@ -144,6 +144,7 @@ def _build_parser() -> tuple[_Parser, _Parser]:
 
 
 def _cache(args: argparse.Namespace) -> SecretCache:
+    from ._envconfig import backend_from_environment
     from ._face import backend_factory
     from .cache import SecretCache
     from .config import CacheConfig
@@ -151,7 +152,9 @@ def _cache(args: argparse.Namespace) -> SecretCache:
     # One short-lived process: no background refresh threads. The backend (and boto3) is built on the
     # first fetch, so `run` without references never imports boto3.
     backend = backend_factory(region_name=args.region, endpoint_url=args.endpoint_url, command_line=True)
-    return SecretCache.with_backend_factory(backend, config=CacheConfig(background_refresh=False))
+    # SECRETCACHE_BACKEND (files, the agent, a chain) as for the default cache; its "aws" is this one.
+    configured = backend_from_environment(aws=backend) if callable(backend) else None
+    return SecretCache.with_backend_factory(configured or backend, config=CacheConfig(background_refresh=False))
 
 
 def _fail(message: str, code: int = NOT_RESOLVED) -> int:

@@ -1,5 +1,6 @@
-"""Backends: where the cache gets values from. ``AwsBackend``, ``AgentBackend`` and ``InMemoryBackend`` (the
-faithful in-process fake, also in :mod:`secretcache.testing`) load on first use."""
+"""Backends: where the cache gets values from. Every backend class (``AwsBackend``, ``AgentBackend``,
+``FileBackend``, ``ChainBackend``, and ``InMemoryBackend``, the faithful in-process fake also in
+:mod:`secretcache.testing`) loads on first use."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from .base import BATCH_LIMIT, ForcedReads, SecretsBackend
 if TYPE_CHECKING:
     from .agent import AgentBackend
     from .aws import AwsBackend
+    from .chain import ChainBackend
+    from .files import FileBackend
     from .memory import InMemoryBackend
 
-__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ForcedReads", "InMemoryBackend", "SecretsBackend"]
+__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ChainBackend", "FileBackend", "ForcedReads",
+           "InMemoryBackend", "SecretsBackend"]
 
-_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent", "InMemoryBackend": ".memory"}
+_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent", "ChainBackend": ".chain", "FileBackend": ".files",
+         "InMemoryBackend": ".memory"}
 
 
 def __getattr__(name: str) -> Any:
