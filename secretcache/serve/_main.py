@@ -59,6 +59,9 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--server", default="auto", choices=["auto", "uvicorn", "stdlib"],
                      help="HTTP front end: uvicorn when installed (the [serve] extra, the default), "
                           "else the standard library's")
+    sub.add_argument("--metrics", action="store_true",
+                     help="also answer GET /metrics (Prometheus text format, no token needed; the [metrics] "
+                          "extra): requests by route and status, latency, the cache's counters, never a secret id")
     sub.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="level of the secretcache loggers on stderr (default INFO; never a value)")
     if aws_options is not None:
@@ -108,7 +111,16 @@ def run(args: argparse.Namespace) -> int:
     backend = AwsBackend(region_name=getattr(args, "region", None), endpoint_url=getattr(args, "endpoint_url", None))
     cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
                                                     stale_while_revalidate=args.stale_while_revalidate))
-    api = AgentApi(cache, token=token)
+    if getattr(args, "metrics", False):
+        try:
+            from ._metrics import MeteredAgentApi
+
+            api: AgentApi = MeteredAgentApi(cache, token=token)
+        except ImportError as e:
+            cache.close()
+            return _fail(str(e))
+    else:
+        api = AgentApi(cache, token=token)
     server_kind = _server_kind(args.server)
     if server_kind is None:
         cache.close()

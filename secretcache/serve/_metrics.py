@@ -1,0 +1,152 @@
+"""``serve --metrics``: ``GET /metrics`` in the Prometheus text format, through the official ``prometheus-client``.
+
+What is exposed (docs/observability.md): serve's own requests by route and status and their handling time,
+and the cache's metrics (the same as :mod:`secretcache.otel`'s): requests by result, entries, backend
+calls by operation and outcome and their duration. Labels are bounded: a route is a pattern
+(``/v1/{secretId}``), never a secret id; no value is ever seen here.
+
+The cache's counters are read when Prometheus scrapes (a collector), so a hit pays nothing for them;
+a request pays one counter increment and one histogram observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from ..stats import BackendCall, aws_operation, outcome_of
+from ._app import AgentApi, Response
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from ..cache import SecretCache
+    from ..errors import SecretCacheError
+
+__all__ = ["METRICS_PATH", "MeteredAgentApi", "route_of"]
+
+METRICS_PATH = "/metrics"
+REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0)
+"""Bounds (seconds) of the handling-time histogram: a hit is answered in tens of microseconds, a miss
+waits for Secrets Manager (tens of milliseconds, up to ``fetch_timeout``)."""
+BACKEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+_ROUTES = ("/secretsmanager/get", "/systemsmanager/parameters/get", "/ping", METRICS_PATH)
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as e:
+        raise ImportError("serve --metrics needs the [metrics] extra: pip install 'secretcache[metrics]'") from e
+    return prometheus_client
+
+
+def route_of(target: str, path_prefix: str = "/v1/") -> str:
+    """The route label of a request target: a known path, ``/v1/{secretId}`` for path-style reads, else
+    ``other`` (whatever was asked: a label never holds what a client typed)."""
+    path = target.partition("?")[0]
+    if path in _ROUTES:
+        return path
+    if path.startswith(path_prefix):
+        return path_prefix + "{secretId}"
+    return "other"
+
+
+class _CacheCollector:
+    """The cache's counters, read at scrape time."""
+
+    def __init__(self, cache: SecretCache) -> None:
+        self.cache = cache
+
+    def describe(self) -> list[Metric]:
+        return []  # collected at scrape time only (the registry then never calls collect() at register)
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.cache.stats
+        requests = CounterMetricFamily(
+            "secretcache_requests", "Reads served by the cache, by result (hit: from memory; miss: waited for "
+            "a fetch; stale: cached value served while Secrets Manager failed; error: fetches that failed)",
+            labels=["result"])
+        for result, count in (("hit", stats.hits), ("miss", stats.misses), ("stale", stats.stale_served),
+                              ("error", stats.errors)):
+            requests.add_metric([result], count)
+        yield requests
+        yield GaugeMetricFamily("secretcache_entries", "Values cached right now", value=stats.entries)
+
+
+class MeteredAgentApi(AgentApi):
+    """:class:`AgentApi` that also answers ``GET /metrics`` (no token, like ``/ping``) and counts every request."""
+
+    def __init__(self, cache: SecretCache, *args: Any, **kwargs: Any) -> None:
+        super().__init__(cache, *args, **kwargs)
+        prom = _prometheus()
+        from prometheus_client import gc_collector, platform_collector, process_collector
+
+        self.registry = registry = prom.CollectorRegistry(auto_describe=True)
+        process_collector.ProcessCollector(registry=registry)
+        platform_collector.PlatformCollector(registry=registry)
+        gc_collector.GCCollector(registry=registry)
+        registry.register(_CacheCollector(cache))
+        self._requests = prom.Counter(
+            "secretcache_serve_requests", "Requests serve answered, by route and HTTP status code",
+            ["route", "status_code"], registry=registry)
+        self._latency = prom.Histogram(
+            "secretcache_serve_request_duration_seconds",
+            "Time serve took to answer a request once parsed (reading the cache included), by route",
+            ["route"], registry=registry, buckets=REQUEST_BUCKETS)
+        self._backend_calls = prom.Counter(
+            "secretcache_backend_calls", "Calls the cache made to its backend, by operation and outcome",
+            ["operation", "outcome"], registry=registry)
+        self._backend_duration = prom.Histogram(
+            "secretcache_backend_duration_seconds", "Duration of the cache's backend calls, by operation",
+            ["operation"], registry=registry, buckets=BACKEND_BUCKETS)
+        self._generate = prom.generate_latest
+        self._content_type: str = prom.CONTENT_TYPE_LATEST
+        self._counters: dict[tuple[str, int], Any] = {}  # bound children: a dict read per request
+        self._histograms: dict[str, Any] = {}
+        self.remove_observer = cache.add_backend_observer(self._observe)
+
+    def handle(self, method: str, target: str, headers: Callable[[str], str | None], *,
+               fresh_only: bool = False) -> Response | None:
+        started = perf_counter()
+        response: Response | None
+        if target == METRICS_PATH or target.startswith(METRICS_PATH + "?"):
+            response = self._metrics(method, headers)
+        else:
+            response = super().handle(method, target, headers, fresh_only=fresh_only)
+            if response is None:
+                return None  # asked again where blocking is fine: counted then
+        self._count(route_of(target, self.path_prefix), response.status, perf_counter() - started)
+        return response
+
+    def _metrics(self, method: str, headers: Callable[[str], str | None]) -> Response:
+        if headers("x-forwarded-for") is not None:  # the same rules as /ping: no token, no forwarding
+            return Response(400, b"Forwarded")
+        if method != "GET":
+            return Response(405, b"Not allowed")
+        return Response(200, self._generate(self.registry), self._content_type)
+
+    def _count(self, route: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((route, status))
+        if counter is None:
+            counter = self._counters[(route, status)] = self._requests.labels(route, str(status))
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self._latency.labels(route)
+        counter.inc()
+        histogram.observe(seconds)
+
+    def _observe(self, call: BackendCall) -> Callable[[SecretCacheError | None], None]:
+        operation = aws_operation(call)[1]
+        started = perf_counter()
+
+        def done(error: SecretCacheError | None) -> None:
+            self._backend_duration.labels(operation).observe(perf_counter() - started)
+            self._backend_calls.labels(operation, outcome_of(error)).inc()
+
+        return done
