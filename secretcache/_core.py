@@ -571,7 +571,6 @@ class Core:
             backend_calls=self.backend_calls,
             errors=self.errors,
             stale_served=self.stale_served,
-            entries=len(self.entries),
         )
 
     def close(self) -> None:

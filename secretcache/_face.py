@@ -188,9 +188,13 @@ class _Face:
 
     @property
     def stats(self) -> CacheStats:
-        """Counters since creation: hits, misses, refreshes, backend_calls, errors, stale_served (and the
-        number of entries cached now)."""
+        """Counters since creation: hits, misses, refreshes, backend_calls, errors, stale_served."""
         return self._core.stats(self._hits)
+
+    @property
+    def size(self) -> int:
+        """Values cached now (one per secret and stage or version read; at most ``config.max_size``)."""
+        return len(self._core.entries)
 
     def add_backend_observer(self, observer: BackendObserver) -> Callable[[], None]:
         """Call ``observer(call)`` before every call this cache makes to its backend; returns the function

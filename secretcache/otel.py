@@ -123,7 +123,7 @@ class _Meters:
         from opentelemetry.metrics import Observation
 
         if self.handles:
-            yield Observation(sum(handle.cache.stats.entries for handle in self.handles))
+            yield Observation(sum(handle.cache.size for handle in self.handles))
 
     def _login_totals(self) -> dict[str, int] | None:
         if not self.handles:

@@ -30,8 +30,6 @@ class CacheStats(NamedTuple):
     backend_calls: int = 0
     errors: int = 0
     stale_served: int = 0
-    entries: int = 0
-    """Values cached right now (a level, not a counter: one per secret and stage or version read)."""
 
 
 class CacheEvent(NamedTuple):

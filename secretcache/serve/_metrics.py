@@ -76,7 +76,7 @@ class _CacheCollector:
                               ("error", stats.errors)):
             requests.add_metric([result], count)
         yield requests
-        yield GaugeMetricFamily("secretcache_entries", "Values cached right now", value=stats.entries)
+        yield GaugeMetricFamily("secretcache_entries", "Values cached right now", value=self.cache.size)
 
 
 class MeteredAgentApi(AgentApi):
