@@ -34,6 +34,7 @@ waits for Secrets Manager (tens of milliseconds, up to ``fetch_timeout``)."""
 BACKEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 _ROUTES = ("/secretsmanager/get", "/systemsmanager/parameters/get", "/ping", METRICS_PATH)
+_NOT_READS = ("/ping", METRICS_PATH)
 
 
 def _prometheus() -> Any:
@@ -56,10 +57,12 @@ def route_of(target: str, path_prefix: str = "/v1/") -> str:
 
 
 class _CacheCollector:
-    """The cache's counters, read at scrape time."""
+    """The cache's counters, read at scrape time; ``peek_hits()`` adds the hits a front end answered with
+    ``peek`` (uvicorn's event loop answers hits that way, and ``peek`` counts nothing)."""
 
-    def __init__(self, cache: SecretCache) -> None:
+    def __init__(self, cache: SecretCache, peek_hits: Callable[[], int]) -> None:
         self.cache = cache
+        self.peek_hits = peek_hits
 
     def describe(self) -> list[Metric]:
         return []  # collected at scrape time only (the registry then never calls collect() at register)
@@ -72,8 +75,8 @@ class _CacheCollector:
             "secretcache_requests", "Reads served by the cache, by result (hit: from memory; miss: waited for "
             "a fetch; stale: cached value served while Secrets Manager failed; error: fetches that failed)",
             labels=["result"])
-        for result, count in (("hit", stats.hits), ("miss", stats.misses), ("stale", stats.stale_served),
-                              ("error", stats.errors)):
+        for result, count in (("hit", stats.hits + self.peek_hits()), ("miss", stats.misses),
+                              ("stale", stats.stale_served), ("error", stats.errors)):
             requests.add_metric([result], count)
         yield requests
         yield GaugeMetricFamily("secretcache_entries", "Values cached right now", value=self.cache.size)
@@ -91,7 +94,8 @@ class MeteredAgentApi(AgentApi):
         process_collector.ProcessCollector(registry=registry)
         platform_collector.PlatformCollector(registry=registry)
         gc_collector.GCCollector(registry=registry)
-        registry.register(_CacheCollector(cache))
+        self._peek_hits = 0  # only the event loop's thread answers with fresh_only: no lock needed
+        registry.register(_CacheCollector(cache, lambda: self._peek_hits))
         self._requests = prom.Counter(
             "secretcache_serve_requests", "Requests serve answered, by route and HTTP status code",
             ["route", "status_code"], registry=registry)
@@ -121,7 +125,10 @@ class MeteredAgentApi(AgentApi):
             response = super().handle(method, target, headers, fresh_only=fresh_only)
             if response is None:
                 return None  # asked again where blocking is fine: counted then
-        self._count(route_of(target, self.path_prefix), response.status, perf_counter() - started)
+        route = route_of(target, self.path_prefix)
+        if fresh_only and response.status == 200 and route not in _NOT_READS:
+            self._peek_hits += 1  # answered from the cache by peek: a hit the cache did not count
+        self._count(route, response.status, perf_counter() - started)
         return response
 
     def _metrics(self, method: str, headers: Callable[[str], str | None]) -> Response:

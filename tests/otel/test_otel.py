@@ -202,7 +202,8 @@ def test_spans_only_for_backend_calls_and_under_the_callers_span(telemetry: Tele
     assert get.parent.span_id == handler.get_span_context().span_id  # fetched on a worker thread, still a child
     assert get.context.trace_id == handler.get_span_context().trace_id
     assert batch.parent is None  # no span was current when prefetch ran
-    assert batch.attributes is not None and batch.attributes["rpc.method"] == "BatchGetSecretValue"
+    assert batch.attributes is not None
+    assert batch.attributes["rpc.method"] == "BatchGetSecretValue"
     assert len(telemetry.spans()) == 3  # the two backend calls and the handler: none per hit
 
 
@@ -221,7 +222,8 @@ def test_the_async_face_is_instrumented_the_same_way(telemetry: Telemetry) -> No
             assert telemetry.value("secretcache.requests", result="hit") == 9
             assert telemetry.value("secretcache.requests", result="miss") == 1
             [span] = telemetry.backend_spans()
-            assert span.parent is not None and span.parent.span_id == request.get_span_context().span_id
+            assert span.parent is not None
+            assert span.parent.span_id == request.get_span_context().span_id
 
     asyncio.run(main())
 
@@ -240,7 +242,8 @@ def test_a_botocore_like_span_inside_the_backend_call_nests_under_ours(telemetry
         cache.get_secret_string("app/a")
     inner = next(s for s in telemetry.spans() if s.name == "inner")
     [ours] = telemetry.backend_spans()
-    assert inner.parent is not None and inner.parent.span_id == ours.context.span_id
+    assert inner.parent is not None
+    assert inner.parent.span_id == ours.context.span_id
 
 
 def _everything(telemetry: Telemetry) -> str:
@@ -265,7 +268,7 @@ def _scenario(telemetry: Telemetry, secret_id: str, **kwargs: Any) -> str:
         telemetry.instrument(cache, **kwargs)
         assert cache.get_secret_string(secret_id) == value
         backend.fail_next("denied")
-        with pytest.raises(Exception, match="denied|Access"):
+        with pytest.raises(Exception, match=r"denied|Access"):
             cache.get_secret_string(secret_id)
         backend.fail_next("5xx")
         cache.get_secret_string(secret_id)  # stale
@@ -288,8 +291,10 @@ def test_secret_ids_appear_only_when_opted_in(telemetry: Telemetry) -> None:
     secret_id = f"prod/{CANARY}/db"
     text = _scenario(telemetry, secret_id, record_secret_ids=True)
     assert secret_id in text
-    [span] = [s for s in telemetry.backend_spans() if s.attributes and s.attributes["rpc.method"] == "GetSecretValue"][:1]
-    assert span.attributes is not None and list(span.attributes["secretcache.secret_ids"]) == [secret_id]
+    gets = [s for s in telemetry.backend_spans() if s.attributes and s.attributes["rpc.method"] == "GetSecretValue"]
+    span = gets[0]
+    assert span.attributes is not None
+    assert list(span.attributes["secretcache.secret_ids"]) == [secret_id]
 
 
 def test_caches_on_one_provider_are_summed_and_uninstrument_stops(telemetry: Telemetry) -> None:
