@@ -97,8 +97,9 @@ def _serve(endpoint: str, duration: float, rounds: int, connections: int) -> dic
             "--log-level", "WARNING", "--server", "uvicorn", "--prefetch", *ids]
     runs: dict[str, list[dict[str, float]]] = {"without": [], "with_metrics": []}
     scrapes: list[int] = []
+    order = ["without", "with_metrics"]
     for _ in range(rounds):
-        for kind in ("without", "with_metrics"):
+        for kind in order[:]:
             proc, port = _start([*base, "--metrics"] if kind == "with_metrics" else base, env)
             try:
                 _wrk(port, path, 1, connections)  # warm-up
@@ -113,6 +114,7 @@ def _serve(endpoint: str, duration: float, rounds: int, connections: int) -> dic
                     scraper.join(15)
             finally:
                 _stop(proc)
+        order.reverse()  # neither always runs first
     out: dict[str, Any] = {"runs": runs, "scrapes": len(scrapes), "scrape_failures": sum(s != 200 for s in scrapes)}
     for kind, rows in runs.items():
         out[kind] = {key: statistics.median(row[key] for row in rows) for key in rows[0]}

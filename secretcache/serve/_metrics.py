@@ -5,12 +5,16 @@ and the cache's metrics (the same as :mod:`secretcache.otel`'s): requests by res
 calls by operation and outcome and their duration. Labels are bounded: a route is a pattern
 (``/v1/{secretId}``), never a secret id; no value is ever seen here.
 
-The cache's counters are read when Prometheus scrapes (a collector), so a hit pays nothing for them;
-a request pays one counter increment and one histogram observation.
+The cache's counters are read when Prometheus scrapes (a collector), so a hit pays nothing for them.
+serve's own request counts and latency buckets are kept in plain dicts under one lock and handed to
+prometheus-client's metric families at scrape time: a request pays about half a microsecond, where
+prometheus-client's ``Counter.inc`` and ``Histogram.observe`` (three locks, more Python) cost five times that.
 """
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -82,6 +86,57 @@ class _CacheCollector:
         yield GaugeMetricFamily("secretcache_entries", "Values cached right now", value=self.cache.size)
 
 
+class _Requests:
+    """serve's requests by (route, status) and their handling time by route, for the collector."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[str, int], int] = {}
+        self.buckets: dict[str, list[int]] = {}  # per route: observations per bucket, +Inf last (not cumulative)
+        self.sums: dict[str, float] = {}
+
+    def add(self, route: str, status: int, seconds: float) -> None:
+        slot = bisect_left(self.bounds, seconds)  # the first bound >= seconds: Prometheus's "le"
+        key = (route, status)
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            buckets = self.buckets.get(route)
+            if buckets is None:
+                buckets = self.buckets[route] = [0] * (len(self.bounds) + 1)
+            buckets[slot] += 1
+            self.sums[route] = self.sums.get(route, 0.0) + seconds
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        with self.lock:
+            counts = dict(self.counts)
+            buckets = {route: list(b) for route, b in self.buckets.items()}
+            sums = dict(self.sums)
+        requests = CounterMetricFamily("secretcache_serve_requests",
+                                       "Requests serve answered, by route and HTTP status code",
+                                       labels=["route", "status_code"])
+        for (route, status), count in sorted(counts.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "secretcache_serve_request_duration_seconds",
+            "Time serve took to answer a request once parsed (reading the cache included), by route",
+            labels=["route"])
+        edges = [repr(float(bound)) for bound in self.bounds] + ["+Inf"]
+        for route, slots in sorted(buckets.items()):
+            cumulative, running = [], 0
+            for edge, count in zip(edges, slots, strict=True):
+                running += count
+                cumulative.append((edge, running))
+            latency.add_metric([route], cumulative, sums[route])
+        yield latency
+
+
 class MeteredAgentApi(AgentApi):
     """:class:`AgentApi` that also answers ``GET /metrics`` (no token, like ``/ping``) and counts every request."""
 
@@ -96,13 +151,8 @@ class MeteredAgentApi(AgentApi):
         gc_collector.GCCollector(registry=registry)
         self._peek_hits = 0  # only the event loop's thread answers with fresh_only: no lock needed
         registry.register(_CacheCollector(cache, lambda: self._peek_hits))
-        self._requests = prom.Counter(
-            "secretcache_serve_requests", "Requests serve answered, by route and HTTP status code",
-            ["route", "status_code"], registry=registry)
-        self._latency = prom.Histogram(
-            "secretcache_serve_request_duration_seconds",
-            "Time serve took to answer a request once parsed (reading the cache included), by route",
-            ["route"], registry=registry, buckets=REQUEST_BUCKETS)
+        self._requests = _Requests(REQUEST_BUCKETS)
+        registry.register(self._requests)
         self._backend_calls = prom.Counter(
             "secretcache_backend_calls", "Calls the cache made to its backend, by operation and outcome",
             ["operation", "outcome"], registry=registry)
@@ -111,8 +161,6 @@ class MeteredAgentApi(AgentApi):
             ["operation"], registry=registry, buckets=BACKEND_BUCKETS)
         self._generate = prom.generate_latest
         self._content_type: str = prom.CONTENT_TYPE_LATEST
-        self._counters: dict[tuple[str, int], Any] = {}  # bound children: a dict read per request
-        self._histograms: dict[str, Any] = {}
         self.remove_observer = cache.add_backend_observer(self._observe)
 
     def handle(self, method: str, target: str, headers: Callable[[str], str | None], *,
@@ -128,7 +176,7 @@ class MeteredAgentApi(AgentApi):
         route = route_of(target, self.path_prefix)
         if fresh_only and response.status == 200 and route not in _NOT_READS:
             self._peek_hits += 1  # answered from the cache by peek: a hit the cache did not count
-        self._count(route, response.status, perf_counter() - started)
+        self._requests.add(route, response.status, perf_counter() - started)
         return response
 
     def _metrics(self, method: str, headers: Callable[[str], str | None]) -> Response:
@@ -137,16 +185,6 @@ class MeteredAgentApi(AgentApi):
         if method != "GET":
             return Response(405, b"Not allowed")
         return Response(200, self._generate(self.registry), self._content_type)
-
-    def _count(self, route: str, status: int, seconds: float) -> None:
-        counter = self._counters.get((route, status))
-        if counter is None:
-            counter = self._counters[(route, status)] = self._requests.labels(route, str(status))
-        histogram = self._histograms.get(route)
-        if histogram is None:
-            histogram = self._histograms[route] = self._latency.labels(route)
-        counter.inc()
-        histogram.observe(seconds)
 
     def _observe(self, call: BackendCall) -> Callable[[SecretCacheError | None], None]:
         operation = aws_operation(call)[1]
