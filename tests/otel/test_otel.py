@@ -165,6 +165,30 @@ def test_a_forced_refresh_after_a_refused_login_is_counted(telemetry: Telemetry)
         assert telemetry.value("secretcache.backend.calls") == 2
 
 
+def test_a_login_with_awspending_during_a_single_user_rotation_is_counted(telemetry: Telemetry) -> None:
+    old, new = canary_value("old"), canary_value("new")
+    backend = InMemoryBackend({"svc/db": old})
+    accepted = [old]
+
+    def connect(secret: Any) -> str:
+        if secret.secret_string != accepted[0]:
+            raise Refused("login refused")
+        return "session"
+
+    with SecretCache(backend, config=CacheConfig(ttl=3600)) as cache:
+        telemetry.instrument(cache)
+        login("svc/db", connect, is_auth_failure=lambda e: isinstance(e, Refused), cache=cache)
+        backend.put_secret("svc/db", new, stages=("AWSPENDING",))
+        accepted[0] = new  # setSecret ran: the server has the new password, AWSCURRENT has not moved yet
+        assert login("svc/db", connect, is_auth_failure=lambda e: isinstance(e, Refused), cache=cache) == "session"
+        policy = auth_stats("svc/db", cache=cache)
+        assert policy.pending_logins == 1
+        assert telemetry.value("secretcache.login.outcomes", outcome="used_pending") == 1
+        assert telemetry.value("secretcache.login.refreshes", stage="AWSPENDING") == policy.pending_fetches == 1
+        assert telemetry.value("secretcache.login.refreshes", stage="AWSCURRENT") == policy.refreshes
+        assert telemetry.value("secretcache.login.refused") == policy.auth_failures
+
+
 def test_a_login_that_gives_up_is_counted(telemetry: Telemetry) -> None:
     backend = InMemoryBackend({"svc/db": canary_value("v")})
 
