@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .bench_serve import SECRETS, _env, _names, _start, _stop, _wrk
+from .bench_serve import SECRETS, TOKEN, _env, _names, _start, _stop, _wrk
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results" / "otel.json"
@@ -82,6 +82,30 @@ def _hits(rounds: int) -> dict[str, Any]:
     return results
 
 
+def _api(rounds: int) -> dict[str, float]:
+    """serve's request handling in process, without sockets: ``AgentApi.handle`` against the metered one for
+    a cached read (the hit uvicorn answers on its event loop), best of interleaved windows."""
+    from secretcache import CacheConfig, SecretCache
+    from secretcache.serve import AgentApi
+    from secretcache.serve._metrics import MeteredAgentApi
+    from secretcache.testing import InMemoryBackend
+
+    cache = SecretCache(InMemoryBackend({"bench/otel": "value"}), config=CacheConfig(ttl=3600))
+    cache.get_secret_value("bench/otel")
+    headers = {"x-aws-parameters-secrets-token": TOKEN}.get
+    pair = [("plain", AgentApi(cache, token=TOKEN)), ("metered", MeteredAgentApi(cache, token=TOKEN))]
+    best = {"plain": float("inf"), "metered": float("inf")}
+    for _ in range(rounds * 5):
+        for name, api in pair:
+            start = time.perf_counter()
+            for _ in range(LOOPS // 4):
+                api.handle("GET", "/secretsmanager/get?secretId=bench/otel", headers, fresh_only=True)
+            best[name] = min(best[name], (time.perf_counter() - start) / (LOOPS // 4) * 1e6)
+        pair.reverse()
+    cache.close()
+    return {"plain_us": best["plain"], "metered_us": best["metered"], "added_us": best["metered"] - best["plain"]}
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -131,6 +155,9 @@ def _serve(endpoint: str, duration: float, rounds: int, connections: int) -> dic
         out[kind] = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
     out["throughput_ratio"] = out["with_metrics"]["reads_per_s"] / out["without"]["reads_per_s"]
     out["cpu_ratio"] = out["with_metrics"]["cpu_us_per_read"] / out["without"]["cpu_us_per_read"]
+    pairs = list(zip(runs["without"], runs["with_metrics"], strict=True))  # each round's two runs, back to back
+    out["paired_throughput_ratios"] = [w["reads_per_s"] / o["reads_per_s"] for o, w in pairs]
+    out["paired_cpu_ratios"] = [w["cpu_us_per_read"] / o["cpu_us_per_read"] for o, w in pairs]
     return out
 
 
@@ -147,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "loadavg_before": os.getloadavg()[0]},
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results["hits"] = _hits(args.rounds)
+    results["api"] = _api(args.rounds)
     if not args.skip_serve:
         import logging
 
@@ -180,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(results["hits"][m]["ratio"] for m in ("get_secret_string", "get_secret_value", "get"))
     print(f"instrumented hit <= 1.15x: {'met' if worst <= 1.15 else 'NOT met'} (worst {worst:.3f}); "
           f"spans {results['hits']['spans']}, backend calls {results['hits']['backend_calls']}")
+    api = results["api"]
+    print(f"serve's AgentApi.handle, cached read in process: {api['plain_us']:.2f} us, with --metrics "
+          f"{api['metered_us']:.2f} us (+{api['added_us']:.2f} us)")
     if "serve" in results:
         serve = results["serve"]
         print(f"{'serve (uvicorn)':<22}{'reads/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/read':>13}"
@@ -193,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--metrics throughput within 5 %: {'met' if ratio >= 0.95 else 'NOT met'} ({ratio:.3f}); "
               f"{serve['scrapes']} scrapes, {serve['scrape_failures']} failed; serve's CPU per read "
               f"{serve['cpu_ratio']:.3f}x")
+        print("paired (same round) throughput ratios: "
+              + ", ".join(f"{r:.2f}" for r in serve["paired_throughput_ratios"])
+              + f" (median {statistics.median(serve['paired_throughput_ratios']):.3f}); CPU per read ratios: "
+              + ", ".join(f"{r:.2f}" for r in serve["paired_cpu_ratios"])
+              + f" (median {statistics.median(serve['paired_cpu_ratios']):.3f})")
     return 0
 
 
