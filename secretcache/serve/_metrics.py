@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["METRICS_PATH", "MeteredAgentApi", "route_of"]
 
 METRICS_PATH = "/metrics"
+_METRICS_LEN = len(METRICS_PATH)
 REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0)
 """Bounds (seconds) of the handling-time histogram: a hit is answered in tens of microseconds, a miss
@@ -87,25 +88,27 @@ class _CacheCollector:
 
 
 class _Requests:
-    """serve's requests by (route, status) and their handling time by route, for the collector."""
+    """serve's requests by (route, status) with their handling time, for the collector.
+
+    One row per (route, status): ``[count, seconds, bucket 0, ..., +Inf]`` (buckets not cumulative), so
+    a request is one dict read and three list updates under one lock.
+    """
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.lock = threading.Lock()
-        self.counts: dict[tuple[str, int], int] = {}
-        self.buckets: dict[str, list[int]] = {}  # per route: observations per bucket, +Inf last (not cumulative)
-        self.sums: dict[str, float] = {}
+        self.rows: dict[tuple[str, int], list[float]] = {}
 
     def add(self, route: str, status: int, seconds: float) -> None:
-        slot = bisect_left(self.bounds, seconds)  # the first bound >= seconds: Prometheus's "le"
+        slot = bisect_left(self.bounds, seconds) + 2  # the first bound >= seconds: Prometheus's "le"
         key = (route, status)
         with self.lock:
-            self.counts[key] = self.counts.get(key, 0) + 1
-            buckets = self.buckets.get(route)
-            if buckets is None:
-                buckets = self.buckets[route] = [0] * (len(self.bounds) + 1)
-            buckets[slot] += 1
-            self.sums[route] = self.sums.get(route, 0.0) + seconds
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = [0.0] * (len(self.bounds) + 3)
+            row[0] += 1
+            row[1] += seconds
+            row[slot] += 1
 
     def describe(self) -> list[Metric]:
         return []
@@ -114,26 +117,28 @@ class _Requests:
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
         with self.lock:
-            counts = dict(self.counts)
-            buckets = {route: list(b) for route, b in self.buckets.items()}
-            sums = dict(self.sums)
+            rows = {key: list(row) for key, row in self.rows.items()}
         requests = CounterMetricFamily("secretcache_serve_requests",
                                        "Requests serve answered, by route and HTTP status code",
                                        labels=["route", "status_code"])
-        for (route, status), count in sorted(counts.items()):
-            requests.add_metric([route, str(status)], count)
+        by_route: dict[str, list[float]] = {}
+        for (route, status), row in sorted(rows.items()):
+            requests.add_metric([route, str(status)], row[0])
+            total = by_route.setdefault(route, [0.0] * len(row))
+            for i, value in enumerate(row):
+                total[i] += value
         yield requests
         latency = HistogramMetricFamily(
             "secretcache_serve_request_duration_seconds",
             "Time serve took to answer a request once parsed (reading the cache included), by route",
             labels=["route"])
         edges = [repr(float(bound)) for bound in self.bounds] + ["+Inf"]
-        for route, slots in sorted(buckets.items()):
-            cumulative, running = [], 0
-            for edge, count in zip(edges, slots, strict=True):
+        for route, total in by_route.items():
+            cumulative, running = [], 0.0
+            for edge, count in zip(edges, total[2:], strict=True):
                 running += count
                 cumulative.append((edge, running))
-            latency.add_metric([route], cumulative, sums[route])
+            latency.add_metric([route], cumulative, total[1])
         yield latency
 
 
@@ -167,7 +172,7 @@ class MeteredAgentApi(AgentApi):
                fresh_only: bool = False) -> Response | None:
         started = perf_counter()
         response: Response | None
-        if target == METRICS_PATH or target.startswith(METRICS_PATH + "?"):
+        if target[:_METRICS_LEN] == METRICS_PATH and (len(target) == _METRICS_LEN or target[_METRICS_LEN] == "?"):
             response = self._metrics(method, headers)
         else:
             response = super().handle(method, target, headers, fresh_only=fresh_only)
