@@ -1,5 +1,5 @@
 """``secretcache serve --metrics``: GET /metrics in the Prometheus text format, parsed with prometheus_client's
-own parser; in process (the API), then end to end on both front ends, scraped while serve is under load."""
+own parser; in process (the API), then end to end, scraped while serve is under load."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_route_labels_never_hold_what_a_client_typed() -> None:
     assert route_of("/metrics?x=1") == "/metrics"
 
 
-# -- end to end: a serve process on moto, both front ends ---------------------------------------------
+# -- end to end: a serve process on moto ------------------------------------------------------------------
 
 
 def _reads(port: int, names: list[str], n: int, failures: list[str]) -> int:
@@ -139,13 +139,12 @@ def _reads(port: int, names: list[str], n: int, failures: list[str]) -> int:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("front_end", ["stdlib", "uvicorn"])
-def test_metrics_are_scraped_under_load_without_errors(front_end: str, moto_url: str, admin: Any) -> None:
+def test_metrics_are_scraped_under_load_without_errors(moto_url: str, admin: Any) -> None:
     names = [unique("serve/metrics") for _ in range(4)]
     values = {name: canary_value("load") for name in names}
     for name, value in values.items():
         admin.create_secret(Name=name, SecretString=value)
-    with serving(moto_url, "--metrics", "--server", front_end) as server:
+    with serving(moto_url, "--metrics") as server:
         assert server.request("/metrics", token=None)[0] == 200  # no token
         failures: list[str] = []
         scrapes: list[int] = []
@@ -203,7 +202,7 @@ def test_metrics_are_scraped_under_load_without_errors(front_end: str, moto_url:
 
 @pytest.mark.integration
 def test_without_the_option_there_is_no_metrics_route(moto_url: str) -> None:
-    with serving(moto_url, "--server", "stdlib") as server:
+    with serving(moto_url) as server:
         assert server.request("/metrics", token=None)[0] == 403  # an ordinary route: token first, then 404
         assert server.request("/metrics")[0] == 404
 
