@@ -183,10 +183,8 @@ class Instrumentation:
         """Ids of forced fetches: the secrets the rotation policy may hold counters for (it only forces
         fetches after a refused login, and ``refresh()`` calls land here too, with zero counters)."""
         self._remove_observer: Callable[[], None] | None = None
-
-    def _start(self) -> None:
-        self._meters.add(self)
-        self._remove_observer = self.cache.add_backend_observer(self._observe)
+        meters.add(self)  # raises if this cache already reports to these meters
+        self._remove_observer = cache.add_backend_observer(self._observe)
 
     def uninstrument(self) -> None:
         """Stop: no more spans or backend-call metrics; this cache's counts leave the observable totals."""
@@ -281,6 +279,4 @@ def instrument(
 
     meter = (meter_provider or metrics.get_meter_provider()).get_meter(SCOPE, __version__)
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
-    handle = Instrumentation(cache, _meters_for(meter), tracer, bool(record_secret_ids))
-    handle._start()
-    return handle
+    return Instrumentation(cache, _meters_for(meter), tracer, bool(record_secret_ids))

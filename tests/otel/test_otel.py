@@ -23,8 +23,8 @@ from secretcache.credentials import auth_stats, login
 from secretcache.otel import instrument
 from secretcache.stats import BackendCall, aws_operation, outcome_of
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
-from tests.fakes import run_threads
+from tests.fixtures.fakes import run_threads
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 ID_MARK = "idmark-7c1e"
 """In the secret ids of the leak tests: ids may be logged (the suite's canary is for values), never exported."""

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from secretcache import CacheConfig, SecretCache
 from secretcache.serve._metrics import MeteredAgentApi, route_of
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
-from tests.serve._serve import TOKEN, serving
-from tests.serve.conftest import unique
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.fixtures.fix_serve import unique
+from tests.fixtures.serving import TOKEN, serving
 
 H = "X-Aws-Parameters-Secrets-Token"
 ID_MARK = "idmark-5b2d"  # in secret ids and paths: may be logged (ids are), never in /metrics
