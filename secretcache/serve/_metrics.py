@@ -177,11 +177,11 @@ class MeteredAgentApi(AgentApi):
         if fresh_only and status == 200 and route not in _NOT_READS:
             self._peek_hits += 1  # answered from the cache by peek: a hit the cache did not count
         slot = bisect_left(REQUEST_BUCKETS, elapsed) + 2
-        requests = self._requests
-        with requests.lock:
-            row = requests.rows.get((route, status))
+        table = self._requests
+        with table.lock:
+            row = table.rows.get((route, status))
             if row is None:
-                row = requests.rows[(route, status)] = [0.0] * (len(REQUEST_BUCKETS) + 3)
+                row = table.rows[(route, status)] = [0.0] * (len(REQUEST_BUCKETS) + 3)
             row[0] += 1
             row[1] += elapsed
             row[slot] += 1
