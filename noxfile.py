@@ -38,7 +38,7 @@ CI_SESSIONS = [session for lane in CI_LANES.values() for session in lane]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 # Every extra a test imports (mysqlclient compiles: CI installs libmariadb-dev, .ci/run).
-TEST_EXTRAS = "all,serve,mysqlclient"
+TEST_EXTRAS = "all,serve,mysqlclient,otel,metrics"
 
 
 def _install(session: nox.Session, extras: str = TEST_EXTRAS, groups: tuple[str, ...] = ("dev",)) -> None:

@@ -34,7 +34,7 @@ from ._worker import Worker
 from .backends.base import BATCH_LIMIT, ForcedReads, SecretsBackend
 from .errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
-from .stats import CacheEvent, CacheStats, EventHook, EventKind
+from .stats import BackendCall, BackendObserver, CacheEvent, CacheStats, EventHook, EventKind
 
 if TYPE_CHECKING:
     from .config import CacheConfig
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchPlan", "CachedRead", "Core", "ForkAware", "Wait"]
 
 Outcome = SecretValue | SecretCacheError
+_T = TypeVar("_T")
 
 
 def _debug(message: str, *args: object) -> None:
@@ -49,6 +50,12 @@ def _debug(message: str, *args: object) -> None:
     import logging
 
     logging.getLogger("secretcache").debug(message, *args)
+
+
+def _warn_observer(message: str, method: str) -> None:
+    import logging
+
+    logging.getLogger("secretcache").warning(message, method, exc_info=True)
 
 
 def _default_random() -> float:
@@ -155,6 +162,8 @@ class Core:
         self._on_event = on_event
         self._worker = Worker()
         self.hits = self.misses = self.refreshes = self.backend_calls = self.errors = self.stale_served = 0
+        self.observers: tuple[BackendObserver, ...] = ()
+        """Told of every backend call (:meth:`add_observer`); empty, they cost one attribute read per fetch."""
         self._owned: dict[object, ForkAware] = {}  # state_for: per owner, made on first use
         _LIVE.add(self)
 
@@ -229,7 +238,7 @@ class Core:
         (``refresh`` only one that started after it was called). Otherwise the new flight is queued
         behind the running one, so the two never overlap.
         """
-        new = Flight(request, self.config.fetch_timeout)
+        new = self._new_flight(request)
         new.forced = force
         with self._lock:
             current = self._flights.get(request.key)
@@ -254,12 +263,20 @@ class Core:
         (or the key changed since the caller looked, or the cache is closed: no refresh then)."""
         if request.key in self._flights or self._worker.closed:
             return None
-        new = Flight(request, self.config.fetch_timeout)
+        new = self._new_flight(request)
         with self._lock:
             if request.key in self._flights or self._changed(request, entry, failure):
                 return None
             self._flights[request.key] = new
         return new
+
+    def _new_flight(self, request: Request) -> Flight:
+        flight = Flight(request, self.config.fetch_timeout)
+        if self.observers:  # the reader's context, so an observer's span of the call is the reader's child
+            import contextvars
+
+            flight.context = contextvars.copy_context()
+        return flight
 
     def _changed(self, request: Request, entry: Entry | None, failure: Failure | None) -> bool:
         """Whether the key's entry or failure is no longer what the caller decided on."""
@@ -281,9 +298,15 @@ class Core:
         try:
             backend = self.backend
             # A forced read must not get a backend's own cached answer (the agent's): tell backends that can hear it.
-            read = backend.refresh_secret_value if flight.forced and isinstance(backend, ForcedReads) \
-                else backend.get_secret_value
-            outcome = read(request.secret_id, version_id=request.version_id, version_stage=request.version_stage)
+            forced = flight.forced and isinstance(backend, ForcedReads)
+            read = backend.refresh_secret_value if forced else backend.get_secret_value  # type: ignore[attr-defined]
+            if self.observers:
+                call = BackendCall("refresh_secret_value" if forced else "get_secret_value", (request.secret_id,),
+                                   request.version_id, request.version_stage, flight.forced, backend)
+                outcome = self._observed(flight, call, lambda: read(
+                    request.secret_id, version_id=request.version_id, version_stage=request.version_stage))
+            else:
+                outcome = read(request.secret_id, version_id=request.version_id, version_stage=request.version_stage)
             wrong = check_answer(request, outcome)
             if wrong is not None:
                 outcome = wrong  # the crossed answer is dropped here: never stored, never returned
@@ -416,7 +439,7 @@ class Core:
                 request = self.request(secret_id, None, "AWSCURRENT")
                 flight = self._flights.get(request.key)
                 if flight is None:
-                    flight = batch[secret_id] = self._flights[request.key] = Flight(request, self.config.fetch_timeout)
+                    flight = batch[secret_id] = self._flights[request.key] = self._new_flight(request)
                     flight.seq = self._seq
                 waits[secret_id] = flight
         if batch and not self._worker.submit(self._run_batch, batch):
@@ -470,7 +493,13 @@ class Core:
         ids = list(flights)
         self.backend_calls += -(-len(ids) // BATCH_LIMIT)
         try:
-            values, errors = self.backend.batch_get_secret_values(ids)
+            backend = self.backend
+            if self.observers:
+                call = BackendCall("batch_get_secret_values", tuple(ids), None, "AWSCURRENT", False, backend)
+                values, errors = self._observed(next(iter(flights.values())), call,
+                                                lambda: backend.batch_get_secret_values(ids))
+            else:
+                values, errors = backend.batch_get_secret_values(ids)
         except SecretAccessDeniedError:
             # BatchGetSecretValue not allowed by IAM (a common policy): one GetSecretValue per secret,
             # which keeps the backoff and stale rules.
@@ -496,6 +525,52 @@ class Core:
                 self._finish(flight, found)
             else:  # the batch answered without it (or named it differently): fetch it on its own
                 self._dispatch(flight)
+
+    # -- backend observers ----------------------------------------------------------------------------
+
+    def add_observer(self, observer: BackendObserver) -> Callable[[], None]:
+        """Tell ``observer`` of every backend call from now on; return the function that stops it."""
+        if not callable(observer):
+            raise TypeError(f"a backend observer is a callable taking a BackendCall, got {type(observer).__name__}")
+        with self._lock:
+            self.observers = (*self.observers, observer)
+
+        def remove() -> None:
+            with self._lock:
+                self.observers = tuple(o for o in self.observers if o is not observer)
+
+        return remove
+
+    def _observed(self, flight: Flight, call: BackendCall, fn: Callable[[], _T]) -> _T:
+        """``fn()`` (the backend call) with the observers told before and after, in the asking read's context."""
+        context = flight.context
+        return context.run(self._observe, call, fn) if context is not None else self._observe(call, fn)
+
+    def _observe(self, call: BackendCall, fn: Callable[[], _T]) -> _T:
+        dones = []
+        for observer in self.observers:
+            try:
+                done = observer(call)
+            except Exception:  # an observer must never break a read
+                _warn_observer("backend observer raised before a %s call", call.method)
+            else:
+                if done is not None:
+                    dones.append(done)
+        error: SecretCacheError | None = None
+        try:
+            return fn()
+        except SecretCacheError as e:
+            error = e
+            raise
+        except BaseException as e:
+            error = _wrap_unexpected(e, call.secret_ids[0] if len(call.secret_ids) == 1 else "(batch)")
+            raise
+        finally:
+            for done in reversed(dones):
+                try:
+                    done(error)
+                except Exception:
+                    _warn_observer("backend observer raised after a %s call", call.method)
 
     # -- maintenance ----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
     from .config import CacheConfig
-    from .stats import CacheStats, EventHook
+    from .stats import BackendObserver, CacheStats, EventHook
 
 _EMPTY: dict[Any, Any] = {}
 _F = TypeVar("_F", bound="BaseSecretCache")
@@ -214,6 +214,25 @@ class BaseSecretCache:
     def stats(self) -> CacheStats:
         """Counters since creation: hits, misses, refreshes, backend_calls, errors, stale_served."""
         return self._core.stats(self._hits)
+
+    @property
+    def size(self) -> int:
+        """Values cached now (one per secret and stage or version read; at most ``config.max_size``)."""
+        return len(self._core.entries)
+
+    def add_backend_observer(self, observer: BackendObserver) -> Callable[[], None]:
+        """Call ``observer(call)`` before every call this cache makes to its backend; returns the function
+        that removes it.
+
+        The seam for metrics and traces of the calls a cache makes (:mod:`secretcache.otel`, ``serve
+        --metrics``): ``call`` is a :class:`~secretcache.stats.BackendCall` (method, secret ids, stage,
+        forced, backend; never a value). The observer runs on the thread making the call, inside the
+        ``contextvars`` context of the read that asked for it (so the caller's current trace span is current
+        there); what it returns, if callable, is called after the call with the error it ended in, or None.
+        Hits never reach it: with no observer a fetch pays one attribute read, and a hit nothing at all.
+        An observer that raises is logged, never raised. Shared by every face of one cache.
+        """
+        return self._core.add_observer(observer)
 
 
 AnySecretCache: TypeAlias = BaseSecretCache

@@ -4,7 +4,9 @@ A minimal future (``concurrent.futures`` would cost its import on ``import secre
 wait on an event with a timeout, asyncio callers register a callback. ``seq`` is set when the
 backend call starts and orders the fetches of a key; ``then`` is a fetch queued to start when this
 one ends (fetches of one key never overlap, so their answers arrive in the order they were asked);
-``forced`` marks a fetch a forced read waits for (the backend is told, see ``backends/base.py``).
+``forced`` marks a fetch a forced read waits for (the backend is told, see ``backends/base.py``);
+``context`` is the ``contextvars`` context of the read that asked for it, kept only while the cache has
+backend observers (so a trace span of the call has the reader's span as its parent).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import contextvars
+
     from ._request import Request
     from .errors import SecretCacheError
     from .model import SecretValue
@@ -25,8 +29,8 @@ __all__ = ["Flight"]
 class Flight:
     """One fetch in progress (or queued) for a key."""
 
-    __slots__ = ("_callbacks", "_done", "_lock", "deadline", "discard", "forced", "outcome", "record", "request",
-                 "seq", "then")
+    __slots__ = ("_callbacks", "_done", "_lock", "context", "deadline", "discard", "forced", "outcome", "record",
+                 "request", "seq", "then")
 
     def __init__(self, request: Request, timeout: float) -> None:
         self.request = request
@@ -37,6 +41,7 @@ class Flight:
         self.record = True  # False: a failure of a whole batch, not recorded as this key's failure
         self.then: Flight | None = None
         self.forced = False  # a forced read (refresh(), the rotation policy) waits for it: bypass backend caches
+        self.context: contextvars.Context | None = None  # the asking read's context, for backend observers
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[Flight], Any]] = []

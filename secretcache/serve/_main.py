@@ -68,6 +68,9 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--server", default="auto", choices=["auto", "uvicorn", "stdlib"],
                      help="HTTP front end: uvicorn with httptools (the [serve] extra), the only one; "
                           "'stdlib' (removed) is refused with a message")
+    sub.add_argument("--metrics", action="store_true",
+                     help="also answer GET /metrics (Prometheus text format, no token needed; the [metrics] "
+                          "extra): requests by route and status, latency, the cache's counters, never a secret id")
     sub.add_argument("--log-level", default="INFO", type=_log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="level of the secretcache loggers on stderr, any case, WARN too (default INFO; "
                           "never a value)")
@@ -147,7 +150,16 @@ def run(args: argparse.Namespace) -> int:
     backend = CommandLineAwsBackend(region_name=region, endpoint_url=endpoint_url)
     cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
                                                     stale_while_revalidate=args.stale_while_revalidate))
-    api = AgentApi(cache, token=token)
+    if getattr(args, "metrics", False):
+        try:
+            from ._metrics import MeteredAgentApi
+
+            api: AgentApi = MeteredAgentApi(cache, token=token)
+        except ImportError as e:
+            cache.close()
+            return _fail(str(e))
+    else:
+        api = AgentApi(cache, token=token)
     problem = _front_end_problem(args.server)
     if problem is not None:
         cache.close()

@@ -1,0 +1,389 @@
+"""AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover.
+
+boto3 is imported on the first fetch, not when the backend is built, so an ``AwsBackend`` can sit in
+a module-level default cache for free. Every botocore failure becomes one of the errors of
+:mod:`secretcache.errors`, chained to the original (``raise ... from e``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from ..errors import (
+    RegionNotConfiguredError,
+    SecretCacheError,
+    SecretUnavailableError,
+    error_for_code,
+)
+from ..model import SecretValue, value_from_answer
+from . import _fork, _redact
+from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
+from .aws_clients import aws_client, region_error
+from .base import BATCH_LIMIT
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_secretsmanager.type_defs import (
+        BatchGetSecretValueRequestTypeDef,
+        GetSecretValueRequestTypeDef,
+    )
+
+__all__ = ["AwsBackend"]
+
+_T = TypeVar("_T")
+_ARN_REGION = re.compile(r"(arn:[^:]+:secretsmanager:)([^:]+)(:.*)")
+
+
+def _in_region(secret_id: str, region: str) -> str:
+    """The id of the replica in ``region``: an ARN gets its Region rewritten, a name is reused as is."""
+    m = _ARN_REGION.fullmatch(secret_id)
+    return f"{m[1]}{region}{m[3]}" if m else secret_id
+
+
+def region_of(secret_id: str) -> str | None:
+    """The Region a full or partial ARN names; None for a name."""
+    m = _ARN_REGION.fullmatch(secret_id)
+    return m[2] if m else None
+
+
+def _custom_endpoint(client: Any) -> str | None:
+    """A given client's endpoint when it is not AWS's own (a local server, a VPC endpoint), else None."""
+    url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    if not isinstance(url, str):
+        return None
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return None if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")) else url
+
+
+def _to_value(response: Any, secret_id: str) -> SecretValue:
+    """A SecretValue from a GetSecretValue answer (or one BatchGetSecretValue entry).
+
+    A malformed answer (no value, a value of the wrong type or over the size limit, unusable metadata)
+    is the service's or a proxy's fault, not the secret's: it raises the transient
+    SecretUnavailableError naming the secret id, like every other garbled answer. The answer is
+    dropped before raising, so no frame of the traceback holds it.
+    """
+    outcome = _answer(response, secret_id)
+    del response
+    if isinstance(outcome, SecretValue):
+        return outcome
+    raise SecretUnavailableError(f"Secrets Manager sent a malformed answer for secret {secret_id!r}: {outcome}",
+                                 secret_id=secret_id)
+
+
+def _answer(response: Any, secret_id: str) -> SecretValue | str:
+    """The value of an answer, or why it is malformed. Returns rather than raises (see _to_value)."""
+    if not isinstance(response, Mapping):
+        return f"expected an object, got {type(response).__name__}"
+    string, binary = response.get("SecretString"), response.get("SecretBinary")
+    if string is None and binary is None:
+        # botocore turns a non-JSON 200 body into {"message": ...}: a broken answer, not a valueless secret.
+        return "no SecretString or SecretBinary"
+    name = response.get("Name") or secret_id
+    stages = response.get("VersionStages") or ()
+    if isinstance(stages, list) and all(isinstance(s, str) for s in stages):
+        # Thousands of cached versions share a handful of labels: keep one copy of each.
+        stages = tuple(sys.intern(s) for s in stages)
+    return value_from_answer(
+        # Reuse the caller's id string when it is the name: it is already held as the cache key.
+        secret_id if name == secret_id else name,
+        response.get("ARN"),
+        response.get("VersionId"),
+        stages,
+        string,
+        binary,
+        response.get("CreatedDate"),
+    )
+
+
+class AwsBackend:
+    """Secrets Manager through boto3: one client per backend (and per failover Region), created lazily.
+
+    ``client`` is used as given. Otherwise the client is built by
+    :func:`secretcache.backends.aws_clients.aws_client` from ``session`` (default: a new
+    ``boto3.session.Session()``, the standard credential chain): Region ``region_name``, else the
+    botocore chain, else ``AWS_REGION`` (else, for an ARN, the ARN's Region); ``endpoint_url`` (else
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` / ``AWS_ENDPOINT_URL`` as botocore reads them); ``config``
+    merged over a default of 3 attempts and 3 s / 5 s connect / read timeouts.
+
+    References by full (or partial) ARN are read in the ARN's Region: a client per Region, created on
+    first use with the same session, credentials and configuration (ECS ``valueFrom`` ARNs name their
+    Region, and ECS resolves them there). Names go to the primary Region.
+
+    ``failover_regions``: when a call fails transiently (throttling, 5xx, timeout, connection), it is
+    retried against the replica in the next Region in order (an ARN's Region is rewritten, a name is
+    reused). Permanent errors (4xx) never fail over. Clients for other Regions use each Region's
+    standard endpoint, unless the backend has a custom one (``endpoint_url=``, or a given ``client=``
+    whose endpoint is not AWS's): that endpoint serves every Region (a local emulator, a proxy).
+    """
+
+    _advice: ClassVar[Advice] = LIBRARY_ADVICE  # what a configuration error tells its reader to change
+
+    def __init__(
+        self,
+        client: SecretsManagerClient | None = None,
+        *,
+        session: boto3.session.Session | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        failover_regions: Sequence[str] = (),
+        config: Config | None = None,
+    ) -> None:
+        if isinstance(failover_regions, str):
+            raise TypeError("failover_regions must be a sequence of Region names, not a str")
+        self._session = session
+        self._own_session = session is None  # built by us on first use: rebuilt in a forked child
+        self._given_client = client
+        self._region_name = region_name
+        self._endpoint_url = endpoint_url
+        self._config = config
+        self.failover_regions: tuple[str, ...] = tuple(failover_regions)
+        self._clients: dict[str | None, SecretsManagerClient] = {}
+        if client is not None:
+            _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
+            self._clients[None] = client
+        self._lock = threading.Lock()
+        _fork.track(self, AwsBackend._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: drop the clients (and session) this backend built, close the pooled
+        connections of a client it was given, and take a fresh lock; clients are rebuilt on next use.
+
+        The parent keeps using its clients and their keep-alive sockets; a child writing on the same
+        sockets would read answers meant for the parent. Closing in the child only closes its copies
+        of the descriptors (no shutdown): the parent's connections are unaffected. A boto3 session
+        holds credential-refresh locks a parent thread may have held at the fork, so ours is rebuilt
+        too; a session the caller passed is theirs to manage.
+        """
+        self._lock = threading.Lock()
+        self._clients = {}
+        if self._own_session:
+            self._session = None
+        given = self._given_client
+        if given is not None:
+            # botocore keeps its urllib3 pools on client._endpoint.http_session (URLLib3Session, whose
+            # close() empties its PoolManagers); getattr so that another botocore layout only skips this.
+            http_session = getattr(getattr(given, "_endpoint", None), "http_session", None)
+            close = getattr(http_session, "close", None)
+            if callable(close):
+                close()
+            self._clients[None] = given
+
+    def __repr__(self) -> str:
+        region = self._region_name
+        if region is None and None in self._clients:
+            # getattr: a stand-in client may lack .meta, and a repr that raises breaks tracebacks with locals.
+            region = getattr(getattr(self._clients[None], "meta", None), "region_name", None)
+        return f"AwsBackend(region_name={region!r}, failover_regions={self.failover_regions!r})"
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        """The primary boto3 ``secretsmanager`` client (created on first access)."""
+        return self.client_for(None)
+
+    def client_for(self, region: str | None = None) -> SecretsManagerClient:
+        """The client for ``region`` (``None``: the primary), created on first use, once."""
+        try:
+            return self._clients[region]
+        except KeyError:
+            pass
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = self._new_client(region)
+            return self._clients[region]
+
+    def _new_client(self, region: str | None) -> SecretsManagerClient:
+        # Built by aws_clients, the one place every AWS client of the package comes from (Region:
+        # region_name, the botocore chain, AWS_REGION; endpoint; merged config).
+        if self._session is None:
+            import boto3  # on the first fetch only
+
+            # A private session: boto3's default session is not safe to build clients from in threads.
+            self._session = boto3.session.Session()
+        if region is None:
+            client: SecretsManagerClient = aws_client(
+                "secretsmanager", session=self._session, region_name=self._region_name,
+                endpoint_url=self._endpoint_url, config=self._config)
+            return client
+        config = self._config
+        endpoint_url = self._endpoint_url
+        if None in self._clients:  # replicas keep the primary's configuration (e.g. a user's client=)
+            primary = self._clients[None].meta.config
+            config = primary if config is None else config.merge(primary)
+            if endpoint_url is None:
+                endpoint_url = _custom_endpoint(self._clients[None])
+        replica: SecretsManagerClient = aws_client(
+            "secretsmanager", session=self._session, region_name=region, endpoint_url=endpoint_url, config=config)
+        return replica
+
+    def _primary_region(self) -> str | None:
+        if self._region_name is not None:
+            return self._region_name
+        try:
+            client = self.client
+        except RegionNotConfiguredError:
+            return None  # no Region anywhere: an ARN is read in its own Region (the last fallback)
+        region = getattr(getattr(client, "meta", None), "region_name", None)
+        return region if isinstance(region, str) else None
+
+    def _home(self, secret_id: str) -> str | None:
+        """The Region a reference must be read in: the ARN's when it is not the primary's, else None."""
+        region = region_of(secret_id)
+        if region is None or region == self._primary_region():
+            return None
+        return region
+
+    def _call(
+        self, secret_id: str | None, ids: Sequence[str], call: Callable[[SecretsManagerClient, list[str]], _T],
+        home: str | None = None,
+    ) -> _T:
+        """Run ``call(client, ids)`` in ``home`` (None: the primary Region), then in each failover Region on
+        transient errors.
+
+        ``ids`` are rewritten for each failover Region; ``secret_id`` names the secret in error messages.
+        """
+        regions: list[str | None] = [home, *(r for r in self.failover_regions if r != home)]
+        for attempt, region in enumerate(regions):
+            last = attempt == len(regions) - 1
+            try:
+                try:
+                    client = self.client_for(region)
+                except RegionNotConfiguredError:
+                    what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
+                    raise region_error(what, self._advice.region, secret_id=secret_id) from None
+                return call(client, [_in_region(i, region) if attempt and region else i for i in ids])
+            except SecretCacheError as e:  # already typed (e.g. a malformed answer)
+                if not isinstance(e, SecretUnavailableError) or last:
+                    raise
+                continue
+            except Exception as e:
+                unreadable = unreadable_answer(e)
+                if unreadable is None:
+                    if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
+                        raise
+                    typed = map_botocore_error(e, secret_id, self._advice)
+                    if not isinstance(typed, SecretUnavailableError) or last:
+                        raise typed from e
+                    continue
+            # botocore could not read the answer. Raised here, outside the except block: the parser's
+            # frames hold the answer (the secret) in their locals, so its exception must be neither the
+            # cause nor the context of what the caller (and an error tracker capturing locals) sees.
+            if last:
+                what = f"secret {secret_id!r}" if secret_id is not None else "a BatchGetSecretValue call"
+                raise SecretUnavailableError(
+                    f"Secrets Manager sent an answer botocore could not read for {what} ({unreadable})",
+                    secret_id=secret_id,
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> SecretValue:
+        """One GetSecretValue call (failing over to replicas on transient errors)."""
+        def call(client: SecretsManagerClient, ids: list[str]) -> SecretValue:
+            request: GetSecretValueRequestTypeDef = {"SecretId": ids[0]}
+            if version_id is not None:
+                request["VersionId"] = version_id
+            if version_stage is not None:
+                request["VersionStage"] = version_stage
+            return _to_value(client.get_secret_value(**request), secret_id)
+
+        return self._call(secret_id, [secret_id], call, self._home_of(secret_id))
+
+    def _home_of(self, secret_id: str) -> str | None:
+        # Only an ARN needs the primary Region looked up (which may build the primary client).
+        return self._home(secret_id) if secret_id.startswith("arn:") else None
+
+    def batch_get_secret_values(
+        self, secret_ids: Sequence[str]
+    ) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
+        """AWSCURRENT values by BatchGetSecretValue: chunks of 20, following NextToken; failures by id.
+
+        A failure of a whole call (AccessDeniedException when BatchGetSecretValue is not allowed,
+        throttling, connection) raises; the cache then falls back to one GetSecretValue per secret.
+        """
+        values: list[SecretValue] = []
+        errors: dict[str, SecretCacheError] = {}
+        by_region: dict[str | None, list[str]] = {}
+        for secret_id in dict.fromkeys(secret_ids):  # ARNs of other Regions are asked there
+            by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
+        for home, unique in by_region.items():
+            for start in range(0, len(unique), BATCH_LIMIT):
+                chunk = unique[start:start + BATCH_LIMIT]
+                # A whole-call failure concerns no single secret: it carries secret_id None.
+                chunk_values, chunk_errors = self._call(None, chunk, functools.partial(_batch_pages, asked=chunk),
+                                                        home)
+                values += chunk_values
+                errors.update(chunk_errors)
+        return values, errors
+
+
+
+class CommandLineAwsBackend(AwsBackend):
+    """``AwsBackend`` as the ``secretcache`` command builds it: a configuration error names the command's
+    options (``--region``), not the library's keywords (``region_name=``, ``session=``)."""
+
+    _advice = COMMAND_LINE_ADVICE
+
+
+def _batch_pages(
+    client: SecretsManagerClient, ids: list[str], asked: list[str]
+) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
+    """Every page of one BatchGetSecretValue chunk (boto3 has no paginator for it); errors keyed as asked."""
+    original = dict(zip(ids, asked, strict=True))  # failover rewrites ARNs: report under the caller's ids
+    values: list[SecretValue] = []
+    errors: dict[str, SecretCacheError] = {}
+    token: str | None = None
+    while True:
+        request: BatchGetSecretValueRequestTypeDef = {"SecretIdList": ids}
+        if token:
+            request["NextToken"] = token
+        # The page is read in its own frame, never held here: when the next page's call raises, this
+        # frame's locals (in the traceback) must not hold the previous page's values.
+        token = _read_page(client.batch_get_secret_value(**request), original, values, errors)
+        if not token:
+            return values, errors
+
+
+def _read_page(
+    page: Any, original: dict[str, str], values: list[SecretValue], errors: dict[str, SecretCacheError]
+) -> str | None:
+    """Add one BatchGetSecretValue page's values and failures to ``values`` / ``errors``; its NextToken.
+
+    A malformed entry is skipped (the cache then fetches that id on its own); a malformed page raises
+    SecretUnavailableError, with the page dropped first so no frame of the traceback holds it.
+    """
+    entries = failures = token = None
+    usable = isinstance(page, Mapping)
+    if usable:
+        entries, failures, token = page.get("SecretValues"), page.get("Errors"), page.get("NextToken")
+    del page
+    usable = usable and all(isinstance(v, (list, type(None))) for v in (entries, failures)) \
+        and isinstance(token, (str, type(None)))
+    if not usable:
+        del entries, failures
+        raise SecretUnavailableError("Secrets Manager sent a malformed BatchGetSecretValue answer")
+    values.extend(v for v in map(_entry, entries or ()) if isinstance(v, SecretValue))
+    del entries
+    for failure in failures or ():
+        if not isinstance(failure, Mapping):
+            continue
+        sent = failure.get("SecretId")
+        secret_id = original.get(sent, sent) if isinstance(sent, str) else ""
+        message = " ".join(str(failure.get("Message") or "").split()) or "batch read failed"
+        code = failure.get("ErrorCode")
+        errors[secret_id] = error_for_code(code if isinstance(code, str) else None, message, secret_id=secret_id)
+    return token
+
+
+def _entry(entry: Any) -> SecretValue | str:
+    """One BatchGetSecretValue entry's value, or why it is malformed (the cache then fetches it alone)."""
+    name = entry.get("Name") if isinstance(entry, Mapping) else None
+    return _answer(entry, name if isinstance(name, str) and name else "?")

@@ -1,0 +1,1 @@
+"""Database connection factories (psycopg, PyMySQL, SQLAlchemy), the rotation retry policy, the local servers."""

@@ -1,0 +1,1 @@
+"""What users touch: injection, env files, Lambda, the CLI, the compat layer, the pytest plugin, examples, docs."""

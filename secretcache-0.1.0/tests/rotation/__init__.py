@@ -1,0 +1,1 @@
+"""The rotation Lambda handler, its strategies and password generation."""
