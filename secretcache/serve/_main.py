@@ -23,10 +23,11 @@ DEFAULT_PORT = 2773
 
 _DESCRIPTION = """\
 Serve the AWS Secrets Manager Agent's HTTP API from one cache, so every process on this host shares it:
-GET /secretsmanager/get?secretId=ID[&versionId=V|&versionStage=S][&refreshNow=true], path style
-GET /v1/ID?..., GET /ping. Requests carry the token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token):
---token-file, else the first set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN
-(file://PATH reads it from a file). Loopback only unless --host names another address, and then only
+GET /secretsmanager/get?secretId=ID[&versionId=V|&versionStage=S][&refreshNow=true][&roleArn=ARN], path
+style GET /v1/ID?..., GET /ping. roleArn reads through an assumed role (cached apart per role).
+Requests carry the token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token): --token-file, else the
+first set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH reads it from
+a file). Loopback only unless --host names another address, and then only
 with a token. SIGTERM (or SIGINT) drains requests in flight and exits 0."""
 
 _EPILOG = """\
@@ -45,7 +46,10 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 2773; 0: any free port)")
     sub.add_argument("--unix-socket", metavar="PATH", help="listen on this Unix socket instead of TCP")
-    sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID", help="secrets to load at start")
+    sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID",
+                     help="secrets to load at start; ID?roleArn=ARN reads one through an assumed role")
+    sub.add_argument("--max-roles", type=int, default=20, metavar="N",
+                     help="distinct roleArn values served (default 20, as the Agent); more are answered 400")
     sub.add_argument("--ttl", type=float, default=300.0, metavar="S", help="cache ttl in seconds (default 300)")
     sub.add_argument("--stale-while-revalidate", type=float, default=60.0, metavar="S",
                      help="seconds past ttl a read gets the cached value while one refresh runs (default 60)")
@@ -93,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--max-conn must be 1..10000, got {args.max_conn}")
     if args.ttl < 0 or args.idle_timeout <= 0 or args.stale_while_revalidate < 0:
         return _fail("--ttl and --stale-while-revalidate must be >= 0, --idle-timeout > 0")
+    if args.max_roles < 0:
+        return _fail(f"--max-roles must be >= 0, got {args.max_roles}")
+    try:
+        prefetch = _prefetch_by_role(args.prefetch)
+    except ValueError as e:
+        return _fail(str(e))
     try:
         token = read_token(os.environ, args.token_file)
     except (OSError, ValueError) as e:
@@ -105,10 +115,17 @@ def run(args: argparse.Namespace) -> int:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("secretcache").setLevel(args.log_level)
 
-    backend = AwsBackend(region_name=getattr(args, "region", None), endpoint_url=getattr(args, "endpoint_url", None))
+    region, endpoint_url = getattr(args, "region", None), getattr(args, "endpoint_url", None)
+    backend = AwsBackend(region_name=region, endpoint_url=endpoint_url)
     cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
                                                     stale_while_revalidate=args.stale_while_revalidate))
-    api = AgentApi(cache, token=token)
+
+    def role_cache(role_arn: str) -> SecretCache:
+        """A cache reading through ``role_arn`` (ValueError when it is not a role ARN)."""
+        role_backend = AwsBackend(region_name=region, endpoint_url=endpoint_url, role_arn=role_arn)
+        return SecretCache(role_backend, config=cache.config)
+
+    api = AgentApi(cache, token=token, role_cache=role_cache, max_roles=args.max_roles)
     server_kind = _server_kind(args.server)
     if server_kind is None:
         cache.close()
@@ -137,10 +154,15 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     listener = None
     try:
-        if args.prefetch:
-            failures = cache.prefetch(args.prefetch)
+        for role_arn, secret_ids in prefetch.items():
+            try:
+                failures = api.cache_for(role_arn).prefetch(secret_ids)
+            except ValueError as e:  # past --max-roles
+                log.warning("serve: prefetch through role %s skipped: %s", role_arn, e)
+                continue
             for secret_id, error in failures.items():
-                log.warning("serve: prefetch of secret %r failed: %s", secret_id, type(error).__name__)
+                log.warning("serve: prefetch of secret %r%s failed: %s", secret_id,
+                            f" through role {role_arn}" if role_arn else "", type(error).__name__)
         if args.events_queue:
             from ..events import EventListener
 
@@ -178,7 +200,32 @@ def run(args: argparse.Namespace) -> int:
         if args.unix_socket:
             with contextlib.suppress(OSError):
                 os.unlink(args.unix_socket)
+        api.close()
         cache.close()
+
+
+def _prefetch_by_role(entries: list[str]) -> dict[str | None, list[str]]:
+    """``--prefetch`` entries grouped by role (None: serve's own credentials); ``ID?roleArn=ARN`` names a
+    role, as the HTTP API does. ValueError naming the entry when it is not one of the two forms."""
+    from urllib.parse import parse_qsl
+
+    from ..backends.aws import AwsBackend
+
+    grouped: dict[str | None, list[str]] = {}
+    for entry in entries:
+        secret_id, mark, query = entry.partition("?")
+        role: str | None = None
+        if mark:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if not secret_id or len(pairs) != 1 or pairs[0][0] != "roleArn":
+                raise ValueError(f"--prefetch {entry!r}: expected ID or ID?roleArn=ARN")
+            role = pairs[0][1]
+            try:
+                AwsBackend(role_arn=role)  # checks the ARN's form; nothing is called
+            except ValueError as e:
+                raise ValueError(f"--prefetch {entry!r}: {e}") from None
+        grouped.setdefault(role, []).append(secret_id)
+    return grouped
 
 
 def _server_kind(choice: str) -> str | None:
