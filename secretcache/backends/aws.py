@@ -328,6 +328,7 @@ class AwsBackend:
     def session(self) -> boto3.session.Session:
         """The boto3 session the backend's clients come from (created on first access); with ``role_arn``,
         one whose credentials are the assumed role's, for building other clients that read as the role."""
+        _redact.install()  # its clients log bodies (and sign with the credentials) at DEBUG too
         with self._lock:
             return self._client_session()
 
