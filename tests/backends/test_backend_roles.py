@@ -400,4 +400,4 @@ def test_no_credential_in_any_debug_record_repr_or_error(debug_logs: Capture) ->
             traceback.TracebackException(type(error), error, below, capture_locals=True).format())
     leaks = [f"{what} in {where}" for where, text in places.items()
              for what, secret in credentials.items() if secret in text]
-    assert leaks == [], "\n".join(leaks + [places[l.split(" in ", 1)[1]][:600] for l in leaks[:3]])
+    assert leaks == []

@@ -44,12 +44,12 @@ def in_account(moto_url: str, account: str, service: str = "secretsmanager") -> 
 
 def read(server: Serve, secret_id: str, role_arn: str | None = None, *, path_style: bool = False,
          extra: str = "") -> tuple[int, Any]:
-    query = f"roleArn={quote(role_arn, safe='')}" if role_arn is not None else ""
+    params = [f"roleArn={quote(role_arn, safe='')}"] if role_arn is not None else []
+    params += [extra] if extra else []
     if path_style:
-        target = f"/v1/{secret_id}" + (f"?{query}" if query else "") + (("&" if query else "?") + extra if extra else "")
+        target = f"/v1/{secret_id}" + ("?" + "&".join(params) if params else "")
     else:
-        target = f"/secretsmanager/get?secretId={secret_id}" + (f"&{query}" if query else "") + \
-            (f"&{extra}" if extra else "")
+        target = "&".join([f"/secretsmanager/get?secretId={secret_id}", *params])
     status, body = server.request(target)
     try:
         return status, json.loads(body)
