@@ -252,6 +252,21 @@ def test_an_assume_role_refused_by_iam_is_access_denied() -> None:
 
 
 @pytest.mark.usefixtures("aws")
+def test_a_refused_role_fails_a_prefetch_with_one_assume_role_not_one_per_secret() -> None:
+    names = [f"batch/{i}" for i in range(5)]
+    for name in names:
+        create_in_other_account(name, "v")
+    attempts: list[int] = []
+    refused = failing_sts(lambda _: attempts.append(1) or sts_error(403, "AccessDenied", "not authorized"))
+    with SecretCache(AwsBackend(role_arn=ROLE, session=refused)) as cache:
+        failures = cache.prefetch(names)
+    assert sorted(failures) == names
+    assert all(isinstance(error, AssumeRoleDeniedError) for error in failures.values())
+    assert [error.secret_id for error in failures.values()] == list(failures)
+    assert len(attempts) == 1  # not the batch's, then one per secret
+
+
+@pytest.mark.usefixtures("aws")
 def test_a_throttled_or_unreachable_sts_is_transient() -> None:
     from botocore.exceptions import EndpointConnectionError
 
