@@ -416,3 +416,34 @@ def test_no_credential_in_any_debug_record_repr_or_error(debug_logs: Capture) ->
     leaks = [f"{what} in {where}" for where, text in places.items()
              for what, secret in credentials.items() if secret in text]
     assert leaks == []
+
+
+# -- fork -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_forked_child_assumes_the_role_again_with_credentials_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent's refreshable credentials carry a lock a parent thread may hold at the fork: the child
+    rebuilds the session (and assumes the role itself) instead of sharing them."""
+    import boto3
+
+    from devtools.moto_helpers import moto_server
+    from tests.backends.test_backend_fork import in_child
+
+    with moto_server() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
+        sts = boto3.client("sts", region_name=EAST, endpoint_url=url)
+        creds = sts.assume_role(RoleArn=ROLE, RoleSessionName="setup")["Credentials"]
+        boto3.client("secretsmanager", region_name=EAST, endpoint_url=url, aws_access_key_id=creds["AccessKeyId"],
+                     aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"],
+                     ).create_secret(Name="fork/db", SecretString="v")
+        backend = AwsBackend(role_arn=ROLE, region_name=EAST, endpoint_url=url)
+        assert backend.get_secret_value("fork/db").secret_string == "v"
+        parent = backend.session.get_credentials()
+
+        def check() -> dict[str, Any]:
+            child = backend.session.get_credentials()
+            return {"value": backend.get_secret_value("fork/db").secret_string, "same": child is parent,
+                    "kind": type(child).__name__}
+
+        assert in_child(check) == {"value": "v", "same": False, "kind": "DeferredRefreshableCredentials"}
