@@ -152,8 +152,8 @@ def _role_error(failure: _RoleFailure, role_arn: str, secret_id: str | None, adv
         if isinstance(response, Mapping):  # STS answered: its own message, without our suffix
             detail = " ".join(str(response.get("Error", {}).get("Message") or "").split()) or "refused"
             detail = f"{detail} (code {code})" if code else detail
-        else:
-            detail = type(cause).__name__
+        else:  # botocore's own text: an endpoint URL, a missing credential; never a credential
+            detail = " ".join(f"{type(cause).__name__}: {cause}".split())[:500]
     else:
         typed = SecretUnavailableError("unexpected", secret_id=secret_id)
         code, detail = None, type(cause).__name__ if cause is not None else "failed"
