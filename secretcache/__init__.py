@@ -15,9 +15,6 @@ from ._default import default_cache, get, get_secret_binary, get_secret_json, ge
 from ._version import __version__
 from .cache import SecretCache
 from .errors import (
-    AssumeRoleDeniedError,
-    AssumeRoleError,
-    AssumeRoleUnavailableError,
     InvalidReferenceError,
     SecretAccessDeniedError,
     SecretCacheError,
@@ -40,9 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentBackend",
-    "AssumeRoleDeniedError",
-    "AssumeRoleError",
-    "AssumeRoleUnavailableError",
     "AsyncSecretCache",
     "AwsBackend",
     "CacheConfig",
