@@ -18,6 +18,7 @@ from ..errors import (
     AssumeRoleDeniedError,
     AssumeRoleError,
     AssumeRoleUnavailableError,
+    RegionNotConfiguredError,
     SecretAccessDeniedError,
     SecretCacheError,
     SecretUnavailableError,
@@ -26,6 +27,7 @@ from ..errors import (
 from ..model import SecretValue, value_from_answer
 from . import _fork, _redact
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
+from .aws_clients import aws_client, region_error, resolve_region
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -45,21 +47,6 @@ _ARN_REGION = re.compile(r"(arn:[^:]+:secretsmanager:)([^:]+)(:.*)")
 _ROLE_ARN = re.compile(r"arn:[\w-]+:iam::\d{12}:role/[\w+=,.@/-]+", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
-
-
-def _default_config() -> Config:
-    from botocore.config import Config
-
-    from .._version import __version__
-
-    # Few, quick attempts: the cache serves stale values and backs off on its own, so a reader should
-    # not sit behind botocore's long retry ladder (10 s default timeouts, up to 20 s throttle sleeps).
-    return Config(
-        retries={"mode": "standard", "total_max_attempts": 3},
-        connect_timeout=3,
-        read_timeout=5,
-        user_agent_extra=f"secretcache/{__version__}",
-    )
 
 
 class _RoleFailure(Exception):
@@ -84,7 +71,7 @@ class _NoCache(dict[str, Any]):
 
 def _assume_role_session(
     base: boto3.session.Session, role_arn: str, *, external_id: str | None, role_session_name: str,
-    region_name: str | None, config: Config,
+    region_name: str | None, config: Config | None,
 ) -> boto3.session.Session:
     """A boto3 session whose every client signs with credentials from ``sts:AssumeRole`` on ``role_arn``.
 
@@ -93,8 +80,9 @@ def _assume_role_session(
     of the session (one per Region) shares the result, and botocore refreshes it before it expires (an
     advisory refresh 15 minutes ahead by one thread while the others keep signing; a mandatory one
     10 minutes ahead, others waiting for it), so there is one AssumeRole per expiry period. The STS
-    client is built from ``base`` (the caller's credentials) with the backend's Region and config; its
-    endpoint comes from the standard chain (``AWS_ENDPOINT_URL_STS``).
+    client is built by :func:`~secretcache.backends.aws_clients.aws_client` from ``base`` (the caller's
+    credentials) with the backend's Region and config; its endpoint comes from the standard chain
+    (``AWS_ENDPOINT_URL_STS``, ``AWS_ENDPOINT_URL``).
     """
     import boto3
     import botocore.session
@@ -106,11 +94,12 @@ def _assume_role_session(
     )
     from botocore.exceptions import NoCredentialsError
 
-    region = region_name or base.region_name
+    region = resolve_region(base, region_name)
 
-    def sts_client(service_name: str, **credentials: Any) -> Any:
-        _redact.install()  # botocore logs the AssumeRole answer (the credentials) at DEBUG
-        return base.client(service_name, region_name=region, config=config, **credentials)  # type: ignore[call-overload]
+    def sts_client(service_name: str, **_source_credentials: Any) -> Any:
+        # Built by aws_clients like every client of ours (Region, endpoint, config); it signs with the
+        # base session's credentials, the same ones botocore's fetcher hands over frozen.
+        return aws_client(service_name, session=base, region_name=region, config=config, what="to assume a role")
 
     extra = {"RoleSessionName": role_session_name}
     if external_id is not None:
@@ -145,7 +134,9 @@ def _role_error(failure: _RoleFailure, role_arn: str, secret_id: str | None, adv
     """The typed error for a failed AssumeRole: denied, transient, or (a request STS refuses) permanent."""
     cause = failure.__cause__
     what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
-    if isinstance(cause, Exception) and type(cause).__module__.split(".")[0] in ("botocore", "boto3"):
+    if isinstance(cause, SecretCacheError):  # already typed (no Region for STS): its own words
+        typed, code, detail = cause, cause.code, str(cause)
+    elif isinstance(cause, Exception) and type(cause).__module__.split(".")[0] in ("botocore", "boto3"):
         typed = map_botocore_error(cause, secret_id, advice)
         code = typed.code
         response = getattr(cause, "response", None)
@@ -230,9 +221,11 @@ def _answer(response: Any, secret_id: str) -> SecretValue | str:
 class AwsBackend:
     """Secrets Manager through boto3: one client per backend (and per failover Region), created lazily.
 
-    ``client`` is used as given. Otherwise the client comes from ``session`` (default: a new
-    ``boto3.session.Session()``, the standard credential and Region chain) with ``region_name``,
-    ``endpoint_url`` (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` is honoured by boto3 itself) and ``config``
+    ``client`` is used as given. Otherwise the client is built by
+    :func:`secretcache.backends.aws_clients.aws_client` from ``session`` (default: a new
+    ``boto3.session.Session()``, the standard credential chain): Region ``region_name``, else the
+    botocore chain, else ``AWS_REGION`` (else, for an ARN, the ARN's Region); ``endpoint_url`` (else
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` / ``AWS_ENDPOINT_URL`` as botocore reads them); ``config``
     merged over a default of 3 attempts and 3 s / 5 s connect / read timeouts.
 
     References by full (or partial) ARN are read in the ARN's Region: a client per Region, created on
@@ -290,7 +283,7 @@ class AwsBackend:
             _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, AwsBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: drop the clients (and session) this backend built, close the pooled
@@ -343,13 +336,9 @@ class AwsBackend:
             else:
                 self._session = _assume_role_session(
                     base, self.role_arn, external_id=self._external_id, role_session_name=self._role_session_name,
-                    region_name=self._region_name, config=self._merged_config(),
+                    region_name=self._region_name, config=self._config,
                 )
         return self._session
-
-    def _merged_config(self) -> Config:
-        config = _default_config()
-        return config if self._config is None else config.merge(self._config)
 
     @property
     def client(self) -> SecretsManagerClient:
@@ -368,23 +357,33 @@ class AwsBackend:
             return self._clients[region]
 
     def _new_client(self, region: str | None) -> SecretsManagerClient:
-        _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
+        # Built by aws_clients, the one place every AWS client of the package comes from (Region:
+        # region_name, the botocore chain, AWS_REGION; endpoint; merged config).
         session = self._client_session()
-        config = self._merged_config()
         if region is None:
-            return session.client("secretsmanager", region_name=self._region_name,
-                                  endpoint_url=self._endpoint_url, config=config)
+            client: SecretsManagerClient = aws_client(
+                "secretsmanager", session=session, region_name=self._region_name,
+                endpoint_url=self._endpoint_url, config=self._config)
+            return client
+        config = self._config
         endpoint_url = self._endpoint_url
         if None in self._clients:  # replicas keep the primary's configuration (e.g. a user's client=)
-            config = config.merge(self._clients[None].meta.config)
+            primary = self._clients[None].meta.config
+            config = primary if config is None else config.merge(primary)
             if endpoint_url is None:
                 endpoint_url = _custom_endpoint(self._clients[None])
-        return session.client("secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config)
+        replica: SecretsManagerClient = aws_client(
+            "secretsmanager", session=session, region_name=region, endpoint_url=endpoint_url, config=config)
+        return replica
 
     def _primary_region(self) -> str | None:
         if self._region_name is not None:
             return self._region_name
-        region = getattr(getattr(self.client, "meta", None), "region_name", None)
+        try:
+            client = self.client
+        except RegionNotConfiguredError:
+            return None  # no Region anywhere: an ARN is read in its own Region (the last fallback)
+        region = getattr(getattr(client, "meta", None), "region_name", None)
         return region if isinstance(region, str) else None
 
     def _home(self, secret_id: str) -> str | None:
@@ -407,7 +406,11 @@ class AwsBackend:
         for attempt, region in enumerate(regions):
             last = attempt == len(regions) - 1
             try:
-                client = self.client_for(region)
+                try:
+                    client = self.client_for(region)
+                except RegionNotConfiguredError:
+                    what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
+                    raise region_error(what, self._advice.region, secret_id=secret_id) from None
                 return call(client, [_in_region(i, region) if attempt and region else i for i in ids])
             except SecretCacheError as e:  # already typed (e.g. a malformed answer)
                 if not isinstance(e, SecretUnavailableError) or last:

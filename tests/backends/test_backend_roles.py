@@ -32,7 +32,7 @@ from secretcache.errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 EAST, WEST = "us-east-1", "us-west-2"
 OTHER = "111111111111"

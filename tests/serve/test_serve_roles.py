@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.canary import canary_value
-from tests.serve._serve import Serve, serve_env, serving
-from tests.serve.conftest import unique
+from tests.fixtures.fix_canary import canary_value
+from tests.fixtures.fix_serve import unique
+from tests.fixtures.serving import Serve, serve_env, serving
 
 pytestmark = pytest.mark.integration
 
