@@ -428,7 +428,7 @@ def test_a_forked_child_assumes_the_role_again_with_credentials_of_its_own(monke
     import boto3
 
     from devtools.moto_helpers import moto_server
-    from tests.backends.test_backend_fork import in_child
+    from tests.fixtures.forking import fork_child, reap
 
     with moto_server() as url:
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
@@ -446,4 +446,4 @@ def test_a_forked_child_assumes_the_role_again_with_credentials_of_its_own(monke
             return {"value": backend.get_secret_value("fork/db").secret_string, "same": child is parent,
                     "kind": type(child).__name__}
 
-        assert in_child(check) == {"value": "v", "same": False, "kind": "DeferredRefreshableCredentials"}
+        assert reap(*fork_child(check)) == {"value": "v", "same": False, "kind": "DeferredRefreshableCredentials"}
