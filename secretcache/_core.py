@@ -32,7 +32,7 @@ from ._policy import FETCH, RAISE, SERVE, Entry, Failure, backoff_until, decide,
 from ._request import Key, Request, check_answer, key_parts, make_request
 from ._worker import Worker
 from .backends.base import BATCH_LIMIT, ForcedReads, SecretsBackend
-from .errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
+from .errors import AssumeRoleError, SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
 from .stats import BackendCall, BackendObserver, CacheEvent, CacheStats, EventHook, EventKind
 
@@ -500,7 +500,12 @@ class Core:
                                                 lambda: backend.batch_get_secret_values(ids))
             else:
                 values, errors = backend.batch_get_secret_values(ids)
-        except SecretAccessDeniedError:
+        except SecretAccessDeniedError as e:
+            if isinstance(e, AssumeRoleError):
+                # The role itself was refused: a GetSecretValue per secret would only ask STS again.
+                for secret_id, flight in flights.items():
+                    self._finish(flight, _chained(e, secret_id))
+                return
             # BatchGetSecretValue not allowed by IAM (a common policy): one GetSecretValue per secret,
             # which keeps the backoff and stale rules.
             _debug("batch prefetch denied; falling back to GetSecretValue per secret")

@@ -8,6 +8,9 @@ references, JSON key names, codes and AWS's own (value-free) messages.
 from __future__ import annotations
 
 __all__ = [
+    "AssumeRoleDeniedError",
+    "AssumeRoleError",
+    "AssumeRoleUnavailableError",
     "InvalidReferenceError",
     "RegionNotConfiguredError",
     "SecretAccessDeniedError",
@@ -68,6 +71,22 @@ class SecretThrottledError(SecretUnavailableError):
 
 class SecretFormatError(SecretCacheError):
     """The value does not have the shape asked for: binary vs string, invalid JSON, a missing key, too large."""
+
+
+class AssumeRoleError(SecretCacheError):
+    """``sts:AssumeRole`` failed for a backend that reads through a role (``AwsBackend(role_arn=...)``):
+    the role, its trust policy or STS is at fault, not the secret. Raised as such for a configuration
+    STS refuses (an invalid external id or session name); otherwise as one of its two subclasses."""
+
+
+class AssumeRoleDeniedError(SecretAccessDeniedError, AssumeRoleError):
+    """STS refused to let the caller assume the role (its trust policy, a wrong external id, STS
+    disabled in the Region, expired source credentials). Permanent, like every denial."""
+
+
+class AssumeRoleUnavailableError(SecretUnavailableError, AssumeRoleError):
+    """STS throttled the AssumeRole call, failed (5xx) or could not be reached. Transient: a cached
+    value is served where ``stale_if_error`` allows."""
 
 
 class RegionNotConfiguredError(SecretCacheError):

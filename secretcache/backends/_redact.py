@@ -5,8 +5,10 @@ At DEBUG, botocore logs what goes over the wire: ``botocore.endpoint`` the reque
 the new secret), ``botocore.parsers`` every response body ("Response body: b'{...SecretString...}'":
 every GetSecretValue and BatchGetSecretValue answer), ``botocore.awsrequest`` a request body it rewinds
 for a retry, ``botocore.handlers`` parameter values it rewrites and 200-status error bodies, and
-``botocore.utils`` the container credential endpoint's answer. One ``logging.basicConfig(level=DEBUG)``
-in an application would write its secrets to its logs.
+``botocore.utils`` the container credential endpoint's answer, and ``botocore.auth`` the canonical
+request it signs (with the ``x-amz-security-token`` header: the session token of temporary credentials,
+an assumed role's included). One ``logging.basicConfig(level=DEBUG)`` in an application would write its
+secrets and credentials to its logs.
 
 A filter on a logger sees only the records created on that logger, not those propagated from its
 children, so :data:`REDACTED_LOGGERS` names each logger that emits such records and :func:`install`
@@ -30,6 +32,7 @@ REDACTED_LOGGERS = (
     "botocore.awsrequest",
     "botocore.handlers",
     "botocore.utils",
+    "botocore.auth",
     "boto3.resources.action",
 )
 """The loggers whose records can carry a request or response body or parameters (botocore 1.3x-1.4x)."""

@@ -15,7 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import (
+    AssumeRoleDeniedError,
+    AssumeRoleError,
+    AssumeRoleUnavailableError,
     RegionNotConfiguredError,
+    SecretAccessDeniedError,
     SecretCacheError,
     SecretUnavailableError,
     error_for_code,
@@ -23,7 +27,7 @@ from ..errors import (
 from ..model import SecretValue, value_from_answer
 from . import _fork, _redact
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
-from .aws_clients import aws_client, region_error
+from .aws_clients import aws_client, region_error, resolve_region
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -39,6 +43,117 @@ __all__ = ["AwsBackend"]
 
 _T = TypeVar("_T")
 _ARN_REGION = re.compile(r"(arn:[^:]+:secretsmanager:)([^:]+)(:.*)")
+# IAM's own formats (the Secrets Manager Agent checks roleArn with the same expression).
+_ROLE_ARN = re.compile(r"arn:[\w-]+:iam::\d{12}:role/[\w+=,.@/-]+", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+
+
+class _RoleFailure(Exception):
+    """sts:AssumeRole failed inside botocore's credential refresh (the original is the ``__cause__``).
+
+    Raised through botocore's signing path, so ``AwsBackend`` can tell a failure to assume the role
+    from one of Secrets Manager itself. Its text is the role ARN only (botocore logs it when an early,
+    advisory refresh fails); never a credential.
+    """
+
+
+class _NoCache(dict[str, Any]):
+    """The AssumeRole fetcher's cache, always empty: the refreshable credentials hold the only copy, so
+    one clock (theirs) decides when AssumeRole runs again."""
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass
+
+
+def _assume_role_session(
+    base: boto3.session.Session, role_arn: str, *, external_id: str | None, role_session_name: str,
+    region_name: str | None, config: Config | None,
+) -> boto3.session.Session:
+    """A boto3 session whose every client signs with credentials from ``sts:AssumeRole`` on ``role_arn``.
+
+    The credentials are botocore's own ``DeferredRefreshableCredentials`` over its
+    ``AssumeRoleCredentialFetcher``: the first request assumes the role, every thread and every client
+    of the session (one per Region) shares the result, and botocore refreshes it before it expires (an
+    advisory refresh 15 minutes ahead by one thread while the others keep signing; a mandatory one
+    10 minutes ahead, others waiting for it), so there is one AssumeRole per expiry period. The STS
+    client is built by :func:`~secretcache.backends.aws_clients.aws_client` from ``base`` (the caller's
+    credentials) with the backend's Region and config; its endpoint comes from the standard chain
+    (``AWS_ENDPOINT_URL_STS``, ``AWS_ENDPOINT_URL``).
+    """
+    import boto3
+    import botocore.session
+    from botocore.credentials import (
+        AssumeRoleCredentialFetcher,
+        CredentialProvider,
+        CredentialResolver,
+        DeferredRefreshableCredentials,
+    )
+    from botocore.exceptions import NoCredentialsError
+
+    region = resolve_region(base, region_name)
+
+    def sts_client(service_name: str, **_source_credentials: Any) -> Any:
+        # Built by aws_clients like every client of ours (Region, endpoint, config); it signs with the
+        # base session's credentials, the same ones botocore's fetcher hands over frozen.
+        return aws_client(service_name, session=base, region_name=region, config=config, what="to assume a role")
+
+    extra = {"RoleSessionName": role_session_name}
+    if external_id is not None:
+        extra["ExternalId"] = external_id
+    source = base.get_credentials()
+    fetcher = (AssumeRoleCredentialFetcher(sts_client, source, role_arn, extra_args=extra, cache=_NoCache())
+               if source is not None else None)
+
+    def assume() -> dict[str, Any]:
+        try:
+            if fetcher is None:
+                raise NoCredentialsError()
+            return fetcher.fetch_credentials()
+        except Exception as e:
+            raise _RoleFailure(role_arn) from e
+
+    credentials = DeferredRefreshableCredentials(assume, "assume-role")
+
+    class _Provider(CredentialProvider):
+        METHOD = "assume-role"
+
+        def load(self) -> DeferredRefreshableCredentials:
+            return credentials
+
+    profile = base.profile_name if base.profile_name in base.available_profiles else None
+    core = botocore.session.Session(profile=profile)
+    core.register_component("credential_provider", CredentialResolver([_Provider()]))
+    return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+def _role_error(failure: _RoleFailure, role_arn: str, secret_id: str | None, advice: Advice) -> AssumeRoleError:
+    """The typed error for a failed AssumeRole: denied, transient, or (a request STS refuses) permanent."""
+    cause = failure.__cause__
+    what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
+    if isinstance(cause, SecretCacheError):  # already typed (no Region for STS): its own words
+        typed, code, detail = cause, cause.code, str(cause)
+    elif isinstance(cause, Exception) and type(cause).__module__.split(".")[0] in ("botocore", "boto3"):
+        typed = map_botocore_error(cause, secret_id, advice)
+        code = typed.code
+        response = getattr(cause, "response", None)
+        if isinstance(response, Mapping):  # STS answered: its own message, without our suffix
+            detail = " ".join(str(response.get("Error", {}).get("Message") or "").split()) or "refused"
+            detail = f"{detail} (code {code})" if code else detail
+        else:  # botocore's own text: an endpoint URL, a missing credential; never a credential
+            detail = " ".join(f"{type(cause).__name__}: {cause}".split())[:500]
+    else:
+        typed = SecretUnavailableError("unexpected", secret_id=secret_id)
+        code, detail = None, type(cause).__name__ if cause is not None else "failed"
+    message = f"sts:AssumeRole of role {role_arn} failed {what}: {detail}"
+    if isinstance(typed, SecretAccessDeniedError):
+        return AssumeRoleDeniedError(message, secret_id=secret_id, code=code)
+    if isinstance(typed, SecretUnavailableError):
+        return AssumeRoleUnavailableError(message, secret_id=secret_id, code=code)
+    return AssumeRoleError(message, secret_id=secret_id, code=code)
 
 
 def _in_region(secret_id: str, region: str) -> str:
@@ -122,6 +237,16 @@ class AwsBackend:
     reused). Permanent errors (4xx) never fail over. Clients for other Regions use each Region's
     standard endpoint, unless the backend has a custom one (``endpoint_url=``, or a given ``client=``
     whose endpoint is not AWS's): that endpoint serves every Region (a local emulator, a proxy).
+
+    ``role_arn``: read another account's secrets (or with a narrower role) through ``sts:AssumeRole``.
+    The role is assumed with the session's credentials (``session``, else the standard chain), as
+    ``role_session_name``, with ``external_id`` when the role's trust policy asks for one. Every client
+    of the backend (each Region's) signs with the one set of assumed credentials, which botocore
+    refreshes before they expire: one AssumeRole per expiry period, whatever the number of threads. A
+    refused AssumeRole raises :class:`~secretcache.errors.AssumeRoleDeniedError` (a
+    ``SecretAccessDeniedError``); throttled or unreachable STS
+    :class:`~secretcache.errors.AssumeRoleUnavailableError` (transient). No credential ever reaches a
+    log record, a repr or an error.
     """
 
     _advice: ClassVar[Advice] = LIBRARY_ADVICE  # what a configuration error tells its reader to change
@@ -135,11 +260,19 @@ class AwsBackend:
         endpoint_url: str | None = None,
         failover_regions: Sequence[str] = (),
         config: Config | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+        role_session_name: str = "secretcache",
     ) -> None:
         if isinstance(failover_regions, str):
             raise TypeError("failover_regions must be a sequence of Region names, not a str")
-        self._session = session
-        self._own_session = session is None  # built by us on first use: rebuilt in a forked child
+        _check_role(role_arn, external_id, role_session_name, client is not None)
+        self.role_arn = role_arn
+        self._external_id = external_id
+        self._role_session_name = role_session_name
+        self._base_session = session  # the caller's: the source credentials of AssumeRole, when a role is set
+        self._session = session if role_arn is None else None  # what clients are built from
+        self._own_session = self._session is None  # built by us on first use: rebuilt in a forked child
         self._given_client = client
         self._region_name = region_name
         self._endpoint_url = endpoint_url
@@ -181,7 +314,31 @@ class AwsBackend:
         if region is None and None in self._clients:
             # getattr: a stand-in client may lack .meta, and a repr that raises breaks tracebacks with locals.
             region = getattr(getattr(self._clients[None], "meta", None), "region_name", None)
-        return f"AwsBackend(region_name={region!r}, failover_regions={self.failover_regions!r})"
+        role = f", role_arn={self.role_arn!r}" if self.role_arn is not None else ""
+        return f"AwsBackend(region_name={region!r}, failover_regions={self.failover_regions!r}{role})"
+
+    @property
+    def session(self) -> boto3.session.Session:
+        """The boto3 session the backend's clients come from (created on first access); with ``role_arn``,
+        one whose credentials are the assumed role's, for building other clients that read as the role."""
+        _redact.install()  # its clients log bodies (and sign with the credentials) at DEBUG too
+        with self._lock:
+            return self._client_session()
+
+    def _client_session(self) -> boto3.session.Session:
+        if self._session is None:
+            import boto3  # on the first fetch only
+
+            # A private session: boto3's default session is not safe to build clients from in threads.
+            base = self._base_session if self._base_session is not None else boto3.session.Session()
+            if self.role_arn is None:
+                self._session = base
+            else:
+                self._session = _assume_role_session(
+                    base, self.role_arn, external_id=self._external_id, role_session_name=self._role_session_name,
+                    region_name=self._region_name, config=self._config,
+                )
+        return self._session
 
     @property
     def client(self) -> SecretsManagerClient:
@@ -202,14 +359,10 @@ class AwsBackend:
     def _new_client(self, region: str | None) -> SecretsManagerClient:
         # Built by aws_clients, the one place every AWS client of the package comes from (Region:
         # region_name, the botocore chain, AWS_REGION; endpoint; merged config).
-        if self._session is None:
-            import boto3  # on the first fetch only
-
-            # A private session: boto3's default session is not safe to build clients from in threads.
-            self._session = boto3.session.Session()
+        session = self._client_session()
         if region is None:
             client: SecretsManagerClient = aws_client(
-                "secretsmanager", session=self._session, region_name=self._region_name,
+                "secretsmanager", session=session, region_name=self._region_name,
                 endpoint_url=self._endpoint_url, config=self._config)
             return client
         config = self._config
@@ -220,7 +373,7 @@ class AwsBackend:
             if endpoint_url is None:
                 endpoint_url = _custom_endpoint(self._clients[None])
         replica: SecretsManagerClient = aws_client(
-            "secretsmanager", session=self._session, region_name=region, endpoint_url=endpoint_url, config=config)
+            "secretsmanager", session=session, region_name=region, endpoint_url=endpoint_url, config=config)
         return replica
 
     def _primary_region(self) -> str | None:
@@ -263,6 +416,9 @@ class AwsBackend:
                 if not isinstance(e, SecretUnavailableError) or last:
                     raise
                 continue
+            except _RoleFailure as e:
+                # Every Region's client shares the role's credentials: another Region would fail alike.
+                raise _role_error(e, self.role_arn or "?", secret_id, self._advice) from e.__cause__
             except Exception as e:
                 unreadable = unreadable_answer(e)
                 if unreadable is None:
@@ -324,6 +480,22 @@ class AwsBackend:
                 errors.update(chunk_errors)
         return values, errors
 
+
+
+def _check_role(role_arn: str | None, external_id: str | None, session_name: str, has_client: bool) -> None:
+    """Refuse a role configuration STS would refuse anyway, at construction, naming what is wrong."""
+    if role_arn is None:
+        if external_id is not None:
+            raise ValueError("external_id= is only used with role_arn=")
+        return
+    if has_client:
+        raise TypeError("pass client= or role_arn=, not both: a given client signs with its own credentials")
+    if not isinstance(role_arn, str) or not _ROLE_ARN.fullmatch(role_arn):
+        raise ValueError(f"role_arn {role_arn!r} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)")
+    if not isinstance(session_name, str) or not _SESSION_NAME.fullmatch(session_name):
+        raise ValueError(f"role_session_name {session_name!r} must be 2-64 characters of letters, digits and +=,.@_-")
+    if external_id is not None and (not isinstance(external_id, str) or not _EXTERNAL_ID.fullmatch(external_id)):
+        raise ValueError("external_id must be 2-1224 characters of letters, digits and +=,.@:/_-")
 
 
 class CommandLineAwsBackend(AwsBackend):

@@ -12,12 +12,14 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import (
+    AssumeRoleError,
     RegionNotConfiguredError,
     SecretAccessDeniedError,
     SecretCacheError,
@@ -39,7 +41,8 @@ log = logging.getLogger("secretcache.serve")
 TOKEN_HEADERS = ("x-aws-parameters-secrets-token", "x-vault-token")
 """Where a request may carry the SSRF token (the Agent's default ``ssrf_headers``), lower-cased."""
 
-_PARAMS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"})
+_PARAMS = frozenset({"secretId", "versionId", "versionStage", "refreshNow", "roleArn"})
+_BAD_ROLE = "invalid roleArn format, expected arn:<partition>:iam::<account>:role/<name>"  # the Agent's words
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -144,15 +147,75 @@ class AgentApi:
     ``token`` None means no token was configured (loopback only): a request must still carry one of
     the token headers (what stops a server-side request forgery, which cannot set headers), with any
     value. ``path_prefix`` is the path-style prefix (the Agent's default ``/v1/``).
+
+    ``role_cache(role_arn)`` builds the cache that reads through an assumed role (raising ValueError
+    for a malformed ARN), for the Agent's ``roleArn`` parameter: each role gets its own cache, so two
+    roles reading the same name never share an answer; at most ``max_roles`` of them (more -> 400
+    ``MaxRolesExceeded``). A role whose AssumeRole fails before it ever answered is forgotten (it does
+    not hold one of the ``max_roles`` places). Without ``role_cache``, ``roleArn`` is an unknown parameter.
     """
 
-    def __init__(self, cache: SecretCache, *, token: str | None, path_prefix: str = "/v1/") -> None:
+    def __init__(self, cache: SecretCache, *, token: str | None, path_prefix: str = "/v1/",
+                 role_cache: Callable[[str], SecretCache] | None = None, max_roles: int = 20) -> None:
         self.cache = cache
         self._token = token.encode() if token is not None else None
         self.path_prefix = path_prefix
-        self._bodies: dict[tuple[str, str | None, str | None], tuple[SecretValue, bytes]] = {}
+        self._bodies: dict[tuple[str | None, str, str | None, str | None], tuple[SecretValue, bytes]] = {}
         self._max_bodies = 2 * cache.config.max_size
+        self._role_cache = role_cache
+        self.max_roles = max_roles
+        self._roles: dict[str, SecretCache] = {}
+        self._answered: set[str] = set()  # roles that served a value at least once
+        self._roles_lock = threading.Lock()
         self._config_logged: dict[str, float] = {}  # configuration error kind -> when last logged
+
+    def cache_for(self, role_arn: str | None) -> SecretCache:
+        """The cache that reads as ``role_arn`` (None: the main one), created on first use.
+
+        Raises ValueError naming the problem for a malformed ARN or past ``max_roles``.
+        """
+        found = self._cache_or_refusal(role_arn)
+        if isinstance(found, Response):
+            raise ValueError(found.body.decode())
+        return found
+
+    def _cache_or_refusal(self, role_arn: str | None) -> SecretCache | Response:
+        if role_arn is None:
+            return self.cache
+        known = self._roles.get(role_arn)
+        if known is not None:
+            return known
+        with self._roles_lock:
+            known = self._roles.get(role_arn)
+            if known is not None:
+                return known
+            if self._role_cache is None:
+                return _text(400, "unknown parameter: roleArn")
+            if len(self._roles) >= self.max_roles:
+                return _aws_error(400, "MaxRolesExceeded", f"The maximum number of assumed roles ({self.max_roles}) "
+                                  f"has been reached. Unable to assume the following role: {role_arn}"[:600])
+            try:
+                made = self._role_cache(role_arn)
+            except ValueError:
+                return _text(400, _BAD_ROLE)
+            self._roles[role_arn] = made
+            log.info("serve: reading through role %s (%d/%d roles)", role_arn, len(self._roles), self.max_roles)
+            return made
+
+    def _forget_role(self, role_arn: str, cache: SecretCache) -> None:
+        """Drop a role whose AssumeRole failed before it ever answered, so it holds no place."""
+        with self._roles_lock:
+            if role_arn in self._answered or self._roles.get(role_arn) is not cache:
+                return
+            del self._roles[role_arn]
+        cache.close()
+
+    def close(self) -> None:
+        """Close the roles' caches (the main cache is its owner's to close)."""
+        with self._roles_lock:
+            caches, self._roles = list(self._roles.values()), {}
+        for cache in caches:
+            cache.close()
 
     def _log_configuration_error(self, error: SecretCacheError) -> None:
         """ERROR once a minute per kind of configuration error (every request fails the same way)."""
@@ -203,15 +266,19 @@ class AgentApi:
         if refresh is None:
             return _text(400, "invalid parameter: refreshNow")
         version_id, stage = query.get("versionId") or None, query.get("versionStage") or None
+        role = query.get("roleArn")
+        cache = self._cache_or_refusal(role)
+        if isinstance(cache, Response):
+            return cache
         if fresh_only:
             if refresh and version_id is None:
                 return None
             try:
-                value = self.cache.peek(secret_id, version_id=version_id, version_stage=stage)
+                value = cache.peek(secret_id, version_id=version_id, version_stage=stage)
             except Exception:  # a bad request: the full path answers it
                 return None
-            return None if value is None else self._body(secret_id, version_id, stage, value)
-        return self._read(secret_id, version_id, stage, refresh)
+            return None if value is None else self._body(role, secret_id, version_id, stage, value)
+        return self._read(cache, role, secret_id, version_id, stage, refresh)
 
     def _token_ok(self, headers: Callable[[str], str | None]) -> bool:
         for name in TOKEN_HEADERS:
@@ -223,12 +290,21 @@ class AgentApi:
             return hmac.compare_digest(given.encode(), self._token)
         return False
 
-    def _read(self, secret_id: str, version_id: str | None, stage: str | None, refresh: bool) -> Response:
+    def _read(self, cache: SecretCache, role: str | None, secret_id: str, version_id: str | None,
+              stage: str | None, refresh: bool) -> Response:
         try:
             if refresh and version_id is None:
-                value = self.cache.refresh(secret_id, version_stage=stage)
+                value = cache.refresh(secret_id, version_stage=stage)
             else:
-                value = self.cache.get_secret_value(secret_id, version_id=version_id, version_stage=stage)
+                value = cache.get_secret_value(secret_id, version_id=version_id, version_stage=stage)
+        except AssumeRoleError as e:  # the Agent's answer when it cannot assume the role: 403
+            _, code = error_status(e)
+            code = "AccessDeniedException" if isinstance(e, SecretAccessDeniedError) else code
+            log.debug("serve: %s reading secret %r through role %s -> 403 %s", type(e).__name__, secret_id, role,
+                      code)
+            if role is not None:
+                self._forget_role(role, cache)
+            return _aws_error(403, code or "AccessDeniedException", _aws_message(e))
         except SecretCacheError as e:
             if _is_configuration_error(e):
                 # serve's own configuration is wrong (no Region, no credentials): every request fails
@@ -244,10 +320,13 @@ class AgentApi:
         except Exception as e:  # not ours: its text was not written with secrets in mind
             log.error("serve: unexpected %s reading secret %r", type(e).__name__, secret_id)
             return _aws_error(500, "InternalFailure", f"unexpected {type(e).__name__}")
-        return self._body(secret_id, version_id, stage, value)
+        if role is not None and role not in self._answered:
+            self._answered.add(role)
+        return self._body(role, secret_id, version_id, stage, value)
 
-    def _body(self, secret_id: str, version_id: str | None, stage: str | None, value: SecretValue) -> Response:
-        key = (secret_id, version_id, stage)
+    def _body(self, role: str | None, secret_id: str, version_id: str | None, stage: str | None,
+              value: SecretValue) -> Response:
+        key = (role, secret_id, version_id, stage)
         known = self._bodies.get(key)
         if known is not None and known[0] is value:
             return Response(200, known[1], _JSON)

@@ -23,10 +23,11 @@ DEFAULT_PORT = 2773
 
 _DESCRIPTION = """\
 Serve the AWS Secrets Manager Agent's HTTP API from one cache, so every process on this host shares it:
-GET /secretsmanager/get?secretId=ID[&versionId=V|&versionStage=S][&refreshNow=true], path style
-GET /v1/ID?..., GET /ping. Requests carry the token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token):
---token-file, else the first set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN
-(file://PATH reads it from a file). Loopback only unless --host names another address, and then only
+GET /secretsmanager/get?secretId=ID[&versionId=V|&versionStage=S][&refreshNow=true][&roleArn=ARN], path
+style GET /v1/ID?..., GET /ping; roleArn reads through an assumed role (cached apart per role).
+Requests carry the token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token): --token-file, else the
+first set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH reads it from
+a file). Loopback only unless --host names another address, and then only
 with a token. SIGTERM (or SIGINT) drains requests in flight and exits 0; with --events-queue, a
 configuration error of the queue (no Region, no such queue, access denied) is logged and exits 1.
 --region and --endpoint-url apply to the events queue too (a queue URL naming a Region is polled there)."""
@@ -51,7 +52,10 @@ def add_parser(commands: Any, aws_options: Any = None) -> argparse.ArgumentParse
     sub.add_argument("--unix-socket-mode", type=_octal_mode, metavar="MODE",
                      help="permissions of the socket file, in octal (e.g. 660: owner and group may connect); "
                           "default: as the umask leaves them")
-    sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID", help="secrets to load at start")
+    sub.add_argument("--prefetch", nargs="+", default=[], metavar="ID",
+                     help="secrets to load at start; ID?roleArn=ARN reads one through an assumed role")
+    sub.add_argument("--max-roles", type=int, default=20, metavar="N",
+                     help="distinct roleArn values served (default 20, as the Agent); more are answered 400")
     sub.add_argument("--ttl", type=float, default=300.0, metavar="S", help="cache ttl in seconds (default 300)")
     sub.add_argument("--stale-while-revalidate", type=float, default=60.0, metavar="S",
                      help="seconds past ttl a read gets the cached value while one refresh runs (default 60)")
@@ -133,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--ttl and --stale-while-revalidate must be >= 0, --idle-timeout > 0")
     if not 0 < args.header_timeout <= 600:
         return _fail(f"--header-timeout must be > 0 and <= 600 seconds, got {args.header_timeout:g}")
+    if args.max_roles < 0:
+        return _fail(f"--max-roles must be >= 0, got {args.max_roles}")
+    try:
+        prefetch = _prefetch_by_role(args.prefetch)
+    except ValueError as e:
+        return _fail(str(e))
     try:
         token = read_token(os.environ, args.token_file)
     except (OSError, ValueError) as e:
@@ -150,16 +160,22 @@ def run(args: argparse.Namespace) -> int:
     backend = CommandLineAwsBackend(region_name=region, endpoint_url=endpoint_url)
     cache = SecretCache(backend, config=CacheConfig(ttl=args.ttl,
                                                     stale_while_revalidate=args.stale_while_revalidate))
-    if getattr(args, "metrics", False):
-        try:
+
+    def role_cache(role_arn: str) -> SecretCache:
+        """A cache reading through ``role_arn`` (ValueError when it is not a role ARN)."""
+        role_backend = CommandLineAwsBackend(region_name=region, endpoint_url=endpoint_url, role_arn=role_arn)
+        return SecretCache(role_backend, config=cache.config)
+
+    api_class: type[AgentApi] = AgentApi
+    try:
+        if getattr(args, "metrics", False):
             from ._metrics import MeteredAgentApi
 
-            api: AgentApi = MeteredAgentApi(cache, token=token)
-        except ImportError as e:
-            cache.close()
-            return _fail(str(e))
-    else:
-        api = AgentApi(cache, token=token)
+            api_class = MeteredAgentApi
+        api = api_class(cache, token=token, role_cache=role_cache, max_roles=args.max_roles)
+    except ImportError as e:  # --metrics without prometheus-client: the message names the [metrics] extra
+        cache.close()
+        return _fail(str(e))
     problem = _front_end_problem(args.server)
     if problem is not None:
         cache.close()
@@ -203,10 +219,16 @@ def run(args: argparse.Namespace) -> int:
         os.kill(os.getpid(), signal.SIGTERM)
 
     try:
-        if args.prefetch:
-            failures = cache.prefetch(args.prefetch)
-            for secret_id, error in failures.items():  # the error's message: ids, codes, advice; no value
-                log.warning("serve: prefetch of secret %r failed: %s: %s", secret_id, type(error).__name__, error)
+        for role_arn, secret_ids in prefetch.items():
+            try:
+                failures = api.cache_for(role_arn).prefetch(secret_ids)
+            except ValueError as e:  # past --max-roles
+                log.warning("serve: prefetch through role %s skipped: %s", role_arn, e)
+                continue
+            for secret_id, error in failures.items():
+                # the error's message: ids, codes, advice; no value
+                log.warning("serve: prefetch of secret %r%s failed: %s: %s", secret_id,
+                            f" through role {role_arn}" if role_arn else "", type(error).__name__, error)
         if args.events_queue:
             from ..events import EventListener
 
@@ -228,8 +250,33 @@ def run(args: argparse.Namespace) -> int:
             listener.close(timeout=1.0)  # a long poll in flight is abandoned (daemon thread)
         if bound is not None:
             _remove_own_socket(args.unix_socket, bound)
+        api.close()
         cache.close()
         log.info("serve: stopped")
+
+
+def _prefetch_by_role(entries: list[str]) -> dict[str | None, list[str]]:
+    """``--prefetch`` entries grouped by role (None: serve's own credentials); ``ID?roleArn=ARN`` names a
+    role, as the HTTP API does. ValueError naming the entry when it is not one of the two forms."""
+    from urllib.parse import parse_qsl
+
+    from ..backends.aws import AwsBackend
+
+    grouped: dict[str | None, list[str]] = {}
+    for entry in entries:
+        secret_id, mark, query = entry.partition("?")
+        role: str | None = None
+        if mark:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if not secret_id or len(pairs) != 1 or pairs[0][0] != "roleArn":
+                raise ValueError(f"--prefetch {entry!r}: expected ID or ID?roleArn=ARN")
+            role = pairs[0][1]
+            try:
+                AwsBackend(role_arn=role)  # checks the ARN's form; nothing is called
+            except ValueError as e:
+                raise ValueError(f"--prefetch {entry!r}: {e}") from None
+        grouped.setdefault(role, []).append(secret_id)
+    return grouped
 
 
 def _front_end_problem(choice: str) -> str | None:

@@ -1,1 +1,0 @@
-"""The backends: AWS (boto3), the Lambda extension agent, the testing backend and the contract they share."""

@@ -1,1 +1,0 @@
-"""@inject_secret, environment injection and the Lambda helper."""

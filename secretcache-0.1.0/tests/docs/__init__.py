@@ -1,1 +1,0 @@
-"""The documentation and examples run as written."""

@@ -1,1 +1,0 @@
-"""Programs the tests start in processes of their own (servers, apps, drills)."""

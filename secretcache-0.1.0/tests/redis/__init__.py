@@ -1,1 +1,0 @@
-"""secretcache.redis"""

@@ -1,1 +1,0 @@
-"""The rotation Lambda handler, its strategies and password generation."""
