@@ -5,6 +5,7 @@ links that work on the package index page, and a docs site whose nav lists every
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -85,7 +86,14 @@ def test_every_docs_page_is_in_the_site_nav() -> None:
 
 @pytest.mark.slow
 def test_sdist_carries_tests_docs_examples_and_changelog(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
+    # setuptools lays the sdist's release tree out beside pyproject.toml while it builds: built from the work
+    # tree itself, that tree would appear in the checkout (and two Pythons' suites running at once, as CI's
+    # lanes do, would build over each other). Build from a copy.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".nox", ".venv", "site", "build", "dist", "*.egg-info", "secretcache-[0-9]*", "__pycache__",
+        ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"))
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(source)],
                    capture_output=True, text=True, timeout=600, check=True)
     [sdist] = tmp_path.glob("secretcache-*.tar.gz")
     with tarfile.open(sdist) as archive:
