@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidReferenceError",
+    "OAuth2Error",
     "SecretAccessDeniedError",
     "SecretCacheError",
     "SecretDecryptionError",
@@ -67,6 +68,13 @@ class SecretThrottledError(SecretUnavailableError):
 
 class SecretFormatError(SecretCacheError):
     """The value does not have the shape asked for: binary vs string, invalid JSON, a missing key, too large."""
+
+
+class OAuth2Error(SecretCacheError):
+    """An OAuth 2 token endpoint refused to issue a token, or answered something that is not one.
+
+    ``code`` is the endpoint's ``error`` (``invalid_client``, ``invalid_scope``, ...) or ``http_<status>``;
+    the message names the secret, the token URL and the HTTP status, never the endpoint's body."""
 
 
 class InvalidReferenceError(SecretCacheError, ValueError):

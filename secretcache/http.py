@@ -19,6 +19,7 @@ import base64
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._oauth2 import OAuth2ClientCredentials
 from .credentials import AuthPolicy, sync_cache
 from .db._auth import Login
 from .db._flow import Connect, Read
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from .cache import SecretCache
     from .db._flow import Flow
 
-__all__ = ["SecretAuth"]
+__all__ = ["OAuth2ClientCredentials", "SecretAuth"]
 
 
 def _bases() -> tuple[type, ...]:
