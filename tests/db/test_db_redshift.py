@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -26,25 +28,85 @@ from secretcache.rotation import (
     RedshiftAlternatingUsers,
     RedshiftSingleUser,
     StepContext,
+    rotate_secret_now,
     strategy_for,
 )
 from secretcache.rotation.redshift import check_redshift_password
 from secretcache.testing import InMemoryBackend
 from tests.canary import CANARY
-from tests.db.test_db_rotation_load import (
-    MASTER,
-    OPS_PER_GAP,
-    ROTATIONS,
-    SECRET,
-    WORKERS,
-    App,
-    Run,
-    assert_survived,
-    rotate_under_load,
-    secrets_manager,
-)
 
 NO_TLS = {"ssl": False, "timeout": 10}
+SECRET = "app/redshift"
+MASTER = "app/redshift-master"
+WORKERS = 8
+ROTATIONS = 10
+OPS_PER_GAP = 2 * WORKERS
+"""Queries that must complete between two rotations (pacing by behaviour, not by the clock)."""
+MIN_GAP = 0.3
+"""Seconds between rotations at least (pacing only, never asserted)."""
+WAIT = 60.0
+
+
+@contextmanager
+def secrets_manager() -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        yield boto3.client("secretsmanager", region_name="us-east-1")
+
+
+@dataclass
+class Workers:
+    """Eight threads running ``op`` (open a connection, query, close) until stopped; failures kept."""
+
+    op: Callable[[], None]
+    ok: int = 0
+    failures: list[BaseException] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.op()
+            except Exception as e:
+                with self.lock:
+                    self.failures.append(e)
+            else:
+                with self.lock:
+                    self.ok += 1
+
+    def start(self) -> None:
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(WORKERS)]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def done(self) -> int:
+        with self.lock:
+            return self.ok + len(self.failures)
+
+    def wait_for(self, n: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while self.done < n:
+            assert time.monotonic() < deadline, f"workers stalled at {self.done} queries (wanted {n})"
+            time.sleep(0.005)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(WAIT)
+            assert not t.is_alive(), "a worker is stuck"
+
+
+@dataclass
+class Run:
+    client: Any
+    cache: SecretCache
+    account: DbAccount
+    strategy: Any
 
 
 @pytest.fixture
@@ -197,49 +259,59 @@ def redshift_run(request: pytest.FixtureRequest, proxy: RedshiftProxy) -> Iterat
         context.__exit__(None, None, None)
 
 
-def redshift_app(cache: SecretCache) -> App:
-    def op() -> None:
-        conn = sc_redshift.connect(SECRET, cache=cache, **NO_TLS)
-        try:
-            assert query(conn) == 1
-        finally:
-            conn.close()
+def op(cache: SecretCache) -> None:
+    conn = sc_redshift.connect(SECRET, cache=cache, **NO_TLS)
+    try:
+        assert query(conn) == 1
+    finally:
+        conn.close()
 
-    def hold() -> Callable[[], None]:
-        conn = sc_redshift.connect(SECRET, cache=cache, **NO_TLS)
-        lock = threading.Lock()
 
-        def use() -> None:
-            with lock:
-                assert query(conn) == 1
-
-        return use
-
-    def whoami() -> str:
-        conn = sc_redshift.connect(SECRET, cache=cache, **NO_TLS)
-        try:
-            return str(query(conn, "SELECT current_user"))
-        finally:
-            conn.close()
-
-    return App(op=op, hold=hold, whoami=whoami)
+def whoami(cache: SecretCache) -> str:
+    conn = sc_redshift.connect(SECRET, cache=cache, **NO_TLS)
+    try:
+        return str(query(conn, "SELECT current_user"))
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("scheme", ["single", "alternating"])
 def test_eight_workers_across_ten_rotations_fail_no_query(redshift_run: Callable[[str], Run], scheme: str,
                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The real redshift_connector, 8 threads connecting and querying, 10 rotations by our strategy (the
+    code a rotation Lambda runs) against the real server, the application's cache ttl one hour."""
     caplog.set_level(logging.DEBUG, logger="secretcache")
     run = redshift_run(scheme)
-    load, users = rotate_under_load(run, redshift_app(run.cache))
+    held = sc_redshift.connect(SECRET, cache=run.cache, **NO_TLS)  # opened before the first rotation
+    workers = Workers(lambda: op(run.cache))
+    users: set[str] = set()
+    calls: list[int] = []
+    workers.start()
+    try:
+        workers.wait_for(OPS_PER_GAP)
+        for _ in range(ROTATIONS):
+            before = run.cache.stats.backend_calls
+            started = time.monotonic()
+            rotate_secret_now(run.client, SECRET, run.strategy)
+            workers.wait_for(workers.done + OPS_PER_GAP)
+            time.sleep(max(0.0, MIN_GAP - (time.monotonic() - started)))
+            users.add(whoami(run.cache))
+            calls.append(run.cache.stats.backend_calls - before)
+    finally:
+        workers.finish()
+    assert query(held) == 1  # still works after the last rotation
+    held.close()
     stats = auth_stats(SECRET, cache=run.cache)
-    print(f"\nredshift_connector, {scheme}, {WORKERS} workers, {ROTATIONS} rotations: {load.ok} queries, "
-          f"{len(load.failures)} failed, GetSecretValue per rotation {run.calls_per_rotation}, {stats}")
-    assert_survived(run, load)
-    assert load.ok > ROTATIONS * OPS_PER_GAP
+    print(f"\nredshift_connector, {scheme}, {WORKERS} workers, {ROTATIONS} rotations: {workers.ok} queries, "
+          f"{len(workers.failures)} failed, GetSecretValue per rotation {calls}, {stats}")
+    assert workers.failures == [], f"{len(workers.failures)} failed, first: {workers.failures[0]!r}"
+    assert workers.ok > ROTATIONS * OPS_PER_GAP
+    assert max(calls) <= 3, calls
+    assert stats.gave_up == 0
     if scheme == "alternating":
-        assert users == {run.account.username, run.account.username + "_clone"}
+        assert users == {run.account.username, run.account.username + "_clone"}  # new sessions moved over
     else:
-        assert stats.auth_failures >= 1
+        assert stats.auth_failures >= 1  # the old password really died
     assert all(CANARY not in r.getMessage() for r in caplog.records)
 
 
@@ -259,8 +331,6 @@ def test_alternating_clone_joins_the_users_groups(pg_server: DbServer, pg_accoun
                 redshift_secret(pg_master_account, proxy)))["ARN"]
             client.create_secret(Name=SECRET, SecretString=json.dumps(
                 redshift_secret(pg_account, proxy, masterarn=arn)))
-            from secretcache.rotation import rotate_secret_now
-
             rotate_secret_now(client, SECRET, RedshiftAlternatingUsers(tls="disable"))
             current = json.loads(client.get_secret_value(SecretId=SECRET)["SecretString"])
         assert current["username"] == pg_account.username + "_clone"

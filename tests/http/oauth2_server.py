@@ -21,7 +21,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from secretcache.testing import InMemoryBackend
 from tests.canary import canary_value
-from tests.http.rotating_server import _read_body
 
 SECRET = "api/oauth-client"
 CLIENT_ID = "reports-service"
@@ -85,6 +84,21 @@ def _credentials(handler: BaseHTTPRequestHandler, form: dict[str, list[str]]) ->
         user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         return "basic", unquote(user), unquote(password)
     return "post", form.get("client_id", [""])[0], form.get("client_secret", [""])[0]
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length:
+        return handler.rfile.read(length)
+    if handler.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        return b""
+    chunks = []
+    while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+        chunks.append(handler.rfile.read(size))
+        handler.rfile.readline()
+    while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+        pass
+    return b"".join(chunks)
 
 
 class _Handler(BaseHTTPRequestHandler):
