@@ -228,6 +228,27 @@ def test_a_bad_rotated_pem_keeps_the_old_certificate_and_warns_without_key_mater
     until(lambda: server_serial(server.port, client) == serial3, "the next good certificate")
 
 
+def test_a_failed_check_keeps_the_certificate_and_is_tried_again_next_interval(
+        ca: CA, backend: InMemoryBackend, echo: Callable[[ssl.SSLContext], EchoServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    first, serial1 = ca.secret("server-1")
+    backend.put_secret(SERVER, first)
+    clock = Clock()
+    with SecretCache(backend, config=CacheConfig(ttl=0, stale_if_error=0, backoff_base=0, backoff_max=0)) as cache:
+        server = echo(server_context(SERVER, cache=cache, check_interval=INTERVAL, clock=clock))
+        client = trusting(ca)
+        second, serial2 = ca.secret("server-2")
+        backend.put_secret(SERVER, second)
+        backend.fail_next("denied", operation="GetSecretValue")
+        clock.now += INTERVAL
+        server_serial(server.port, client)
+        until(lambda: any(r.levelno == logging.WARNING and r.name == "secretcache.tls" for r in caplog.records),
+              "the WARNING of the failed check")
+        assert server_serial(server.port, client) == serial1
+        clock.now += INTERVAL
+        until(lambda: server_serial(server.port, client) == serial2, "the rotated certificate")
+
+
 def test_asyncio_start_server_follows_rotation(ca: CA, backend: InMemoryBackend, cache: SecretCache) -> None:
     first, serial1 = ca.secret("server-1")
     backend.put_secret(SERVER, first)
