@@ -1,5 +1,8 @@
 """OAuth 2 client credentials whose client secret lives in Secrets Manager and may rotate.
 
+Size: one auth scheme for httpx (sync, async) and requests plus its token-endpoint exchange (~430 lines),
+read top to bottom; split apart, the token's lifetime rules would sit away from the flows that use them.
+
 ``OAuth2ClientCredentials("prod/api-client", "https://auth.example.com/oauth2/token")`` exchanges the
 secret's ``client_id`` / ``client_secret`` for an access token at the token endpoint (RFC 6749 §4.4)
 and sends ``Authorization: Bearer <token>``. Why each rule:
