@@ -52,6 +52,9 @@ def _install(session: nox.Session, extras: str = TEST_EXTRAS, groups: tuple[str,
 
 def _lint(session: nox.Session) -> None:
     session.run("ruff", "check", PACKAGE, "tests", "bench", "devtools", "examples", "tools", "noxfile.py")
+    # The house: no cycle and no upward arrow, counting lazy and type-only imports (docs/architecture.md).
+    session.run("python", "tools/import_graph.py")
+    session.run("python", "tools/import_graph.py", "--package", "bench", "--imports-only")
     session.run("mypy", "-p", PACKAGE)
     session.run("bandit", "-q", "-r", PACKAGE, "-c", "pyproject.toml")
     _audit(session)

@@ -21,9 +21,12 @@ and sends ``Authorization: Bearer <token>``. Why each rule:
 - **Nothing sensitive escapes.** No client secret or token in a repr, a log record, an exception or a
   local variable of a frame an exception passes through (the secret and tokens are held by objects
   whose repr is redacted). The endpoint's error body is not copied into errors, only its ``error`` code.
-- **Same origin only.** The header is set on the request itself, so the client's redirect handling
-  (httpx and requests both drop ``Authorization`` on a cross-origin redirect) decides; a 401 coming
-  from another origin after a redirect is not taken for a refused token.
+- **Same origin only.** On a redirect to another origin (scheme, host or port) the ``Authorization``
+  header is removed before the next request is written, as for ``SecretAuth`` (the guards of
+  :mod:`secretcache._redirects`); a 401 coming from another origin is not taken for a refused token.
+- **One flow.** The token exchange is a login on the rotation policy's flow
+  (:class:`secretcache.credentials.Login`), carried out by the credentials package's driver (``drive``);
+  async callers run it in a worker thread, so the one lock also serves them.
 
 The token endpoint is called with the HTTP library of the caller (httpx for httpx clients, requests for
 requests), with ``timeout`` seconds and default TLS verification. The client authenticates with HTTP
@@ -42,7 +45,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from .credentials import AuthPolicy, login
+from ._redirects import guard_httpx, strip_on_cross_origin_redirect, url_origin
+from .credentials import AuthPolicy, Login, drive
 from .errors import OAuth2Error, SecretFormatError
 from .model import validate_secret_id
 
@@ -51,8 +55,7 @@ if TYPE_CHECKING:
     import requests
     import requests.auth
 
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
+    from ._face import AnySecretCache
     from .model import SecretValue
 
 __all__ = ["OAuth2ClientCredentials"]
@@ -127,13 +130,6 @@ def _is_refused_client(error: BaseException) -> bool:
     return isinstance(error, OAuth2Error) and error.code == "invalid_client"
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
 class OAuth2ClientCredentials(_Base):
     """OAuth 2 client credentials from a secret, for ``httpx.Client(auth=...)``,
     ``httpx.AsyncClient(auth=...)`` and ``requests.get(url, auth=...)``.
@@ -152,7 +148,7 @@ class OAuth2ClientCredentials(_Base):
         token_url: str,
         *,
         scope: str | Iterable[str] | None = None,
-        cache: SecretCache | AsyncSecretCache | None = None,
+        cache: AnySecretCache | None = None,
         policy: AuthPolicy | None = None,
         auth_method: AuthMethod = "client_secret_basic",
         early_expiry: float = 30.0,
@@ -186,8 +182,9 @@ class OAuth2ClientCredentials(_Base):
         self.early_expiry = float(early_expiry)
         self.timeout = float(timeout)
         self._form = form
-        self._cache = cache
-        self._policy = policy
+        # The token exchange is a login: the policy's one flow, driven by the credentials package's driver.
+        self._login = Login(self.secret_id, _client_params, cache=cache, policy=policy,
+                            detect=_is_refused_client, logger="secretcache.http")
         self._clock = clock
         self._lock = threading.Lock()
         self._token: _Token | None = None
@@ -214,16 +211,13 @@ class OAuth2ClientCredentials(_Base):
             token = self._token
             if token is not None and token is not refused and self._clock() < token.fresh_until:
                 return token
-            token = login(
-                self.secret_id, lambda secret: self._exchange(library, secret),
-                is_auth_failure=_is_refused_client, cache=self._cache, policy=self._policy,
-            )
+            token = drive(self._login.flow(), lambda credentials: self._exchange(library, credentials.params))
             self._token = token
             return token
 
-    def _exchange(self, library: _Library, secret: SecretValue) -> _Token:
-        """One token request with one version of the secret: a token, or :class:`OAuth2Error`."""
-        client = _client_of(secret, self.secret_id)
+    def _exchange(self, library: _Library, params: Mapping[str, Any]) -> _Token:
+        """One token request with one version's client credentials: a token, or :class:`OAuth2Error`."""
+        client: _Client = params["client"]
         started = self._clock()
         self.token_requests += 1
         status, doc = _post(library, self.token_url, self._body(client), self._headers(client), self.timeout)
@@ -265,6 +259,7 @@ class OAuth2ClientCredentials(_Base):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._fresh() or self._new_token("httpx", None)
+        guard_httpx(request, "Authorization", is_async=False)
         request.headers["Authorization"] = token.header()
         response = yield request
         if not self._refused(request, response.status_code, str(response.request.url)) \
@@ -280,6 +275,7 @@ class OAuth2ClientCredentials(_Base):
         token = self._fresh()
         if token is None:
             token = await asyncio.to_thread(self._new_token, "httpx", None)
+        guard_httpx(request, "Authorization", is_async=True)
         request.headers["Authorization"] = token.header()
         response = yield request
         if not self._refused(request, response.status_code, str(response.request.url)) \
@@ -291,7 +287,7 @@ class OAuth2ClientCredentials(_Base):
 
     def _refused(self, request: Any, status: int, answered_url: str) -> bool:
         """A 401 from the origin the token was sent to (not from wherever a redirect led)."""
-        return status == 401 and _origin(answered_url) == _origin(str(request.url))
+        return status == 401 and url_origin(answered_url) == url_origin(str(request.url))
 
     # -- requests --------------------------------------------------------------------------------------
 
@@ -310,12 +306,13 @@ class _RequestsRetry:
                  replayable: bool) -> None:
         self._renew = renew
         self._token = token
-        self._origin = _origin(url)
+        self._origin = url_origin(url)
         self._replayable = replayable
         self._done = False
 
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        if self._done or response.status_code != 401 or _origin(str(response.url)) != self._origin \
+        strip_on_cross_origin_redirect(response, "Authorization")  # before requests builds the next hop
+        if self._done or response.status_code != 401 or url_origin(str(response.url)) != self._origin \
                 or not self._replayable:
             return response
         self._done = True  # one new token per call, whatever the resend answers
@@ -341,6 +338,11 @@ def _send_again(response: requests.Response, token: _Token, kwargs: dict[str, An
 
 
 # -- the token endpoint ------------------------------------------------------------------------------
+
+
+def _client_params(secret: SecretValue) -> Mapping[str, Any]:
+    """The policy's parameters of one version (memoised per version by the policy): its client credentials."""
+    return {"client": _client_of(secret, secret.name or "?")}
 
 
 def _client_of(secret: SecretValue, secret_id: str) -> _Client:

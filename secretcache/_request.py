@@ -10,7 +10,7 @@ from .model import validate_secret_id
 if TYPE_CHECKING:
     from .model import SecretValue
 
-__all__ = ["Key", "Request", "check_answer", "make_request"]
+__all__ = ["Key", "Request", "check_answer", "key_parts", "make_request"]
 
 Key: TypeAlias = "str | tuple[str, str] | tuple[str, str | None, str]"
 """``secret_id`` for the default stage; ``(secret_id, stage)``; ``(secret_id, stage|None, version_id)``."""
@@ -42,6 +42,16 @@ def make_request(secret_id: str, version_id: str | None, version_stage: str | No
         key = (secret_id, version_stage)
     stage = version_stage if version_stage is not None or version_id is not None else default_stage
     return Request(key, secret_id, stage, version_id)
+
+
+def key_parts(key: Key) -> tuple[str, str | None, str | None]:
+    """``(secret_id, version_stage, version_id)`` of a cache key, read back from the layout above (stage
+    None: the configured default stage)."""
+    if isinstance(key, str):
+        return key, None, None
+    if len(key) == 2:
+        return key[0], key[1], None
+    return key[0], key[1], key[2]
 
 
 def _without_region(arn: str) -> str:

@@ -41,10 +41,12 @@ from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from .cache import blocking_cache
 from .errors import SecretFormatError
 from .model import validate_secret_id
 
 if TYPE_CHECKING:
+    from ._face import AnySecretCache
     from .cache import SecretCache
     from .model import SecretValue
 
@@ -56,7 +58,7 @@ log = logging.getLogger("secretcache.tls")
 def server_context(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     require_client_cert: bool = False,
     check_interval: float | None = None,
     clock: Callable[[], float] = monotonic,
@@ -65,7 +67,8 @@ def server_context(
 
     With a ``ca`` key, client certificates are verified against it: required with
     ``require_client_cert=True`` (mTLS), else checked when a client offers one. ``cache=None``: the
-    module-level default cache. ``check_interval``: seconds between checks for a new version (default:
+    module-level default cache (an :class:`~secretcache.AsyncSecretCache` works too: checks run in a
+    worker thread). ``check_interval``: seconds between checks for a new version (default:
     the cache's ttl). ``clock``: a monotonic clock (as cachetools' ``timer=``).
 
     Raises :class:`~secretcache.errors.SecretFormatError` if the current version does not load; the
@@ -77,7 +80,7 @@ def server_context(
 def client_context(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     check_interval: float | None = None,
     clock: Callable[[], float] = monotonic,
 ) -> ssl.SSLContext:
@@ -87,16 +90,13 @@ def client_context(
     return _create(secret_id, False, cache, False, check_interval, clock)
 
 
-def _create(secret_id: str, server_side: bool, cache: SecretCache | None, require_client_cert: bool,
+def _create(secret_id: str, server_side: bool, cache: AnySecretCache | None, require_client_cert: bool,
             check_interval: float | None, clock: Callable[[], float]) -> ssl.SSLContext:
     secret_id = validate_secret_id(secret_id)
     if check_interval is not None and (isinstance(check_interval, bool)
                                        or not isinstance(check_interval, (int, float)) or not check_interval >= 0):
         raise ValueError(f"check_interval must be a number >= 0, got {check_interval!r}")
-    if cache is None:
-        from ._default import default_cache
-
-        cache = default_cache()
+    cache = blocking_cache(cache)
     source = _Source(secret_id, cache, server_side, require_client_cert,
                      cache.config.ttl if check_interval is None else float(check_interval), clock)
     value = cache.get_secret_value(secret_id)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import (
+    RegionNotConfiguredError,
     SecretCacheError,
     SecretUnavailableError,
     error_for_code,
@@ -22,6 +23,7 @@ from ..errors import (
 from ..model import SecretValue, value_from_answer
 from . import _fork, _redact
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
+from .aws_clients import aws_client, region_error
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -37,21 +39,6 @@ __all__ = ["AwsBackend"]
 
 _T = TypeVar("_T")
 _ARN_REGION = re.compile(r"(arn:[^:]+:secretsmanager:)([^:]+)(:.*)")
-
-
-def _default_config() -> Config:
-    from botocore.config import Config
-
-    from .._version import __version__
-
-    # Few, quick attempts: the cache serves stale values and backs off on its own, so a reader should
-    # not sit behind botocore's long retry ladder (10 s default timeouts, up to 20 s throttle sleeps).
-    return Config(
-        retries={"mode": "standard", "total_max_attempts": 3},
-        connect_timeout=3,
-        read_timeout=5,
-        user_agent_extra=f"secretcache/{__version__}",
-    )
 
 
 def _in_region(secret_id: str, region: str) -> str:
@@ -119,9 +106,11 @@ def _answer(response: Any, secret_id: str) -> SecretValue | str:
 class AwsBackend:
     """Secrets Manager through boto3: one client per backend (and per failover Region), created lazily.
 
-    ``client`` is used as given. Otherwise the client comes from ``session`` (default: a new
-    ``boto3.session.Session()``, the standard credential and Region chain) with ``region_name``,
-    ``endpoint_url`` (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` is honoured by boto3 itself) and ``config``
+    ``client`` is used as given. Otherwise the client is built by
+    :func:`secretcache.backends.aws_clients.aws_client` from ``session`` (default: a new
+    ``boto3.session.Session()``, the standard credential chain): Region ``region_name``, else the
+    botocore chain, else ``AWS_REGION`` (else, for an ARN, the ARN's Region); ``endpoint_url`` (else
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` / ``AWS_ENDPOINT_URL`` as botocore reads them); ``config``
     merged over a default of 3 attempts and 3 s / 5 s connect / read timeouts.
 
     References by full (or partial) ARN are read in the ARN's Region: a client per Region, created on
@@ -161,7 +150,7 @@ class AwsBackend:
             _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, AwsBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: drop the clients (and session) this backend built, close the pooled
@@ -211,29 +200,37 @@ class AwsBackend:
             return self._clients[region]
 
     def _new_client(self, region: str | None) -> SecretsManagerClient:
-        _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
+        # Built by aws_clients, the one place every AWS client of the package comes from (Region:
+        # region_name, the botocore chain, AWS_REGION; endpoint; merged config).
         if self._session is None:
             import boto3  # on the first fetch only
 
             # A private session: boto3's default session is not safe to build clients from in threads.
             self._session = boto3.session.Session()
-        config = _default_config()
-        if self._config is not None:
-            config = config.merge(self._config)
         if region is None:
-            return self._session.client("secretsmanager", region_name=self._region_name,
-                                        endpoint_url=self._endpoint_url, config=config)
+            client: SecretsManagerClient = aws_client(
+                "secretsmanager", session=self._session, region_name=self._region_name,
+                endpoint_url=self._endpoint_url, config=self._config)
+            return client
+        config = self._config
         endpoint_url = self._endpoint_url
         if None in self._clients:  # replicas keep the primary's configuration (e.g. a user's client=)
-            config = config.merge(self._clients[None].meta.config)
+            primary = self._clients[None].meta.config
+            config = primary if config is None else config.merge(primary)
             if endpoint_url is None:
                 endpoint_url = _custom_endpoint(self._clients[None])
-        return self._session.client("secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config)
+        replica: SecretsManagerClient = aws_client(
+            "secretsmanager", session=self._session, region_name=region, endpoint_url=endpoint_url, config=config)
+        return replica
 
     def _primary_region(self) -> str | None:
         if self._region_name is not None:
             return self._region_name
-        region = getattr(getattr(self.client, "meta", None), "region_name", None)
+        try:
+            client = self.client
+        except RegionNotConfiguredError:
+            return None  # no Region anywhere: an ARN is read in its own Region (the last fallback)
+        region = getattr(getattr(client, "meta", None), "region_name", None)
         return region if isinstance(region, str) else None
 
     def _home(self, secret_id: str) -> str | None:
@@ -256,7 +253,11 @@ class AwsBackend:
         for attempt, region in enumerate(regions):
             last = attempt == len(regions) - 1
             try:
-                client = self.client_for(region)
+                try:
+                    client = self.client_for(region)
+                except RegionNotConfiguredError:
+                    what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
+                    raise region_error(what, self._advice.region, secret_id=secret_id) from None
                 return call(client, [_in_region(i, region) if attempt and region else i for i in ids])
             except SecretCacheError as e:  # already typed (e.g. a malformed answer)
                 if not isinstance(e, SecretUnavailableError) or last:

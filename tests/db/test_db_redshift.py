@@ -33,7 +33,7 @@ from secretcache.rotation import (
 )
 from secretcache.rotation.redshift import check_redshift_password
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY
+from tests.fixtures.fix_canary import CANARY
 
 NO_TLS = {"ssl": False, "timeout": 10}
 SECRET = "app/redshift"

@@ -15,8 +15,8 @@ from secretcache import AsyncSecretCache, CacheConfig, SecretCache
 from secretcache.credentials import AuthPolicy, auth_stats
 from secretcache.errors import OAuth2Error, SecretFormatError
 from secretcache.http import OAuth2ClientCredentials
-from tests.canary import CANARY
-from tests.http.oauth2_server import SECRET, OAuthServer, oauth_server
+from tests.fixtures.fix_canary import CANARY
+from tests.programs.oauth2_server import SECRET, OAuthServer, oauth_server
 
 LONG = CacheConfig(ttl=3600)
 THREADS = 16

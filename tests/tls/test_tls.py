@@ -21,8 +21,8 @@ from secretcache import CacheConfig, SecretCache
 from secretcache.errors import SecretFormatError
 from secretcache.testing import InMemoryBackend
 from secretcache.tls import client_context, server_context
-from tests.canary import CANARY
-from tests.tls.certs import CA, serial_of, trusting
+from tests.fixtures.fix_canary import CANARY
+from tests.fixtures.tls_certs import CA, serial_of, trusting
 
 SERVER = "tls/server"
 CLIENT = "tls/client"
