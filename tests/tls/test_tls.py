@@ -474,3 +474,23 @@ def test_uvicorn_ssl_context_factory_follows_rotation(ca: CA, backend: InMemoryB
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_an_async_cache_is_read_through_its_blocking_face(ca: CA, backend: InMemoryBackend,
+                                                         echo: Callable[[ssl.SSLContext], EchoServer]) -> None:
+    from secretcache import AsyncSecretCache
+
+    first, serial1 = ca.secret("server-1")
+    backend.put_secret(SERVER, first)
+    clock = Clock()
+    cache = AsyncSecretCache(backend, config=CacheConfig(ttl=0))
+    try:
+        server = echo(server_context(SERVER, cache=cache, check_interval=INTERVAL, clock=clock))
+        client = trusting(ca)
+        assert server_serial(server.port, client) == serial1
+        second, serial2 = ca.secret("server-2")
+        backend.put_secret(SERVER, second)
+        clock.now += INTERVAL
+        until(lambda: server_serial(server.port, client) == serial2, "the rotated certificate")
+    finally:
+        asyncio.run(cache.close())
