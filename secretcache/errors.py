@@ -12,6 +12,7 @@ __all__ = [
     "AssumeRoleError",
     "AssumeRoleUnavailableError",
     "InvalidReferenceError",
+    "OAuth2Error",
     "RegionNotConfiguredError",
     "SecretAccessDeniedError",
     "SecretCacheError",
@@ -87,6 +88,13 @@ class AssumeRoleDeniedError(SecretAccessDeniedError, AssumeRoleError):
 class AssumeRoleUnavailableError(SecretUnavailableError, AssumeRoleError):
     """STS throttled the AssumeRole call, failed (5xx) or could not be reached. Transient: a cached
     value is served where ``stale_if_error`` allows."""
+
+
+class OAuth2Error(SecretCacheError):
+    """An OAuth 2 token endpoint refused to issue a token, or answered something that is not one.
+
+    ``code`` is the endpoint's ``error`` (``invalid_client``, ``invalid_scope``, ...) or ``http_<status>``;
+    the message names the secret, the token URL and the HTTP status, never the endpoint's body."""
 
 
 class RegionNotConfiguredError(SecretCacheError):

@@ -25,6 +25,8 @@ import base64
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
+from ._oauth2 import OAuth2ClientCredentials
+from ._redirects import guard_httpx, strip_on_cross_origin_redirect
 from .cache import blocking_cache
 from .credentials import AuthPolicy, Connect, Credentials, Login, Read
 from .errors import SecretFormatError
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from ._face import AnySecretCache
     from .credentials import Flow
 
-__all__ = ["SecretAuth"]
+__all__ = ["OAuth2ClientCredentials", "SecretAuth"]
 
 
 def _bases() -> tuple[type, ...]:
@@ -193,7 +195,7 @@ class SecretAuth(_Base):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         steps = self._exchange(replayable=_httpx_replayable(request))
-        _guard_httpx(request, self.header, is_async=False)
+        guard_httpx(request, self.header, is_async=False)
         reply: Any = None
         try:
             while True:
@@ -210,7 +212,7 @@ class SecretAuth(_Base):
         import asyncio
 
         steps = self._exchange(replayable=_httpx_replayable(request), on_event_loop=True)
-        _guard_httpx(request, self.header, is_async=True)
+        guard_httpx(request, self.header, is_async=True)
         reply: Any = None
         try:
             while True:
@@ -246,7 +248,7 @@ class _RequestsRetry:
         self._steps: Exchange | None = steps
 
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        _strip_on_cross_origin_redirect(response, self._header)
+        strip_on_cross_origin_redirect(response, self._header)
         steps = self._steps
         if steps is None:  # a redirect's response (requests dispatches hooks again): this call is over
             return response
@@ -307,83 +309,3 @@ def _httpx_replayable(request: httpx.Request) -> bool:
 
 def _requests_replayable(r: requests.PreparedRequest) -> bool:
     return r.body is None or isinstance(r.body, (bytes, str))
-
-
-# -- redirects: the secret never leaves its origin ---------------------------------------------------------
-#
-# httpx and requests copy every header of a request onto the request that follows a redirect, and strip
-# only ``Authorization`` when the redirect leaves the host (both keep it on an http -> https upgrade of the
-# same host). A custom header (``X-Api-Key``) would go wherever the server points. The origin is the
-# scheme, host and port (RFC 6454): any change drops our header, ``Authorization`` included.
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(scheme: str, host: str, port: int | None) -> tuple[str, str, int | None]:
-    scheme = scheme.lower()
-    return scheme, host.lower().strip("[]"), port if port is not None else _DEFAULT_PORTS.get(scheme)
-
-
-def _url_origin(url: str) -> tuple[str, str, int | None] | None:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        return _origin(parts.scheme, parts.hostname or "", parts.port)
-    except ValueError:  # a port or a host that does not parse: no origin, treated as another one
-        return None
-
-
-def _strip_on_cross_origin_redirect(response: requests.Response, header: str) -> None:
-    """requests: before requests builds the next hop from ``response.request`` (it copies that request's
-    headers), remove ``header`` from it when the redirect's target is another origin."""
-    if not response.is_redirect:
-        return
-    from urllib.parse import urljoin
-
-    request = response.request
-    target = urljoin(response.url or str(request.url), response.headers["location"])
-    here = _url_origin(str(request.url))
-    if here is None or _url_origin(target) != here:
-        request.headers.pop(header, None)
-
-
-def _guard_httpx(request: httpx.Request, header: str, *, is_async: bool) -> None:
-    """httpx: redirects are followed inside the client, below the auth flow, with the headers copied (and
-    the request's extensions carried over). The ``trace`` extension is the hook httpx's transport (httpcore)
-    calls with the wire request just before its headers are written: there the header is removed from a
-    request bound for another origin than ``request``'s. A ``trace`` callback already set is still called.
-    """
-    url = request.url
-    origin = _origin(url.scheme, url.raw_host.decode("ascii", "replace"), url.port)
-    name = header.lower().encode("latin-1")
-    previous = request.extensions.get("trace")
-
-    def strip(event: str, info: dict[str, Any]) -> None:
-        if not event.endswith("send_request_headers.started"):
-            return
-        wire = info.get("request")
-        if wire is None:
-            return
-        target = bytes(wire.url.target)
-        if target[:1] != b"/" and b"://" in target:  # absolute form, through a forwarding proxy
-            there = _url_origin(target.decode("ascii", "replace"))
-        else:
-            there = _origin(wire.url.scheme.decode("ascii", "replace"), wire.url.host.decode("ascii", "replace"),
-                            wire.url.port)
-        if there != origin:
-            wire.headers[:] = [(k, v) for k, v in wire.headers if k.lower() != name]
-
-    trace: Any
-    if is_async:
-        async def trace(event: str, info: dict[str, Any]) -> None:
-            strip(event, info)
-            if previous is not None:
-                await previous(event, info)
-    else:
-        def trace(event: str, info: dict[str, Any]) -> None:
-            strip(event, info)
-            if previous is not None:
-                previous(event, info)
-
-    request.extensions = {**request.extensions, "trace": trace}

@@ -7,7 +7,8 @@ Use as a Lambda function (``handler = "secretcache.rotation.handler"``), or driv
     rotate_secret_now(boto3.client("secretsmanager"), "prod/db", PostgresSingleUser())
 
 Strategies: :class:`PostgresSingleUser`, :class:`PostgresAlternatingUsers`, :class:`MySQLSingleUser`,
-:class:`MySQLAlternatingUsers` (MySQL and MariaDB). Importing this package imports neither boto3 nor a
+:class:`MySQLAlternatingUsers` (MySQL and MariaDB), :class:`RedshiftSingleUser`,
+:class:`RedshiftAlternatingUsers`. Importing this package imports neither boto3 nor a
 database driver; they load when used.
 """
 
@@ -25,6 +26,7 @@ from .mysql import MySQLAlternatingUsers, MySQLSingleUser
 from .passwords import PasswordPolicy, generate_password
 from .postgres import PostgresAlternatingUsers, PostgresSingleUser
 from .protocol import STEPS, RotationHandler, handler, read_json_secret, rotate_secret_now, strategy_for
+from .redshift import RedshiftAlternatingUsers, RedshiftSingleUser
 
 __all__ = [
     "STEPS",
@@ -35,6 +37,8 @@ __all__ = [
     "PasswordPolicy",
     "PostgresAlternatingUsers",
     "PostgresSingleUser",
+    "RedshiftAlternatingUsers",
+    "RedshiftSingleUser",
     "RotationError",
     "RotationHandler",
     "RotationStrategy",

@@ -204,12 +204,13 @@ def rotate_secret_now(client: Any, secret_id: str, strategy: RotationStrategy, *
 
 
 def strategy_for(secret: Mapping[str, Any], scheme: str | None = None) -> RotationStrategy:
-    """The strategy for an RDS-shaped secret: the engine picks PostgreSQL or MySQL; ``scheme`` ("single" or
+    """The strategy for an RDS-shaped secret: the engine picks PostgreSQL, MySQL or Redshift; ``scheme`` ("single" or
     "alternating", default: env ``SECRETCACHE_ROTATION_STRATEGY``, else alternating when the secret has a
     ``masterarn``) picks the scheme. The password policy comes from the templates' environment variables."""
     from .mysql import MySQLAlternatingUsers, MySQLSingleUser, _MySQL
     from .passwords import PasswordPolicy
     from .postgres import PostgresAlternatingUsers, PostgresSingleUser, _Postgres
+    from .redshift import RedshiftAlternatingUsers, RedshiftSingleUser, _Redshift
 
     scheme = scheme or os.environ.get("SECRETCACHE_ROTATION_STRATEGY") or (
         "alternating" if secret.get("masterarn") else "single")
@@ -221,6 +222,8 @@ def strategy_for(secret: Mapping[str, Any], scheme: str | None = None) -> Rotati
         classes, exclude = (PostgresSingleUser, PostgresAlternatingUsers), _Postgres.default_exclude
     elif engine in _MySQL.engines:
         classes, exclude = (MySQLSingleUser, MySQLAlternatingUsers), _MySQL.default_exclude
+    elif engine in _Redshift.engines:
+        classes, exclude = (RedshiftSingleUser, RedshiftAlternatingUsers), _Redshift.default_exclude
     else:
         raise RotationError(f"no rotation strategy for engine {engine!r}")
     cls = classes[scheme == "alternating"]

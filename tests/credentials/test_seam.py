@@ -18,7 +18,8 @@ import secretcache.db as db
 PACKAGE = Path(credentials.__file__).resolve().parent.parent
 
 CLIENTS = sorted(
-    path for pattern in ("db/*.py", "django/**/*.py", "redis.py", "http.py", "settings.py", "rotation/*.py")
+    path for pattern in ("db/*.py", "django/**/*.py", "redis.py", "http.py", "_oauth2.py", "settings.py",
+                         "rotation/*.py")
     for path in PACKAGE.glob(pattern)
 )
 
