@@ -1,4 +1,5 @@
-"""AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover.
+"""AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover;
+Parameter Store reads (``ssm:NAME``, parameter ARNs) through an SSM client built beside it (:mod:`._ssm`).
 
 boto3 is imported on the first fetch, not when the backend is built, so an ``AwsBackend`` can sit in
 a module-level default cache for free. Every botocore failure becomes one of the errors of
@@ -20,7 +21,9 @@ from ..errors import (
     error_for_code,
 )
 from ..model import SecretValue, value_from_answer
-from . import _fork, _redact
+from ..parameters import REFERENCE_PATH, is_parameter
+from ..parameters import region_of as parameter_region
+from . import _fork, _redact, _ssm
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
 from .base import BATCH_LIMIT
 
@@ -69,8 +72,11 @@ def region_of(secret_id: str) -> str | None:
 def _custom_endpoint(client: Any) -> str | None:
     """A given client's endpoint when it is not AWS's own (a local server, a VPC endpoint), else None."""
     url = getattr(getattr(client, "meta", None), "endpoint_url", None)
-    if not isinstance(url, str):
-        return None
+    return _custom_url(url) if isinstance(url, str) else None
+
+
+def _custom_url(url: str) -> str | None:
+    """``url`` when it is not AWS's own endpoint (a local emulator, a proxy), else None."""
     host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
     return None if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")) else url
 
@@ -146,6 +152,8 @@ class AwsBackend:
         endpoint_url: str | None = None,
         failover_regions: Sequence[str] = (),
         config: Config | None = None,
+        ssm_client: Any = None,
+        ssm_endpoint_url: str | None = None,
     ) -> None:
         if isinstance(failover_regions, str):
             raise TypeError("failover_regions must be a sequence of Region names, not a str")
@@ -160,6 +168,12 @@ class AwsBackend:
         if client is not None:
             _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
+        self._given_ssm_client = ssm_client
+        self._ssm_endpoint_url = ssm_endpoint_url
+        self._ssm_clients: dict[str | None, Any] = {}
+        if ssm_client is not None:
+            _redact.install()
+            self._ssm_clients[None] = ssm_client
         self._lock = threading.Lock()
         _fork.track(self)
 
@@ -175,6 +189,7 @@ class AwsBackend:
         """
         self._lock = threading.Lock()
         self._clients = {}
+        self._ssm_clients = {}
         if self._own_session:
             self._session = None
         given = self._given_client
@@ -186,6 +201,12 @@ class AwsBackend:
             if callable(close):
                 close()
             self._clients[None] = given
+        given_ssm = self._given_ssm_client
+        if given_ssm is not None:
+            close = getattr(getattr(getattr(given_ssm, "_endpoint", None), "http_session", None), "close", None)
+            if callable(close):
+                close()
+            self._ssm_clients[None] = given_ssm
 
     def __repr__(self) -> str:
         region = self._region_name
@@ -230,6 +251,42 @@ class AwsBackend:
                 endpoint_url = _custom_endpoint(self._clients[None])
         return self._session.client("secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config)
 
+    def ssm_client_for(self, region: str | None = None) -> Any:
+        """The boto3 ``ssm`` client for ``region`` (``None``: the primary Region), created on first use, once."""
+        try:
+            return self._ssm_clients[region]
+        except KeyError:
+            pass
+        with self._lock:
+            if region not in self._ssm_clients:
+                self._ssm_clients[region] = self._new_ssm_client(region)
+            return self._ssm_clients[region]
+
+    def _new_ssm_client(self, region: str | None) -> Any:
+        """The SSM client, built as the Secrets Manager one is: same session, Region and configuration.
+
+        Its endpoint is ``ssm_endpoint_url=``, else the Secrets Manager endpoint when that is not AWS's
+        own (a local emulator serves both), else boto3's (which honours ``AWS_ENDPOINT_URL_SSM``).
+        """
+        _redact.install()
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session()
+        config = _default_config()
+        if self._config is not None:
+            config = config.merge(self._config)
+        primary = self._clients.get(None)
+        if primary is not None:
+            config = config.merge(primary.meta.config)
+        endpoint_url = self._ssm_endpoint_url
+        if endpoint_url is None:
+            endpoint_url = _custom_url(self._endpoint_url) if self._endpoint_url is not None \
+                else _custom_endpoint(primary)
+        if region is None:
+            region = self._region_name or getattr(getattr(primary, "meta", None), "region_name", None)
+        return self._session.client("ssm", region_name=region, endpoint_url=endpoint_url, config=config)
+
     def _primary_region(self) -> str | None:
         if self._region_name is not None:
             return self._region_name
@@ -244,19 +301,19 @@ class AwsBackend:
         return region
 
     def _call(
-        self, secret_id: str | None, ids: Sequence[str], call: Callable[[SecretsManagerClient, list[str]], _T],
-        home: str | None = None,
+        self, secret_id: str | None, ids: Sequence[str], call: Callable[[Any, list[str]], _T],
+        home: str | None = None, *, ssm: bool = False,
     ) -> _T:
         """Run ``call(client, ids)`` in ``home`` (None: the primary Region), then in each failover Region on
-        transient errors.
+        transient errors (Parameter Store reads, ``ssm=True``, do not fail over: parameters have no replicas).
 
         ``ids`` are rewritten for each failover Region; ``secret_id`` names the secret in error messages.
         """
-        regions: list[str | None] = [home, *(r for r in self.failover_regions if r != home)]
+        regions: list[str | None] = [home] if ssm else [home, *(r for r in self.failover_regions if r != home)]
         for attempt, region in enumerate(regions):
             last = attempt == len(regions) - 1
             try:
-                client = self.client_for(region)
+                client = self.ssm_client_for(region) if ssm else self.client_for(region)
                 return call(client, [_in_region(i, region) if attempt and region else i for i in ids])
             except SecretCacheError as e:  # already typed (e.g. a malformed answer)
                 if not isinstance(e, SecretUnavailableError) or last:
@@ -285,7 +342,13 @@ class AwsBackend:
     def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> SecretValue:
-        """One GetSecretValue call (failing over to replicas on transient errors)."""
+        """One GetSecretValue call (failing over to replicas on transient errors); for a parameter, one
+        GetParameter call (decrypted, with the version or label as SSM's selector)."""
+        if is_parameter(secret_id):
+            return self._call(secret_id, [secret_id],
+                              lambda client, ids: _ssm.get_parameter(client, ids[0], version_id, version_stage),
+                              self._parameter_home(secret_id), ssm=True)
+
         def call(client: SecretsManagerClient, ids: list[str]) -> SecretValue:
             request: GetSecretValueRequestTypeDef = {"SecretId": ids[0]}
             if version_id is not None:
@@ -295,6 +358,19 @@ class AwsBackend:
             return _to_value(client.get_secret_value(**request), secret_id)
 
         return self._call(secret_id, [secret_id], call, self._home_of(secret_id))
+
+    def _parameter_home(self, secret_id: str) -> str | None:
+        region = parameter_region(secret_id)
+        if region is None or region == self._region_name:
+            return None
+        primary = self.ssm_client_for(None)
+        return None if region == getattr(getattr(primary, "meta", None), "region_name", None) else region
+
+    def get_parameters_by_path(self, path: str, *, recursive: bool = True) -> list[SecretValue]:
+        """Every parameter under ``path`` (``ssm:/app/prod/``): GetParametersByPath, decrypted, all pages."""
+        hierarchy = path[len("ssm:"):]
+        return self._call(path, [path], lambda client, ids: _ssm.get_parameters_by_path(
+            client, path, hierarchy, recursive), ssm=True)
 
     def _home_of(self, secret_id: str) -> str | None:
         # Only an ARN needs the primary Region looked up (which may build the primary client).
@@ -311,8 +387,23 @@ class AwsBackend:
         values: list[SecretValue] = []
         errors: dict[str, SecretCacheError] = {}
         by_region: dict[str | None, list[str]] = {}
+        parameters: dict[str | None, list[str]] = {}
         for secret_id in dict.fromkeys(secret_ids):  # ARNs of other Regions are asked there
-            by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
+            if not is_parameter(secret_id):
+                by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
+            elif REFERENCE_PATH in secret_id:  # only a single read reports the referenced secret's version
+                try:
+                    values.append(self.get_secret_value(secret_id))
+                except SecretCacheError as e:
+                    errors[secret_id] = e
+            else:
+                parameters.setdefault(self._parameter_home(secret_id), []).append(secret_id)
+        for home, names in parameters.items():
+            # GetParameters, 10 names per call; a name SSM reports invalid fails alone.
+            found, failed = self._call(None, names, lambda client, ids: _ssm.get_parameters(client, ids), home,
+                                       ssm=True)
+            values += found
+            errors.update(failed)
         for home, unique in by_region.items():
             for start in range(0, len(unique), BATCH_LIMIT):
                 chunk = unique[start:start + BATCH_LIMIT]
