@@ -20,15 +20,42 @@ from ..errors import SecretCacheError, SecretNotFoundError, SecretUnavailableErr
 from ..model import SecretValue, value_from_answer
 from ..parameters import MAX_BATCH, REFERENCE_PATH, api_name, parameter_name, selector
 
-__all__ = ["get_parameter", "get_parameters", "get_parameters_by_path"]
+__all__ = ["get_parameter", "get_parameters", "get_parameters_by_path", "to_value"]
 
 PAGE_SIZE = 10
 """GetParametersByPath returns at most 10 parameters per page."""
 
 
-def _malformed(secret_id: str, problem: str) -> SecretUnavailableError:
-    return SecretUnavailableError(f"Parameter Store sent a malformed answer for secret {secret_id!r}: {problem}",
+def _malformed(secret_id: str, problem: str, sender: str = "Parameter Store") -> SecretUnavailableError:
+    return SecretUnavailableError(f"{sender} sent a malformed answer for secret {secret_id!r}: {problem}",
                                   secret_id=secret_id)
+
+
+class ParameterValue(SecretValue):
+    """A parameter's :class:`SecretValue`, which also knows its ``Type`` (String, StringList, SecureString)
+    and ``DataType``, so ``secretcache serve`` can answer with the extension's exact body."""
+
+    __slots__ = ("data_type", "parameter_type")
+    parameter_type: str | None
+    data_type: str | None
+
+    @classmethod
+    def of(cls, value: SecretValue, parameter_type: object, data_type: object) -> ParameterValue:
+        """``value`` with the parameter's types (its fields shared, not copied)."""
+        made = cls.__new__(cls)
+        for slot in SecretValue.__slots__:
+            object.__setattr__(made, slot, getattr(value, slot))
+        object.__setattr__(made, "parameter_type", parameter_type if isinstance(parameter_type, str) else None)
+        object.__setattr__(made, "data_type", data_type if isinstance(data_type, str) else None)
+        return made
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        plain = SecretValue.__reduce__(self)
+        return (_rebuild, (plain[1], self.parameter_type, self.data_type))
+
+
+def _rebuild(fields: tuple[Any, ...], parameter_type: str | None, data_type: str | None) -> ParameterValue:
+    return ParameterValue.of(SecretValue(*fields), parameter_type, data_type)
 
 
 def _reference_version(source: object, label: str | None) -> tuple[str | None, tuple[str, ...]]:
@@ -68,16 +95,21 @@ def _answer(parameter: Any, secret_id: str, label: str | None) -> SecretValue | 
         stages = source_stages or stages
     elif isinstance(version, int) and not isinstance(version, bool):
         version = str(version)
-    return value_from_answer(name, parameter.get("ARN"), version, stages, value, None,
+    made = value_from_answer(name, parameter.get("ARN"), version, stages, value, None,
                              parameter.get("LastModifiedDate"))
+    if isinstance(made, str):
+        return made
+    return ParameterValue.of(made, parameter.get("Type"), parameter.get("DataType"))
 
 
-def _to_value(parameter: Any, secret_id: str, label: str | None) -> SecretValue:
+def to_value(parameter: Any, secret_id: str, label: str | None, sender: str = "Parameter Store") -> SecretValue:
+    """A SecretValue from one ``Parameter`` of an answer; a malformed one raises the transient
+    SecretUnavailableError (the answer dropped first)."""
     outcome = _answer(parameter, secret_id, label)
     del parameter
     if isinstance(outcome, SecretValue):
         return outcome
-    raise _malformed(secret_id, outcome)
+    raise _malformed(secret_id, outcome, sender)
 
 
 def get_parameter(client: Any, secret_id: str, version_id: str | None, version_stage: str | None) -> SecretValue:
@@ -88,7 +120,7 @@ def get_parameter(client: Any, secret_id: str, version_id: str | None, version_s
     parameter = response.get("Parameter") if isinstance(response, Mapping) else None
     del response
     label = chosen if version_id is None else None
-    return _to_value(parameter, secret_id, label)
+    return to_value(parameter, secret_id, label)
 
 
 def get_parameters(client: Any, secret_ids: Sequence[str]) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:

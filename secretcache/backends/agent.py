@@ -1,7 +1,8 @@
 """AgentBackend: the AWS Secrets Manager Agent / Parameters and Secrets Lambda Extension HTTP API.
 
 ``GET /secretsmanager/get?secretId=...&versionStage=...&versionId=...`` on the local agent, with the
-SSRF token in ``X-Aws-Parameters-Secrets-Token``. Standard library only (``http.client``), so using the
+SSRF token in ``X-Aws-Parameters-Secrets-Token``; parameters (``ssm:NAME``, parameter ARNs) through the
+Lambda extension's ``GET /systemsmanager/parameters/get?name=...&withDecryption=true``. Standard library only (``http.client``), so using the
 agent costs no dependency and no boto3 import.
 """
 
@@ -20,7 +21,8 @@ from urllib.parse import urlencode, urlsplit
 
 from ..errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError, error_for_code
 from ..model import SecretValue, value_from_answer
-from . import _fork
+from ..parameters import api_name, is_parameter, selector
+from . import _fork, _ssm
 
 __all__ = ["TOKEN_ENV_VARS", "AgentBackend"]
 
@@ -114,6 +116,7 @@ class AgentBackend:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._path = parts.path.rstrip("/") + "/secretsmanager/get"
+        self._parameters_path = parts.path.rstrip("/") + "/systemsmanager/parameters/get"
         self._explicit_token = token
         self._token: str | None = token
         self._lock = threading.Lock()
@@ -157,11 +160,11 @@ class AgentBackend:
 
     # -- HTTP -------------------------------------------------------------------------------------
 
-    def _request(self, query: Mapping[str, str], token: str) -> tuple[int, str, bytes]:
+    def _request(self, query: Mapping[str, str], token: str, path: str | None = None) -> tuple[int, str, bytes]:
         conn_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         conn = conn_class(self._host, self._port, timeout=self.timeout)
         try:
-            conn.request("GET", f"{self._path}?{urlencode(query)}", headers={TOKEN_HEADER: token})
+            conn.request("GET", f"{path or self._path}?{urlencode(query)}", headers={TOKEN_HEADER: token})
             response = conn.getresponse()
             return response.status, response.reason, response.read()
         finally:
@@ -183,21 +186,30 @@ class AgentBackend:
 
     def _get(self, secret_id: str, version_id: str | None, version_stage: str | None, *,
              refresh_now: bool) -> SecretValue:
-        query = {"secretId": secret_id}
-        if version_id is not None:
-            query["versionId"] = version_id
-        if version_stage is not None:
-            query["versionStage"] = version_stage
-        if refresh_now:
-            query["refreshNow"] = "true"
+        path = None
+        if is_parameter(secret_id):
+            # The extension's parameters endpoint (it has no refreshNow: a forced read of a parameter may
+            # be answered from the agent's cache).
+            path, query = self._parameters_path, {"name": api_name(secret_id), "withDecryption": "true"}
+            chosen = selector(secret_id, version_id, version_stage)
+            if chosen is not None:
+                query["version" if version_id is not None else "label"] = chosen
+        else:
+            query = {"secretId": secret_id}
+            if version_id is not None:
+                query["versionId"] = version_id
+            if version_stage is not None:
+                query["versionStage"] = version_stage
+            if refresh_now:
+                query["refreshNow"] = "true"
         token = self._current_token()
         try:
-            status, reason, body = self._request(query, token)
+            status, reason, body = self._request(query, token, path)
             if status == 403 and self._explicit_token is None:
                 fresh = self._read_token()
                 if fresh != token:
                     self._token = fresh
-                    status, reason, body = self._request(query, fresh)
+                    status, reason, body = self._request(query, fresh, path)
         except (OSError, http.client.HTTPException) as e:  # refused, reset, timeout, bad status line
             raise SecretUnavailableError(
                 f"Secrets Manager Agent at {self.endpoint} unreachable reading secret {secret_id!r} "
@@ -205,6 +217,8 @@ class AgentBackend:
             ) from e
         if status == 200:
             try:
+                if path is not None:
+                    return self._parameter_value(body, secret_id, version_id, version_stage)
                 return self._to_value(body, secret_id)
             finally:
                 del body  # a failed parse must not leave the answer in the traceback's frames
@@ -237,6 +251,22 @@ class AgentBackend:
             return outcome
         raise SecretUnavailableError(f"Secrets Manager Agent sent a malformed answer for secret {secret_id!r}: "
                                      f"{outcome}", secret_id=secret_id)
+
+    def _parameter_value(self, body: bytes, secret_id: str, version_id: str | None,
+                         version_stage: str | None) -> SecretValue:
+        """The value of the parameters endpoint's 200 answer (``{"Parameter": {...}}``, GetParameter's
+        shape); a malformed one is transient, raised once the body is dropped."""
+        try:
+            doc: Any = json.loads(body)
+        except (ValueError, RecursionError):
+            doc = None
+        del body
+        parameter = doc.get("Parameter") if isinstance(doc, dict) else None
+        del doc
+        if isinstance(parameter, dict):
+            parameter["LastModifiedDate"] = _parse_date(parameter.get("LastModifiedDate"))
+        chosen = selector(secret_id, version_id, version_stage)
+        return _ssm.to_value(parameter, secret_id, chosen if version_id is None else None, "the agent")
 
     def batch_get_secret_values(
         self, secret_ids: Sequence[str]
