@@ -5,7 +5,10 @@ Two ways to name a field's secret:
 - per field: ``api_key: str = Field(json_schema_extra={"secret": "prod/api#key"})`` (any reference form:
   a secret id, ``id#json-key``, an ECS ``valueFrom`` ARN, a ``{{resolve:...}}`` reference);
 - per model: ``model_config = SettingsConfigDict(secretcache_secret_id="prod/app")``: each field takes the
-  same-named key (or its alias) of that JSON secret, when the secret has it.
+  same-named key (or its alias) of that JSON secret, when the secret has it;
+- per model, from Parameter Store: ``SettingsConfigDict(secretcache_parameter_path="/app/prod/")``: each
+  field takes the parameter named by the path and the field's name (or alias), ``/`` nesting into
+  sub-models (``/app/prod/db/host`` fills ``db.host``), from one cached GetParametersByPath walk.
 
 All the secrets a model names are fetched together (BatchGetSecretValue, 20 per call) through a
 :class:`~secretcache.SecretCache` (the module-level default unless ``cache=`` is given), so building the
@@ -44,6 +47,9 @@ __all__ = ["SecretsSettingsSource"]
 CONFIG_KEY = "secretcache_secret_id"
 """The ``model_config`` key naming a JSON secret whose keys fill same-named fields."""
 
+PATH_KEY = "secretcache_parameter_path"
+"""The ``model_config`` key naming a Parameter Store hierarchy whose parameters fill same-named fields."""
+
 _MISSING = object()
 
 
@@ -80,11 +86,20 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             kind = type(model_secret).__name__
             raise SettingsError(f"{CONFIG_KEY} must be a secret id (a non-empty str), got {kind}")
         self._model_secret: str | None = model_secret
+        path = cast("Mapping[str, Any]", self.config).get(PATH_KEY)
+        if path is not None:
+            text = path[len("ssm:"):] if isinstance(path, str) and path.startswith("ssm:") else path
+            if not isinstance(text, str) or not text.startswith("/"):
+                raise SettingsError(f"{PATH_KEY} must be a Parameter Store path starting with / "
+                                    f"(e.g. '/app/prod/'), got {str(path)[:200]!r}")
+            path = text.rstrip("/") + "/"
+        self._parameter_path: str | None = path
         self._wanted = self._plan()
         self._values: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
-        return f"SecretsSettingsSource({self.settings_cls.__name__}, secret_id={self._model_secret!r})"
+        return (f"SecretsSettingsSource({self.settings_cls.__name__}, secret_id={self._model_secret!r}, "
+                f"parameter_path={self._parameter_path!r})")
 
     def _plan(self) -> list[_Wanted]:
         wanted: list[_Wanted] = []
@@ -112,6 +127,9 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             if wanted.field == field_name:
                 value = self._load().get(wanted.key)
                 return value, wanted.key, self.field_is_complex(field)
+        if self._parameter_path is not None:
+            key = _output_key(field_name, field)
+            return self._load().get(key), key, self.field_is_complex(field)
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
@@ -125,17 +143,23 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
         return self._values
 
     def _fetch(self) -> dict[str, Any]:
-        if not self._wanted:
+        if not self._wanted and self._parameter_path is None:
             return {}
         from ._default import default_cache
 
         cache = self._cache if self._cache is not None else default_cache()
+        if self._parameter_path is not None:
+            from_path = self._from_path(cache, self._parameter_path)
+            if not self._wanted:
+                return from_path
+        else:
+            from_path = {}
         batch = [w.ref.secret_id for w in self._wanted if w.ref is not None and _current(w.ref)]
         if self._model_secret is not None:
             batch.append(self._model_secret)
         got = cache.get_many(list(dict.fromkeys(batch)), raise_on_error=False)  # one batch for the lot
         fields = self.settings_cls.model_fields
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = from_path  # secrets named for a field win over the path's parameters
         error: SettingsError | None = None
         for wanted in self._wanted:
             secret_id = wanted.ref.secret_id if wanted.ref is not None else self._model_secret
@@ -163,6 +187,50 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             del values, got
             found = value = None
             raise error
+        return values
+
+    def _from_path(self, cache: SecretCache, path: str) -> dict[str, Any]:
+        """The model's fields from the parameters under ``path``: one cached GetParametersByPath walk.
+
+        A parameter's name after the path, split on ``/``, nests: ``db/host`` is ``{"db": {"host": ...}}``,
+        which pydantic validates into a sub-model (or a dict field). A top-level field of a complex type
+        (list, dict, a sub-model) given as one parameter holding JSON is decoded, as an environment
+        variable would be.
+        """
+        try:
+            listing = cache.get_path("ssm:" + path, recursive=True)
+        except SecretCacheError as e:
+            error = SettingsError(f"{PATH_KEY} {path!r}: {e}")
+            error.__cause__ = e
+            raise error from e
+        tree: dict[str, Any] = {}
+        for value in listing.values():
+            parts = value.name[len(path):].split("/")
+            node = tree
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):  # both /a and /a/b exist: the deeper one cannot nest
+                    break
+                node = child
+            else:
+                node[parts[-1]] = value.secret_string
+        del listing
+        values: dict[str, Any] = {}
+        found: Any = None
+        try:
+            for name, field in self.settings_cls.model_fields.items():
+                key = _output_key(name, field)
+                found = tree.get(key, tree.get(name, _MISSING))
+                if found is _MISSING:
+                    continue
+                if isinstance(found, str) and self.field_is_complex(field):
+                    found = _decode(found, name, "ssm:" + path + key)
+                values[key] = found
+        except BaseException:
+            tree.clear()  # no value stays reachable from this frame's traceback
+            values.clear()
+            found = None
+            raise
         return values
 
     def _value_of(self, wanted: _Wanted, value: SecretValue) -> Any:

@@ -391,7 +391,9 @@ class AwsBackend:
         for secret_id in dict.fromkeys(secret_ids):  # ARNs of other Regions are asked there
             if not is_parameter(secret_id):
                 by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
-            elif REFERENCE_PATH in secret_id:  # only a single read reports the referenced secret's version
+            elif REFERENCE_PATH in secret_id or secret_id.startswith("arn:"):
+                # Read alone: only a single read reports a referenced secret's version, and an ARN (maybe
+                # another account's shared parameter) is not in every GetParameters implementation's reach.
                 try:
                     values.append(self.get_secret_value(secret_id))
                 except SecretCacheError as e:
