@@ -70,8 +70,10 @@ Run COMMAND with secrets resolved into its environment.
 The environment COMMAND gets is this one, plus the variables of each --env-file (in order, later
 files win), plus each --env (which win over files). Values that hold a reference are resolved:
 an ECS valueFrom ARN (arn:aws:secretsmanager:... or arn:aws:ssm:...:parameter/...) or
-{{resolve:secretsmanager|ssm|ssm-secure:...}}, also inside a longer value. Other values pass through untouched. An --env value is always a reference, in any form
-(prod/db#password too). All referenced secrets are fetched together (BatchGetSecretValue).
+{{resolve:secretsmanager|ssm|ssm-secure:...}}, also inside a longer value. Other values pass through
+untouched (a bare ssm:NAME value too). An --env value is always a reference, in any form
+(prod/db#password, ssm:/app/db-url too). All referenced secrets are fetched together
+(BatchGetSecretValue; GetParameters for parameters).
 
 If any reference cannot be resolved, COMMAND is not started: exit 1, and the message names the
 variable and the reference (never a value). COMMAND's stdin, stdout and stderr are this process's;

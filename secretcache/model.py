@@ -399,7 +399,10 @@ def _parameter_ref(reference: str, secret_id: str, select: str, key: str | None)
     validate_parameter_id(secret_id, reference=reference)
     version = select if select.isdigit() else None
     label = None if select.isdigit() or not select else select
-    check_selector(secret_id, version, label)
+    try:
+        check_selector(secret_id, version, label)
+    except InvalidReferenceError as e:
+        raise _bad(reference, str(e)) from None
     return SecretRef(secret_id, key, label, version)
 
 

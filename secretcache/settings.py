@@ -184,7 +184,8 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             values[wanted.key] = found
         if error is not None:
             # Raised with no value left in this frame's locals (a traceback with locals shows them).
-            del values, got
+            values.clear()  # (the same dict as from_path)
+            del values, got, from_path
             found = value = None
             raise error
         return values
@@ -254,5 +255,8 @@ def _decode(text: str, field: str, secret_id: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        # From None: the decode error's .doc is the secret text.
-        raise SettingsError(f'field "{field}": secret {secret_id!r}: the value is not valid JSON') from None
+        pass
+    # Raised outside the except block and with the text dropped: the decode error's .doc, and this
+    # frame's locals in a traceback, would both hold the secret text.
+    del text
+    raise SettingsError(f'field "{field}": secret {secret_id!r}: the value is not valid JSON')

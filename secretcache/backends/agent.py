@@ -2,8 +2,8 @@
 
 ``GET /secretsmanager/get?secretId=...&versionStage=...&versionId=...`` on the local agent, with the
 SSRF token in ``X-Aws-Parameters-Secrets-Token``; parameters (``ssm:NAME``, parameter ARNs) through the
-Lambda extension's ``GET /systemsmanager/parameters/get?name=...&withDecryption=true``. Standard library only (``http.client``), so using the
-agent costs no dependency and no boto3 import.
+Lambda extension's ``GET /systemsmanager/parameters/get?name=...&withDecryption=true``. Standard library
+only (``http.client``), so using the agent costs no dependency and no boto3 import.
 """
 
 from __future__ import annotations

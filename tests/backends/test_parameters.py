@@ -103,7 +103,8 @@ def test_a_secure_string_is_read_decrypted_as_a_secret_value(ssm: Any) -> None:
     assert got.arn == f"arn:aws:ssm:{REGION}:123456789012:parameter/app/db-url"
     assert got.version_id == "1"
     assert got.secret_string == value
-    assert CANARY not in repr(got) and CANARY not in str(got)
+    assert CANARY not in repr(got)
+    assert CANARY not in str(got)
 
 
 def test_plain_names_string_lists_json_keys_and_parameter_arns(ssm: Any) -> None:
@@ -145,7 +146,7 @@ def test_versions_and_labels_are_ssm_selectors(ssm: Any) -> None:
 
 
 def test_the_reference_path_returns_the_secrets_value_and_version(aws: tuple[Any, Any]) -> None:
-    ssm, sm = aws
+    _ssm, sm = aws
     value = canary_value("referenced")
     sm.create_secret(Name="prod/db", SecretString=value)
     expected = sm.get_secret_value(SecretId="prod/db")
@@ -349,7 +350,8 @@ def test_get_path_reads_every_page_once_per_ttl_and_caches_the_parameters(ssm: A
         for i in range(25):
             assert cache.get(f"ssm:/svc/prod/p{i:02}").startswith(CANARY)
         assert cache.get_path("ssm:/svc/prod/") == listing
-        assert single == [] and len(pages) == 3
+        assert single == []
+        assert len(pages) == 3
         assert cache.stats.hits == hits + 26
         clock.now += 61  # past ttl: one background walk, the cached listing served meanwhile
         assert cache.get_path("ssm:/svc/prod/") == listing

@@ -103,7 +103,8 @@ def test_the_same_token_rules_apply(served: Serve, ssm: Any) -> None:
     assert get(served, f"name={param}", token=None)[0] == 403
     assert get(served, f"name={param}", token="wrong")[0] == 403
     status, body = get(served, f"name={param}", headers={"X-Forwarded-For": "10.0.0.1"})
-    assert status == 400 and CANARY not in str(body)
+    assert status == 400
+    assert CANARY not in str(body)
     assert get(served, f"name={param}", method="POST")[0] == 405
     assert get(served, f"name={param}", headers={"X-Vault-Token": TOKEN}, token=None)[0] == 200
 
@@ -139,9 +140,11 @@ def test_agent_backend_reads_ssm_ids_through_serve(served: Serve, ssm: Any) -> N
     with SecretCache(AgentBackend(served.url, token=TOKEN)) as cache:
         assert cache.get(f"ssm:{param}#password") == "newer"
         first = cache.get_secret_value(f"ssm:{param}", version_id="1")
-        assert first.json() == {"password": value} and first.version_id == "1"
+        assert first.json() == {"password": value}
+        assert first.version_id == "1"
         blue = cache.get_secret_value(f"ssm:{param}", version_stage="blue")
-        assert "blue" in blue.version_stages and blue.version_id == "1"
+        assert "blue" in blue.version_stages
+        assert blue.version_id == "1"
         assert blue.name == param
         assert CANARY not in repr(blue)
         with pytest.raises(SecretNotFoundError) as missing:
@@ -182,9 +185,12 @@ def test_secretcache_get_reads_parameters_and_their_json_keys(moto_url: str, ssm
     got = command(moto_url, "get", f"ssm:{param}#key")
     assert (got.returncode, got.stdout, got.stderr) == (0, value + "\n", "")
     got = command(moto_url, "get", f"ssm:{param}", "--version-id", "1")
-    assert got.returncode == 0 and json.loads(got.stdout) == {"key": value}
+    assert got.returncode == 0
+    assert json.loads(got.stdout) == {"key": value}
     missing = command(moto_url, "get", f"ssm:{name()}")
-    assert missing.returncode == 1 and "ParameterNotFound" in missing.stderr and CANARY not in missing.stderr
+    assert missing.returncode == 1
+    assert "ParameterNotFound" in missing.stderr
+    assert CANARY not in missing.stderr
 
 
 def test_secretcache_run_puts_parameters_in_the_environment(moto_url: str, ssm: Any) -> None:
