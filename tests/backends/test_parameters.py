@@ -447,3 +447,45 @@ def test_no_parameter_value_in_any_log_record_repr_or_error(ssm: Any) -> None:
     assert any("GetParameter" in r or "ssm" in r for r in records)  # the wire was logged, redacted
     for text in [*records, *shown]:
         assert CANARY not in text
+
+
+# -- the Lambda helper and fork -------------------------------------------------------------------------
+
+def test_with_secrets_prefetches_parameters_with_one_get_parameters_call(aws: tuple[Any, Any]) -> None:
+    from secretcache.aws_lambda import lambda_config, with_secrets
+
+    ssm, sm = aws
+    ssm.put_parameter(Name="/fn/url", Value="https://example", Type="String")
+    ssm.put_parameter(Name="/fn/db", Value=json.dumps({"password": "pw"}), Type="SecureString")
+    sm.create_secret(Name="fn/key", SecretString="k")
+    b = backend()
+    batch = ssm_calls(b, "GetParameters")
+    single = ssm_calls(b, "GetParameter")
+    cache = SecretCache(b, config=lambda_config())
+
+    @with_secrets(cache=cache, url="ssm:/fn/url", password="ssm:/fn/db#password", key="fn/key")
+    def handler(event: Any, context: Any, *, url: str, password: str, key: str) -> str:
+        return f"{url} {password} {key}"
+
+    assert len(batch) == 1  # at import time (the init phase)
+    assert handler({}, None) == "https://example pw k"
+    assert handler({}, None) == "https://example pw k"
+    assert (len(batch), len(single)) == (1, 0)
+    cache.close()
+
+
+def test_a_forked_child_builds_its_own_ssm_client_and_reads(ssm: Any) -> None:
+    from tests.backends.test_backend_fork import in_child
+
+    ssm.put_parameter(Name="/fork/a", Value="a", Type="String")
+    b = backend()
+    parent_client = b.ssm_client_for(None)
+    with SecretCache(b) as cache:
+        assert cache.get("ssm:/fork/a") == "a"
+
+        def check() -> dict[str, Any]:
+            return {"own_client": b.ssm_client_for(None) is not parent_client,
+                    "cached": cache.peek("ssm:/fork/a") is not None,
+                    "read": b.get_secret_value("ssm:/fork/a").secret_string}
+
+        assert in_child(check) == {"own_client": True, "cached": True, "read": "a"}
