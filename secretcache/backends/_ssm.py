@@ -119,8 +119,10 @@ def get_parameter(client: Any, secret_id: str, version_id: str | None, version_s
     response = client.get_parameter(Name=name, WithDecryption=True)
     parameter = response.get("Parameter") if isinstance(response, Mapping) else None
     del response
-    label = chosen if version_id is None else None
-    return to_value(parameter, secret_id, label)
+    try:
+        return to_value(parameter, secret_id, chosen if version_id is None else None)
+    finally:
+        del parameter  # a malformed answer raises: this frame must not hold it in the traceback
 
 
 def get_parameters(client: Any, secret_ids: Sequence[str]) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:

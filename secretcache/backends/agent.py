@@ -266,7 +266,10 @@ class AgentBackend:
         if isinstance(parameter, dict):
             parameter["LastModifiedDate"] = _parse_date(parameter.get("LastModifiedDate"))
         chosen = selector(secret_id, version_id, version_stage)
-        return _ssm.to_value(parameter, secret_id, chosen if version_id is None else None, "the agent")
+        try:
+            return _ssm.to_value(parameter, secret_id, chosen if version_id is None else None, "the agent")
+        finally:
+            del parameter  # a malformed answer raises: this frame must not hold it in the traceback
 
     def batch_get_secret_values(
         self, secret_ids: Sequence[str]
