@@ -1,7 +1,7 @@
 """SecretValue (one immutable version of a secret) and SecretRef (the reference forms we accept).
 
-Size: the value type and the four reference grammars it is read by (~440 lines); they share the
-bounded quoting of ids and keys in messages, so they stay together.
+Size: the value type and the reference grammars it is read by (~500 lines, the parameter forms
+included); they share the bounded quoting of ids and keys in messages, so they stay together.
 
 Reference forms:
 

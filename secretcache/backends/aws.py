@@ -1,6 +1,9 @@
 """AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover;
 Parameter Store reads (``ssm:NAME``, parameter ARNs) through an SSM client built beside it (:mod:`._ssm`).
 
+Size: one backend's two services share its session, configuration, Regions, fork handling and error
+mapping (~490 lines); the parameter answers are parsed in :mod:`._ssm`.
+
 boto3 is imported on the first fetch, not when the backend is built, so an ``AwsBackend`` can sit in
 a module-level default cache for free. Every botocore failure becomes one of the errors of
 :mod:`secretcache.errors`, chained to the original (``raise ... from e``).
@@ -139,6 +142,11 @@ class AwsBackend:
     reused). Permanent errors (4xx) never fail over. Clients for other Regions use each Region's
     standard endpoint, unless the backend has a custom one (``endpoint_url=``, or a given ``client=``
     whose endpoint is not AWS's): that endpoint serves every Region (a local emulator, a proxy).
+
+    Parameters (``ssm:NAME``, ``arn:aws:ssm:...:parameter/NAME``) are read from Parameter Store by an
+    ``ssm`` client built beside the Secrets Manager one (:meth:`ssm_client_for`), or ``ssm_client=`` as
+    given; its endpoint is ``ssm_endpoint_url=``, else a custom ``endpoint_url`` (an emulator serves both),
+    else boto3's. Every read decrypts; parameters do not fail over (they have no replicas).
     """
 
     _advice: ClassVar[Advice] = LIBRARY_ADVICE  # what a configuration error tells its reader to change
