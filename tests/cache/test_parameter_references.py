@@ -129,3 +129,13 @@ def test_serves_parameter_route_maps_a_missing_parameter_to_parameter_not_found(
         assert json.loads(missing.body)["__type"] == "ParameterNotFound"
         with pytest.raises(SecretNotFoundError):
             cache.get("ssm:/app/missing")
+
+
+def test_get_path_on_a_backend_that_cannot_list_says_so(memory: InMemoryBackend) -> None:
+    from secretcache.errors import SecretCacheError
+
+    with SecretCache(memory) as cache:
+        with pytest.raises(SecretCacheError) as e:
+            cache.get_path("ssm:/app/")
+        assert "cannot list a Parameter Store path" in str(e.value)
+        assert e.value.secret_id == "ssm:/app/"
