@@ -75,7 +75,7 @@ def names_secret(secret_id: str, value: SecretValue) -> bool:
     if value.name == secret_id:
         return True
     if is_parameter(secret_id):
-        return names_parameter(secret_id, value)
+        return names_parameter(secret_id, value.name)
     if not secret_id.startswith("arn:"):
         return value.name == secret_id
     arn = value.arn

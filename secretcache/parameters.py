@@ -16,18 +16,17 @@ Loaded with ``import secretcache`` (the reference grammar uses it): ``re`` only.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
 from .errors import InvalidReferenceError
 
-if TYPE_CHECKING:
-    from .model import SecretValue
-
 __all__ = [
+    "LATEST_STAGE",
+    "MAX_BATCH",
     "PREFIX",
     "REFERENCE_PATH",
     "api_name",
+    "check_selector",
     "is_parameter",
+    "names_parameter",
     "parameter_name",
     "region_of",
     "selector",
@@ -146,6 +145,6 @@ def check_selector(secret_id: str, version_id: str | None, version_stage: str | 
             secret_id=secret_id)
 
 
-def names_parameter(secret_id: str, value: SecretValue) -> bool:
-    """Whether ``value`` is an answer for the parameter ``secret_id`` (compared by name)."""
-    return value.name == parameter_name(secret_id)
+def names_parameter(secret_id: str, name: str) -> bool:
+    """Whether an answer named ``name`` is for the parameter ``secret_id``."""
+    return name == parameter_name(secret_id)
