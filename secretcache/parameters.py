@@ -16,6 +16,7 @@ Loaded with ``import secretcache`` (the reference grammar uses it): ``re`` only.
 from __future__ import annotations
 
 import re
+
 from .errors import InvalidReferenceError
 
 __all__ = [
