@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
+nox.needs_version = ">=2025.2.9"  # nox.project.dependency_groups (PEP 735 groups, with any pip)
 nox.options.sessions = ["ci"]
 nox.options.reuse_existing_virtualenvs = True
 # A Python the matrix names and the machine lacks fails the run; it is never skipped.
@@ -15,28 +18,43 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 OLDEST, NEWEST = PYTHONS[0], PYTHONS[-1]
 PYTHON = "3.11"  # the current one: lint, typecheck, tests, demo, bench, soak
 PACKAGE = "secretcache"
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # What `nox -s ci` runs. `.ci/run` runs the same sessions in these two lanes side by side (2 cores): the
 # sessions that use the servers one after the other (they share MariaDB and Redis): the whole suite on the
 # oldest Python, the integration tests on the newest, then the newest's unit suite; beside them lint and the
 # unit suite on the Pythons in between. Every Python runs the unit suite; the oldest and the newest the
 # integration tests. Measured on 2 cores (2026-12-03): suite-3.10 16 min, integration-3.13 6 min, a unit
-# suite 8-10 min beside the other lane and 5 min alone, lint 2 min: about 28 and 21 minutes.
+# suite 8-10 min beside the other lane and 5 min alone, lint 2 min: about 28 and 21 minutes. The unit lane also
+# builds the docs site (`docs`: 150 s from a fresh virtualenv with the machine at load 14, the build itself 11 s)
+# and runs the newcomer's demo from fresh virtualenvs on the oldest and the newest Python (`demo_any_python`: 70 s,
+# pip's cache warm; 2026-12-07): about 25 minutes.
 CI_LANES = {
     "servers": [f"suite-{OLDEST}", f"integration-{NEWEST}", f"unit-{NEWEST}"],
-    "unit": ["lint", *(f"unit-{p}" for p in PYTHONS if p not in (OLDEST, NEWEST))],
+    "unit": ["lint", "docs", *(f"unit-{p}" for p in PYTHONS if p not in (OLDEST, NEWEST)), "demo_any_python"],
 }
 CI_SESSIONS = [session for lane in CI_LANES.values() for session in lane]
 
 
-def _install(session: nox.Session, extras: str = "dev") -> None:
-    # A regular (non-editable) install: tests and import-time figures see the package as users do.
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# Every extra a test imports (mysqlclient compiles: CI installs libmariadb-dev, .ci/run).
+TEST_EXTRAS = "all,serve,mysqlclient"
+
+
+def _install(session: nox.Session, extras: str = TEST_EXTRAS, groups: tuple[str, ...] = ("dev",)) -> None:
+    """A regular (non-editable) install, so tests and import-time figures see the package as users do, plus
+    the development dependency groups (PEP 735) of pyproject.toml. The groups are read by nox, not by pip
+    (`pip install --group` needs pip >= 25.1), so any pip on a fresh machine installs them."""
     session.install("--upgrade", "pip")
-    session.install(f".[{extras}]", "--upgrade-strategy", "only-if-needed")
+    requirements = [r for group in groups for r in nox.project.dependency_groups(PYPROJECT, group)]
+    session.install(f".[{extras}]" if extras else ".", *requirements, "--upgrade-strategy", "only-if-needed")
 
 
 def _lint(session: nox.Session) -> None:
     session.run("ruff", "check", PACKAGE, "tests", "bench", "devtools", "examples", "tools", "noxfile.py")
+    # The house: no cycle and no upward arrow, counting lazy and type-only imports (docs/architecture.md).
+    session.run("python", "tools/import_graph.py")
+    session.run("python", "tools/import_graph.py", "--package", "bench", "--imports-only")
     session.run("mypy", "-p", PACKAGE)
     session.run("bandit", "-q", "-r", PACKAGE, "-c", "pyproject.toml")
     _audit(session)
@@ -119,11 +137,44 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "-p", PACKAGE)
 
 
-@nox.session(python=PYTHON)
+# python=None: the demo runs on whatever Python runs nox (any the package supports, 3.10+), so the README's
+# first command works on a machine with only its OS's Python; the strict matrix above is for `ci` only.
+@nox.session(python=None)
 def demo(session: nox.Session) -> None:
     """The showcase: a real PostgreSQL, password rotations under load, zero failed queries."""
-    _install(session, "demo")
+    _install(session, "demo", groups=())
     session.run("secretcache", "demo", *session.posargs)
+
+
+@nox.session(python=False)
+def demo_any_python(session: nox.Session) -> None:
+    """What a newcomer does, on the oldest and the newest Python: a fresh virtualenv, `pip install nox`,
+    `nox -s demo` (a short run: 2 rotations). Needs python3.10 and python3.13 on PATH."""
+    import shutil
+
+    for version in (OLDEST, NEWEST):
+        python = shutil.which(f"python{version}")
+        if python is None:
+            session.error(f"python{version} not found")
+        venv = os.path.join(session.create_tmp(), f"newcomer-{version}")
+        session.run(python, "-m", "venv", "--clear", venv, external=True)
+        bin_dir = os.path.join(venv, "bin")
+        session.run(os.path.join(bin_dir, "python"), "-m", "pip", "install", "-q", "nox", external=True)
+        # Only the fresh venv on PATH (and the system's tools): nox must find no other Python.
+        path = [bin_dir, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        env = {"PATH": os.pathsep.join(path), "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+               "NOX_DOWNLOAD_PYTHON": "never"}
+        session.run(os.path.join(bin_dir, "python"), "-m", "nox", "--no-color", "-f",
+                    os.path.join(ROOT, "noxfile.py"), "--envdir", os.path.join(venv, ".nox"), "-s", "demo", "--",
+                    "--rotations", "2", "--interval", "1", "--plain", env=env, include_outer_env=False, external=True)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs, Material, mkdocstrings API reference), built with --strict into site/."""
+    # mkdocstrings reads the package's source (griffe, static analysis): no extra is needed to build it.
+    _install(session, "", groups=("docs",))
+    session.run("mkdocs", "build", "--strict", "--site-dir", os.path.join(ROOT, "site"), *session.posargs)
 
 
 @nox.session(python=PYTHON)

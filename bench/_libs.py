@@ -55,7 +55,7 @@ def _secretcache(client: Any, calls: CallCounts, config: Any, hit_id: str) -> Co
     cache = SecretCache(client=client, config=config or CacheConfig())  # wrapped in AwsBackend
     ref = f"{hit_id}#{JSON_KEY}"
     return Contender(
-        SECRETCACHE, cache.get_secret_string, calls, lambda: len(cache._core.entries),
+        SECRETCACHE, cache.get_secret_string, calls, lambda: len(cache.cached()),
         hit_paths={
             "string": ("f(k)", {"f": cache.get_secret_string, "k": hit_id}),
             "json": ("f(r)", {"f": cache.get, "r": ref}),
@@ -73,7 +73,7 @@ def _official(client: Any, calls: CallCounts, ttl: int, max_size: int, hit_id: s
     config = SecretCacheConfig(secret_refresh_interval=ttl, max_cache_size=max_size)
     cache = SecretCache(config, client=client)
     return Contender(
-        OFFICIAL, cache.get_secret_string, calls, lambda: len(cache._cache._cache),
+        OFFICIAL, cache.get_secret_string, calls, lambda: len(cache._cache._cache),  # noqa: SLF001  (its size: no public API)
         hit_paths={
             "string": ("f(k)", {"f": cache.get_secret_string, "k": hit_id}),
             "json": ("loads(f(k))[key]", {"f": cache.get_secret_string, "k": hit_id, "key": JSON_KEY,

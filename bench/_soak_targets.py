@@ -8,13 +8,35 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .bench_soak import Plan
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one soak run does: its length, load, cache settings, fault phases and target (the targets read it
+    too, so it lives here, below the soak that runs it)."""
+
+    seconds: float = 20.0
+    secrets: int = 300
+    threads: int = 8
+    tasks: int = 32
+    ttl: float = 0.5
+    jitter: float = 0.1
+    swr: float = 0.5
+    backoff_base: float = 0.25
+    backoff_max: float = 1.0
+    phase_seconds: float = 1.5
+    rotations_per_s: float = 100.0
+    doomed: int = 5
+    backend: str = "memory"
+    latency: float = 0.001
+    think: float = 0.0
+    """Seconds each reader pauses between reads (0: spin, the harshest contention for the GIL)."""
+    measure_every: int = 4
+    """Measure the caches' memory after every n-th phase (phases alternate calm / fault: n even)."""
 
 
 class MemoryTarget:

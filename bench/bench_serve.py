@@ -1,8 +1,7 @@
-"""Benchmark ``secretcache serve``: cached reads under 64 concurrent keep-alive clients, the front end
-chosen by it (``serve --server stdlib``, the standard library's threading server, against
-``--server uvicorn``, the [serve] extra; the same AgentApi behind both), the
-same read through ``AgentBackend`` from Python beside an in-process hit, and the memory of serve
-holding 1,000 secrets.
+"""Benchmark ``secretcache serve``: cached reads under 64 concurrent keep-alive clients on its front end
+(uvicorn with httptools, the [serve] extra; the standard library's server it was measured against is
+gone, its figures stay in docs/serve.md), the same read through ``AgentBackend`` from Python beside an
+in-process hit, and the memory of serve holding 1,000 secrets.
 
     python -m bench.bench_serve [--duration 10] [--connections 64] [--out bench/results/serve.json]
 
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         empty, _ = _start(serve, env)
         results["serve_rss_kib_empty"] = _rss_kib(empty.pid)
         _stop(empty)
-        for kind in ("stdlib", "uvicorn"):
+        for kind in ("uvicorn",):
             proc, sport = _start([*serve, "--server", kind, "--prefetch", *ids], env)
             results[f"{kind}_rss_kib_1000_secrets"] = _rss_kib(proc.pid)
             _wrk(sport, path, 2, args.connections)  # warm-up
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cached reads, {args.connections} keep-alive connections, wrk -t2, {args.duration:g} s "
           f"(load average {results['machine']['loadavg_before']:.1f} before)")
     print(f"{'front end':<22}{'reads/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    for key in ("stdlib", "uvicorn"):
+    for key in ("uvicorn",):
         row = results.get(key)
         if row:
             print(f"{key:<22}{row['reads_per_s']:>10.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}")
@@ -189,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"AgentBackend read (new connection each): p50 {py['agent_backend_p50_us']:.0f} us, "
           f"p99 {py['agent_backend_p99_us']:.0f} us; in-process hit {py['in_process_hit_us'] * 1000:.0f} ns")
     print(f"serve RSS: {results['serve_rss_kib_empty'] / 1024:.1f} MiB empty; holding {SECRETS} secrets: "
-          f"stdlib {results['stdlib_rss_kib_1000_secrets'] / 1024:.1f} MiB, "
           f"uvicorn {results['uvicorn_rss_kib_1000_secrets'] / 1024:.1f} MiB "
           f"({results['uvicorn_rss_kib_after_load'] / 1024:.1f} MiB after the load)")
     std = results["uvicorn"]

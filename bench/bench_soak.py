@@ -43,34 +43,12 @@ from typing import Any
 
 from devtools.targets import MEMORY_TOLERANCE
 
-from ._soak_targets import MemoryTarget, MotoTarget
+from ._soak_targets import MemoryTarget, MotoTarget, Plan
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("calm", "denied", "calm", "throttle", "calm", "deleted", "calm", "5xx", "calm", "conn", "calm",
           "slow")
 PERMANENT = {"denied": "SecretAccessDeniedError", "deleted": "SecretDeletedError"}
-
-
-@dataclass(frozen=True)
-class Plan:
-    seconds: float = 20.0
-    secrets: int = 300
-    threads: int = 8
-    tasks: int = 32
-    ttl: float = 0.5
-    jitter: float = 0.1
-    swr: float = 0.5
-    backoff_base: float = 0.25
-    backoff_max: float = 1.0
-    phase_seconds: float = 1.5
-    rotations_per_s: float = 100.0
-    doomed: int = 5
-    backend: str = "memory"
-    latency: float = 0.001
-    think: float = 0.0
-    """Seconds each reader pauses between reads (0: spin, the harshest contention for the GIL)."""
-    measure_every: int = 4
-    """Measure the caches' memory after every n-th phase (phases alternate calm / fault: n even)."""
 
 
 @dataclass
@@ -113,10 +91,10 @@ class Figures:
 
 # Where the test double (its versions never expire), moto, the measuring itself and log capture (pytest
 # keeps every record of a test in memory) allocate.
-_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/uuid.py", "<string>",
-                  "*/devtools/faults.py", "*/moto/*", "*/werkzeug/*", "*/flask/*", "*/tracemalloc.py",
-                  "*/linecache.py", "*/random.py",
-                  "*/logging/__init__.py", "*/_pytest/*", "*/tests/canary*.py", "*/devtools/canary.py")
+_NOT_THE_CACHE = ("*/bench/bench_soak.py", "*/secretcache/testing.py", "*/secretcache/backends/memory.py",
+                  "*/uuid.py", "<string>", "*/devtools/faults.py", "*/moto/*", "*/werkzeug/*", "*/flask/*",
+                  "*/tracemalloc.py", "*/linecache.py", "*/random.py", "*/logging/__init__.py", "*/_pytest/*",
+                  "*/tests/fixtures/fix_canary*.py", "*/devtools/canary.py")
 
 
 _snapshots: list[tracemalloc.Snapshot] = []
@@ -444,7 +422,7 @@ PRESETS = {
 
 class _LeakWatch(logging.Handler):
     """Formats every record of the ``secretcache`` logger (DEBUG) and of the others (INFO+), looking for
-    the canary marker, as tests/canary.py does for the test suite."""
+    the canary marker, as tests/fixtures/fix_canary.py does for the test suite."""
 
     def __init__(self, marker: str) -> None:
         super().__init__(logging.DEBUG)

@@ -1,6 +1,6 @@
 """The canary marker every test and soak secret carries, so a leak check can recognise a secret value
-anywhere (log records, exception messages, reprs). The suite-wide checks are tests/canary.py and
-tests/canary_checks.py; bench/bench_soak.py runs the same check on its own log records."""
+anywhere (log records, exception messages, reprs). The suite-wide checks are tests/fixtures/fix_canary.py and
+tests/fixtures/fix_canary_checks.py; bench/bench_soak.py runs the same check on its own log records."""
 
 from __future__ import annotations
 

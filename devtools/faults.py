@@ -281,7 +281,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     secret_ids = [single] if single is not None else payload.get("SecretIdList", [])
             except ValueError:
                 pass
-            mode, release = proxy._next_mode(operation, secret_ids)
+            mode, release = proxy._next_mode(operation, secret_ids)  # noqa: SLF001  (its own proxy)
             if mode in PERMANENT:
                 self._reply(400, _AMZ_JSON, _error_body(mode, PERMANENT[mode]))
             elif mode in FAULTS:
@@ -319,7 +319,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _rewritten(self, operation: str, secret_ids: list[str], answer: bytes) -> bytes:
             """moto's answer with the mapped fields of each entry taken from another secret's answer."""
-            with proxy._lock:
+            with proxy._lock:  # noqa: SLF001  (the handler belongs to its proxy)
                 mapping, fields = dict(proxy.rewrite_as), proxy.rewrite_fields
             document = json.loads(answer)
             if operation == "BatchGetSecretValue":

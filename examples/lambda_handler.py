@@ -15,7 +15,7 @@ What happens when:
 - **a failed fetch** (throttling, a network blip, the init-phase fetch failing) is retried on the
   next invocation: failures are never cached.
 
-tests/surface/test_lambda.py imports it cold against moto and invokes it, counting the API calls.
+tests/decorators/test_lambda.py imports it cold against moto and invokes it, counting the API calls.
 """
 
 from __future__ import annotations

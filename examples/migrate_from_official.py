@@ -18,6 +18,7 @@ Run it: ``python examples/migrate_from_official.py`` (against moto, in process: 
 from __future__ import annotations
 
 import json
+import os
 
 from secretcache import inject_secret
 from secretcache.compat import InjectKeywordedSecretString, InjectSecretString, SecretCache, SecretCacheConfig
@@ -46,6 +47,8 @@ def main() -> None:
     import boto3
     from moto import mock_aws
 
+    # The cache reads in the Region AWS users set (AWS_REGION is enough); here, moto's. On AWS, yours.
+    os.environ.setdefault("AWS_REGION", "us-east-1")
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")
         db = {"username": "app", "password": "s3cret-pw"}

@@ -3,7 +3,7 @@
 ``import secretcache`` is light: boto3, asyncio and the database drivers load only when used.
 Heavy names (``AsyncSecretCache``, backends, decorators) are loaded on first access (PEP 562).
 
-This module only re-exports: the default cache and its shortcuts live in ``_default``, the version in
+This module only re-exports: the default cache and its shortcuts live in ``cache``, the version in
 ``_version``, so no module of the package needs to import the package root.
 """
 
@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._default import default_cache, get, get_secret_binary, get_secret_json, get_secret_string, set_default_cache
 from ._version import __version__
-from .cache import SecretCache
+from .cache import (
+    SecretCache,
+    default_cache,
+    get,
+    get_secret_binary,
+    get_secret_json,
+    get_secret_string,
+    set_default_cache,
+)
 from .errors import (
     InvalidReferenceError,
     SecretAccessDeniedError,

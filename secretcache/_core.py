@@ -25,12 +25,12 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from time import monotonic
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, cast
 
 from ._flight import Flight
 from ._paths import PATH_MARKS, PathListing, is_path_request
 from ._policy import FETCH, RAISE, SERVE, Entry, Failure, backoff_until, decide, fresh_until, may_serve_stale
-from ._request import Key, Request, check_answer, make_request
+from ._request import Key, Request, check_answer, key_parts, make_request
 from ._worker import Worker
 from .backends.base import BATCH_LIMIT, ForcedReads, SecretsBackend
 from .errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
@@ -41,7 +41,7 @@ from .stats import CacheEvent, CacheStats, EventHook, EventKind
 if TYPE_CHECKING:
     from .config import CacheConfig
 
-__all__ = ["Core", "Wait"]
+__all__ = ["BatchPlan", "CachedRead", "Core", "ForkAware", "Wait"]
 
 Outcome = SecretValue | SecretCacheError
 
@@ -85,9 +85,29 @@ def timed_out(request: Request, timeout: float) -> SecretUnavailableError:
 
 
 class ForkAware(Protocol):
-    """What :attr:`Core.extras` holds: state that renews its locks in a forked child."""
+    """What :meth:`Core.state_for` keeps: state that renews its locks in a forked child."""
 
     def after_fork(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=ForkAware)
+
+
+class CachedRead(NamedTuple):
+    """One cached entry as a listener sees it: the secret id it was read by, the stage asked for (None:
+    the configured default), the version id asked for (None unless read by VersionId), and the value."""
+
+    secret_id: str
+    version_stage: str | None
+    version_id: str | None
+    value: SecretValue
+
+
+class BatchPlan(NamedTuple):
+    """A ``get_many``: the ids in the order given (no repeats), and the flights of those fetched together."""
+
+    ids: list[str]
+    waits: dict[str, Flight]
 
 
 class Wait(NamedTuple):
@@ -137,10 +157,7 @@ class Core:
         self._on_event = on_event
         self._worker = Worker()
         self.hits = self.misses = self.refreshes = self.backend_calls = self.errors = self.stale_served = 0
-        self.extras: dict[str, ForkAware] = {}
-        """State other modules keep per cache, each under its own key and made on first use (``"auth"``:
-        the rotation policy's per-secret state, :mod:`secretcache.db._state`). It lives as long as the
-        cache; after a fork each gets ``after_fork()``."""
+        self._owned: dict[object, ForkAware] = {}  # state_for: per owner, made on first use
         _LIVE.add(self)
 
     def request(self, secret_id: str, version_id: str | None, version_stage: str | None) -> Request:
@@ -437,6 +454,18 @@ class Core:
             return None
         return outcome if outcome.secret_id == secret_id else _chained(outcome, secret_id)
 
+    def plan_batch(self, secret_ids: Iterable[str]) -> BatchPlan:
+        """The shared half of both faces' ``get_many``: the ids (in order, no repeats), and one batch fetch
+        started for those that would wait for a fetch (each counted as a miss). The faces wait for the
+        flights (blocking or awaiting) and read the rest one by one."""
+        ids = list(dict.fromkeys(secret_ids))
+        batched = self.batchable(ids)
+        if not batched:
+            return BatchPlan(ids, {})
+        for secret_id in batched:
+            self.note_miss(self.request(secret_id, None, None))
+        return BatchPlan(ids, self.begin_prefetch(batched))
+
     def batchable(self, secret_ids: list[str]) -> list[str]:
         """The ids a ``get_many`` fetches in one batch: those whose default-stage read would wait for a
         fetch (nothing servable cached, no backoff). The others are read one by one: a hit, a stale value
@@ -536,8 +565,22 @@ class Core:
         self._worker = Worker()
         if closed:
             self._worker.close()
-        for extra in list(self.extras.values()):
-            extra.after_fork()
+        for state in list(self._owned.values()):
+            state.after_fork()
+
+    def state_for(self, owner: object, make: Callable[[], _S]) -> _S:
+        """State another module keeps per cache under its own ``owner`` key, made on first use (the
+        rotation policy's per-secret state, :mod:`secretcache.credentials`). It lives as long as the
+        cache; after a fork it gets ``after_fork()``. Two first uses at once get one state."""
+        state = self._owned.get(owner)
+        if state is None:
+            state = self._owned.setdefault(owner, make())  # atomic: both callers get the one stored
+        return cast("_S", state)
+
+    def cached_reads(self) -> list[CachedRead]:
+        """Every cached entry, whatever its age, with the read it answers (the key layout stays here)."""
+        return [CachedRead(*key_parts(key), entry.value) for key, entry in list(self.entries.items())
+                if not isinstance(entry.value, PathListing)]  # a get_path listing is no read of one value
 
     # -- events ---------------------------------------------------------------------------------
 

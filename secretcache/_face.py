@@ -1,8 +1,10 @@
-"""What SecretCache and AsyncSecretCache share: everything that never waits.
+"""BaseSecretCache: what SecretCache and AsyncSecretCache share, everything that never waits.
 
 Both faces run one :class:`~secretcache._core.Core`; they differ only in how a caller waits for a
-fetch (blocking on a ``Flight``, or awaiting it). Construction, the control calls that never fetch
-and the value helpers are written here once.
+fetch (blocking on a ``Flight``, or awaiting it). Construction (one path, :meth:`BaseSecretCache._attach`,
+for a new cache and for a face sharing another's core), the control calls that never fetch and the
+per-cache state of integrations are written here once. :data:`AnySecretCache` is the type of every
+``cache=`` argument that takes either face; this module knows neither subclass.
 
 Loaded with ``import secretcache``, so it imports nothing heavy (no asyncio, logging or dataclasses).
 """
@@ -11,22 +13,21 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeAlias, TypeVar
 
-from ._core import Core
+from ._core import CachedRead, Core, ForkAware
 from .backends.base import SecretsBackend
-from .errors import SecretFormatError
 from .model import SecretValue
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-    from .cache import SecretCache
     from .config import CacheConfig
     from .stats import CacheStats, EventHook
 
 _EMPTY: dict[Any, Any] = {}
-_F = TypeVar("_F", bound="_Face")
+_F = TypeVar("_F", bound="BaseSecretCache")
+_S = TypeVar("_S", bound=ForkAware)
 
 
 def backend_factory(
@@ -86,14 +87,6 @@ def unexpected_keywords(face: str, unknown: Iterable[str]) -> TypeError:
     return TypeError(f"{message}; {'; '.join(hints)}")
 
 
-def binary_of(value: SecretValue) -> bytes:
-    if value.secret_binary is None:
-        raise SecretFormatError(
-            f"secret {value.name!r} holds SecretString; use get_secret_string", secret_id=value.name
-        )
-    return value.secret_binary
-
-
 def id_list(secret_ids: Iterable[str]) -> list[str]:
     """The ids to prefetch; a lone str is refused, since iterating it would prefetch its characters."""
     if isinstance(secret_ids, str):
@@ -101,7 +94,7 @@ def id_list(secret_ids: Iterable[str]) -> list[str]:
     return list(secret_ids)
 
 
-class _Face:
+class BaseSecretCache:
     """The state and non-waiting calls of a cache face; subclasses add the reads and their waiting."""
 
     _repr_name: ClassVar[str]  # the public class name, kept in the repr of a user's subclass
@@ -119,20 +112,31 @@ class _Face:
     ) -> None:
         if unknown:
             raise unexpected_keywords(self._repr_name, unknown)
-        self._start(backend_factory(backend, client), config, on_event, timer, random)
+        self._open(backend_factory(backend, client), config, on_event, timer, random)
 
     @classmethod
-    def _over(
-        cls: type[_F], backend: SecretsBackend | Callable[[], SecretsBackend], *, config: CacheConfig | None = None
+    def with_backend_factory(
+        cls: type[_F], factory: SecretsBackend | Callable[[], SecretsBackend], *, config: CacheConfig | None = None
     ) -> _F:
-        """A cache over what :func:`backend_factory` returned, which may be a factory called on the first
-        fetch (the CLI's ``AwsBackend`` with its --region and --endpoint-url: boto3 loads only if a secret
-        is read). The public constructor takes no factory; this is the package's own way in."""
+        """A cache whose backend ``factory`` builds on the first fetch, so nothing is imported or connected
+        unless a secret is read (the ``secretcache`` command's ``AwsBackend``, built from --region and
+        --endpoint-url, loads boto3 only then). The constructor takes a built backend; this takes a recipe."""
+        if not (callable(factory) or isinstance(factory, SecretsBackend)):
+            raise TypeError(f"factory must be a callable returning a SecretsBackend, got {type(factory).__name__}")
         face = cls.__new__(cls)
-        face._start(backend, config, None, None, None)
+        BaseSecretCache._open(face, factory, config, None, None, None)
         return face
 
-    def _start(
+    @classmethod
+    def _sharing(cls: type[_F], other: BaseSecretCache) -> _F:
+        """A face of this class over ``other``'s core (same entries, flights, backend, counters and
+        per-cache state). It owns nothing: no finalizer, so dropping it never closes the core; its hits go
+        through the core (no inline path), so ``other.stats`` counts them."""
+        face = cls.__new__(cls)
+        BaseSecretCache._attach(face, other._core, owner=False, inline_hits=False)
+        return face
+
+    def _open(
         self,
         backend: SecretsBackend | Callable[[], SecretsBackend],
         config: CacheConfig | None,
@@ -144,14 +148,22 @@ class _Face:
 
         if config is not None and not isinstance(config, CacheConfig):
             raise TypeError(f"config must be a CacheConfig, got {type(config).__name__}")
-        self.config = config or CacheConfig()
-        self._core = core = Core(backend, self.config, on_event, timer=timer, random=random)
-        self._timer = core.timer
+        core = Core(backend, config or CacheConfig(), on_event, timer=timer, random=random)
         # With an event hook every read goes through the core (which emits "hit"); without one, the
-        # faces read the live entries directly. An always-empty dict keeps that choice off the hit path.
-        self._fast: dict[Any, Any] = _EMPTY if on_event is not None else core.entries
+        # faces read the live entries directly.
+        self._attach(core, owner=True, inline_hits=on_event is None)
+
+    def _attach(self, core: Core, *, owner: bool, inline_hits: bool) -> None:
+        """The one place a face is wired to a core: a new cache (``owner``: closing the core when the
+        face is collected) and a face sharing another's core."""
+        self.config = core.config
+        self._core = core
+        self._timer = core.timer
+        # An always-empty dict keeps the choice of an inline hit path off the hit path itself.
+        self._fast: dict[Any, Any] = core.entries if inline_hits else _EMPTY
         self._hits = 0  # hits served by the faces' inline paths; the core counts its own
-        self._finalizer = weakref.finalize(self, core.close)
+        if owner:
+            self._finalizer = weakref.finalize(self, core.close)
 
     def __repr__(self) -> str:
         return f"<{self._repr_name} entries={len(self._core.entries)} config={self.config!r}>"
@@ -178,6 +190,12 @@ class _Face:
         core = self._core
         return core.peek(core.request(secret_id, version_id, version_stage))
 
+    def cached(self) -> list[CachedRead]:
+        """What is cached now, one :class:`CachedRead` per entry (any age): which secret, which stage or
+        version it was read by, and the value. Never fetches; for listeners that decide what to refresh
+        (:mod:`secretcache.events`)."""
+        return self._core.cached_reads()
+
     def invalidate(self, secret_id: str | None = None) -> None:
         """Drop one secret (every stage and version of it), or everything."""
         self._core.invalidate(secret_id)
@@ -186,28 +204,18 @@ class _Face:
         """Make every cached stage due for refresh on its next read (e.g. after a SnapStart restore)."""
         self._core.mark_stale()
 
+    def state_for(self, owner: object, make: Callable[[], _S]) -> _S:
+        """State an integration keeps per cache under its own ``owner`` key, made by ``make()`` on first use
+        (the rotation policy's per-secret state). It lives as long as the cache, is shared by every face
+        over the same core, and gets ``after_fork()`` in a forked child."""
+        return self._core.state_for(owner, make)
+
     @property
     def stats(self) -> CacheStats:
         """Counters since creation: hits, misses, refreshes, backend_calls, errors, stale_served."""
         return self._core.stats(self._hits)
 
 
-def sync_face(cache: _Face) -> SecretCache:
-    """The blocking face of ``cache``: itself for a SecretCache; for an AsyncSecretCache, a SecretCache over
-    the same core (same entries, flights, backend, counters and per-cache state such as the rotation
-    policy's), for code that must read from a worker thread. It owns nothing: no finalizer, so dropping it
-    never closes the core. Its hits go through the core (no inline path), so the async cache's ``stats``
-    count them. Cheap to make: callers need not keep it."""
-    from .cache import SecretCache
-
-    if isinstance(cache, SecretCache):
-        return cache
-    if not isinstance(cache, _Face):
-        raise TypeError(f"cache must be a SecretCache or an AsyncSecretCache, got {type(cache).__name__}")
-    twin = SecretCache.__new__(SecretCache)
-    twin.config = cache.config
-    twin._core = cache._core
-    twin._timer = cache._core.timer
-    twin._fast = _EMPTY
-    twin._hits = 0
-    return twin
+AnySecretCache: TypeAlias = BaseSecretCache
+"""The type of a ``cache=`` argument that takes either face (a SecretCache or an AsyncSecretCache): the
+base both share, so an integration types its argument without importing the async face."""

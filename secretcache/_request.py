@@ -11,7 +11,7 @@ from .parameters import LATEST_STAGE, check_selector, is_parameter, names_parame
 if TYPE_CHECKING:
     from .model import SecretValue
 
-__all__ = ["Key", "Request", "check_answer", "make_request"]
+__all__ = ["Key", "Request", "check_answer", "key_parts", "make_request"]
 
 Key: TypeAlias = "str | tuple[str, str] | tuple[str, str | None, str]"
 """``secret_id`` for the default stage; ``(secret_id, stage)``; ``(secret_id, stage|None, version_id)``."""
@@ -61,6 +61,16 @@ def _parameter_request(secret_id: str, version_id: str | None, version_stage: st
     else:
         key = (secret_id, version_stage)
     return Request(key, secret_id, version_stage, version_id)
+
+
+def key_parts(key: Key) -> tuple[str, str | None, str | None]:
+    """``(secret_id, version_stage, version_id)`` of a cache key, read back from the layout above (stage
+    None: the configured default stage)."""
+    if isinstance(key, str):
+        return key, None, None
+    if len(key) == 2:
+        return key[0], key[1], None
+    return key[0], key[1], key[2]
 
 
 def _without_region(arn: str) -> str:

@@ -1,78 +1,45 @@
 """References resolved through a cache: the one resolver behind ``env``, ``inject``, ``aws_lambda`` and ``cli``.
 
-It parses references (one, or a template with several inside), tells whether a read would touch the
-backend (freshness) and whether BatchGetSecretValue can fetch it (batching), picks the string a
-reference names in a value, and runs the routine environment injection and ``@with_secrets`` share:
+It tells whether a read would touch the backend (freshness) and whether BatchGetSecretValue can fetch it
+(batching), and runs the routine environment injection and ``@with_secrets`` share:
 prefetch what is due with one batch call, then resolve each name, and clear what was resolved when an
 error passes, so a traceback (or an error tracker capturing locals) does not carry it.
 
 Errors name the variable or argument and the reference, never a value.
 
-Loaded with ``import secretcache`` (the cache faces take :func:`string_of` from here): nothing heavy.
+It is typed against :class:`Reader`, the three calls it makes of a cache, and imports no cache: the
+grammar is :mod:`.refs`, the conversions are the value's own (:meth:`SecretValue.text`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .errors import InvalidReferenceError, SecretCacheError, SecretFormatError, SecretUnavailableError
-from .model import SecretRef, SecretValue, find_references, render_template
+from .errors import InvalidReferenceError, SecretCacheError, SecretUnavailableError
+from .refs import SecretRef, is_whole, parse_reference, render_template
 
 if TYPE_CHECKING:
-    from .cache import SecretCache
-
-Prefetch = Callable[["SecretCache", list[str]], Mapping[str, SecretCacheError]]
+    from .model import SecretValue
 
 
-# -- references ---------------------------------------------------------------------------------
+class Reader(Protocol):
+    """What the resolver asks of a cache (a :class:`~secretcache.SecretCache`, or the blocking face of an
+    async one): whether a read would fetch, one batch fetch, and the string a reference names."""
+
+    def peek(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> SecretValue | None: ...
+
+    def prefetch(self, secret_ids: Iterable[str]) -> Mapping[str, SecretCacheError]: ...
+
+    def resolve(self, ref: SecretRef) -> str: ...
 
 
-def parse_reference(reference: object) -> tuple[SecretRef, ...]:
-    """The secrets a reference reads: one for a plain reference, one per ``{{resolve:...}}`` in a template.
-
-    Raises :class:`InvalidReferenceError` naming the reference; never returns an empty tuple.
-    """
-    try:
-        return (SecretRef.parse(reference),)  # type: ignore[arg-type]  # parse rejects non-str itself
-    except InvalidReferenceError:
-        if not isinstance(reference, str) or "{{resolve:" not in reference:
-            raise
-    refs = tuple(find_references(reference))
-    render_template(reference, lambda ref: "")  # raises on a malformed or unterminated {{resolve:...}}
-    if not refs:
-        raise InvalidReferenceError(f"invalid secret reference {reference[:200]!r}", reference=reference)
-    return refs
+Prefetch = Callable[[Reader, list[str]], Mapping[str, SecretCacheError]]
 
 
-def is_whole(reference: str) -> bool:
-    """True when ``reference`` is one reference, False for a template with references inside."""
-    try:
-        SecretRef.parse(reference)
-    except InvalidReferenceError:
-        return False
-    return True
-
-
-def is_template(reference: str) -> bool:
-    """A value with ``{{resolve:...}}`` inside a longer string, rendered piece by piece."""
-    return "{{resolve:" in reference and not (
-        reference.startswith("{{") and reference.endswith("}}") and reference.count("{{") == 1
-    )
-
-
-def string_of(value: SecretValue, json_key: str | None = None) -> str:
-    """The string a reference names in ``value``: the whole SecretString, or one top-level JSON key of it."""
-    if json_key is not None:
-        return value.field(json_key)
-    text = value.secret_string
-    if text is None:
-        raise SecretFormatError(
-            f"secret {value.name!r} holds SecretBinary, which cannot be used as a string; "
-            "read it with get_secret_binary",
-            secret_id=value.name,
-        )
-    return text
+# -- errors ---------------------------------------------------------------------------------------
 
 
 def relabel(error: SecretCacheError, message: str) -> SecretCacheError:
@@ -132,12 +99,12 @@ class Named(NamedTuple):
         return cls(name, text, parse_reference(text), is_whole(text))
 
 
-def _prefetch(cache: SecretCache, ids: list[str]) -> Mapping[str, SecretCacheError]:
+def _prefetch(cache: Reader, ids: list[str]) -> Mapping[str, SecretCacheError]:
     return cache.prefetch(ids)
 
 
 def resolve_all(
-    cache: SecretCache, items: Iterable[Named], *, label: str, prefetch: Prefetch = _prefetch
+    cache: Reader, items: Iterable[Named], *, label: str, prefetch: Prefetch = _prefetch
 ) -> dict[str, str]:
     """``{name: resolved string}`` for every item; all or nothing.
 
@@ -160,7 +127,7 @@ def resolve_all(
     return values
 
 
-def _resolve_one(cache: SecretCache, item: Named, failures: Mapping[str, SecretCacheError], label: str) -> str:
+def _resolve_one(cache: Reader, item: Named, failures: Mapping[str, SecretCacheError], label: str) -> str:
     def one(ref: SecretRef) -> str:
         shown = item.text if item.whole else str(ref)
         failed = failures.get(ref.secret_id)

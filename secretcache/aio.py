@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from ._face import _Face, binary_of, id_list
+from ._face import BaseSecretCache, id_list
 from ._flight import Flight
 from ._paths import PathListing, path_request
 from ._request import Request
-from ._resolve import is_template, string_of
 from .errors import InvalidReferenceError, SecretCacheError
-from .model import SecretRef, SecretValue, find_references
+from .model import SecretRef, SecretValue
+from .refs import find_references, is_template, render_template
 
 __all__ = ["AsyncSecretCache"]
 
@@ -53,7 +53,7 @@ async def _wait(flight: Flight) -> bool:
     return True
 
 
-class AsyncSecretCache(_Face):
+class AsyncSecretCache(BaseSecretCache):
     """The asyncio twin of :class:`~secretcache.SecretCache`: same arguments, methods as coroutines."""
 
     _repr_name = "AsyncSecretCache"
@@ -79,17 +79,19 @@ class AsyncSecretCache(_Face):
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> str:
         """The SecretString; :class:`SecretFormatError` for a binary secret."""
-        return string_of(await self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage))
+        value = await self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage)
+        return value.text()
 
     async def get_secret_binary(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> bytes:
         """The SecretBinary; :class:`SecretFormatError` for a string secret."""
-        return binary_of(await self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage))
+        value = await self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage)
+        return value.binary()
 
     async def get_secret_json(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, Any]:
+    ) -> dict[str, Any]:
         """The value parsed as a JSON object: your own copy, parsed once per version."""
         value = await self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage)
         return value.json()
@@ -100,8 +102,6 @@ class AsyncSecretCache(_Face):
             ref = SecretRef.parse(reference)
         except InvalidReferenceError:
             if isinstance(reference, str) and is_template(reference):
-                from .model import render_template
-
                 resolved = {str(r): await self.resolve(r) for r in find_references(reference)}
                 return render_template(reference, lambda r: resolved[str(r)])
             raise
@@ -110,7 +110,7 @@ class AsyncSecretCache(_Face):
     async def resolve(self, ref: SecretRef) -> str:
         """The string a parsed reference points at."""
         value = await self.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-        return string_of(value, ref.json_key)
+        return value.text(ref.json_key)
 
     async def get_path(self, path: str, *, recursive: bool = True) -> dict[str, SecretValue]:
         """Every parameter under a Parameter Store hierarchy, keyed ``"ssm:" + name``: ``get_path("ssm:/app/prod/")``.
@@ -134,16 +134,10 @@ class AsyncSecretCache(_Face):
         """The values of many secrets at the default stage, by id, through the cache (as
         :meth:`SecretCache.get_many`: one batch fetch for what is not cached)."""
         core = self._core
-        ids = list(dict.fromkeys(id_list(secret_ids)))
-        batched = core.batchable(ids)
-        outcomes: dict[str, SecretValue | SecretCacheError] = {}
-        if batched:
-            for secret_id in batched:
-                core.note_miss(core.request(secret_id, None, None))
-            waits = core.begin_prefetch(batched)
-            outcomes = {i: core.many_outcome(i, flight, await _wait(flight)) for i, flight in waits.items()}
+        plan = core.plan_batch(id_list(secret_ids))
+        outcomes = {i: core.many_outcome(i, flight, await _wait(flight)) for i, flight in plan.waits.items()}
         values: dict[str, SecretValue] = {}
-        for secret_id in ids:
+        for secret_id in plan.ids:
             outcome = outcomes.get(secret_id)
             if outcome is None:
                 try:

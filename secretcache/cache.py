@@ -1,23 +1,35 @@
-"""SecretCache: the thread-safe, in-process cache of GetSecretValue results."""
+"""SecretCache: the thread-safe, in-process cache of GetSecretValue results, and the module-level default
+cache beside it (the shortcuts ``secretcache.get(...)`` read through it).
+
+The default cache is the one piece of process-wide state in the package; it lives here, with the class it
+is an instance of, as cachetools keeps its caches and their helpers together. It is built on first use
+(with its ``AwsBackend``), so loading this module imports nothing heavy. :func:`blocking_cache` is the
+one rule for every ``cache=`` argument of the package: ``None`` is the default cache (looked up at each
+call), an :class:`~secretcache.AsyncSecretCache` is its blocking twin (:meth:`SecretCache.blocking`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from ._face import _Face, binary_of, id_list
+from ._face import AnySecretCache, BaseSecretCache, id_list
 from ._paths import PathListing, path_request
 from ._request import Request
-from ._resolve import is_template, string_of
 from .backends.base import SecretsBackend
 from .errors import InvalidReferenceError, SecretCacheError
-from .model import SecretRef, SecretValue, render_template
+from .model import SecretRef, SecretValue
+from .refs import is_template, render_template
 
-__all__ = ["SecretCache"]
+__all__ = [
+    "SecretCache", "blocking_cache", "default_cache", "get", "get_secret_binary", "get_secret_json",
+    "get_secret_string", "set_default_cache",
+]
 
 
-class SecretCache(_Face):
+class SecretCache(BaseSecretCache):
     """An in-process cache of Secrets Manager values, safe to share between threads.
 
     Reads within ``ttl`` are a dict lookup (no lock, no copy, no I/O). Past ``ttl``, within
@@ -35,6 +47,18 @@ class SecretCache(_Face):
     """
 
     _repr_name = "SecretCache"
+
+    @classmethod
+    def blocking(cls, cache: AnySecretCache) -> SecretCache:
+        """The blocking face of ``cache``: itself for a SecretCache; for an AsyncSecretCache, a SecretCache
+        over the same core (same entries, flights, backend, counters and per-cache state such as the
+        rotation policy's), for code that must read from a worker thread. It owns nothing, so dropping it
+        never closes the cache; cheap to make, so callers need not keep it."""
+        if isinstance(cache, SecretCache):
+            return cache
+        if not isinstance(cache, BaseSecretCache):
+            raise TypeError(f"cache must be a SecretCache or an AsyncSecretCache, got {type(cache).__name__}")
+        return SecretCache._sharing(cache)
 
     @property
     def backend(self) -> SecretsBackend:
@@ -75,17 +99,17 @@ class SecretCache(_Face):
                     entry.last_read = now
                     self._hits += 1
                     return text  # type: ignore[no-any-return]
-        return string_of(self._read(self._core.request(secret_id, version_id, version_stage)))
+        return self._read(self._core.request(secret_id, version_id, version_stage)).text()
 
     def get_secret_binary(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> bytes:
         """The SecretBinary; :class:`SecretFormatError` for a string secret."""
-        return binary_of(self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage))
+        return self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage).binary()
 
     def get_secret_json(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, Any]:
+    ) -> dict[str, Any]:
         """The value parsed as a JSON object: your own copy, parsed once per version."""
         return self.get_secret_value(secret_id, version_id=version_id, version_stage=version_stage).json()
 
@@ -98,13 +122,13 @@ class SecretCache(_Face):
                 return render_template(reference, self.resolve)
             raise
         if ref.version_id is None and ref.version_stage is None and (value := self._fresh(ref.secret_id)) is not None:
-            return string_of(value, ref.json_key)
+            return value.text(ref.json_key)
         return self.resolve(ref)
 
     def resolve(self, ref: SecretRef) -> str:
         """The string a parsed reference points at."""
         value = self.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-        return string_of(value, ref.json_key)
+        return value.text(ref.json_key)
 
     def get_path(self, path: str, *, recursive: bool = True) -> dict[str, SecretValue]:
         """Every parameter under a Parameter Store hierarchy, keyed ``"ssm:" + name``: ``get_path("ssm:/app/prod/")``.
@@ -135,16 +159,10 @@ class SecretCache(_Face):
         order given) is raised, as the :class:`SecretCacheError` naming that id.
         """
         core = self._core
-        ids = list(dict.fromkeys(id_list(secret_ids)))
-        batched = core.batchable(ids)
-        outcomes: dict[str, SecretValue | SecretCacheError] = {}
-        if batched:
-            for secret_id in batched:
-                core.note_miss(core.request(secret_id, None, None))
-            waits = core.begin_prefetch(batched)
-            outcomes = {i: core.many_outcome(i, flight, flight.wait()) for i, flight in waits.items()}
+        plan = core.plan_batch(id_list(secret_ids))
+        outcomes = {i: core.many_outcome(i, flight, flight.wait()) for i, flight in plan.waits.items()}
         values: dict[str, SecretValue] = {}
-        for secret_id in ids:
+        for secret_id in plan.ids:
             outcome = outcomes.get(secret_id)
             if outcome is None:
                 try:
@@ -178,3 +196,64 @@ class SecretCache(_Face):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+# -- the module-level default cache ----------------------------------------------------------------------
+
+_default: SecretCache | None = None
+_default_lock = threading.Lock()
+
+
+def default_cache() -> SecretCache:
+    """The module-level cache behind the shortcuts, created on first use (AwsBackend, default config)."""
+    global _default
+    cache = _default
+    if cache is None:
+        with _default_lock:
+            if _default is None:
+                _default = SecretCache()
+            cache = _default
+    return cache
+
+
+def set_default_cache(cache: SecretCache | None) -> SecretCache | None:
+    """Replace the module-level cache (``None`` resets it to be built lazily again); return the previous one."""
+    global _default
+    if cache is not None and not isinstance(cache, SecretCache):
+        raise TypeError(f"expected a SecretCache, got {type(cache).__name__}")
+    with _default_lock:
+        previous, _default = _default, cache
+    return previous
+
+
+def get_secret_string(
+    secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+) -> str:
+    """:meth:`SecretCache.get_secret_string` on the default cache."""
+    return default_cache().get_secret_string(secret_id, version_id=version_id, version_stage=version_stage)
+
+
+def get_secret_binary(
+    secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+) -> bytes:
+    """:meth:`SecretCache.get_secret_binary` on the default cache."""
+    return default_cache().get_secret_binary(secret_id, version_id=version_id, version_stage=version_stage)
+
+
+def get_secret_json(
+    secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+) -> dict[str, Any]:
+    """:meth:`SecretCache.get_secret_json` on the default cache."""
+    return default_cache().get_secret_json(secret_id, version_id=version_id, version_stage=version_stage)
+
+
+def get(reference: str) -> str:
+    """:meth:`SecretCache.get` on the default cache: any reference form, including ``id#json-key``."""
+    return default_cache().get(reference)
+
+
+def blocking_cache(cache: AnySecretCache | None) -> SecretCache:
+    """Which cache a ``cache=`` argument means, the one rule of the package: ``None`` is the module-level
+    default cache, looked up now (so :func:`set_default_cache` applies to the next call); a SecretCache is
+    itself; an AsyncSecretCache is its blocking twin (:meth:`SecretCache.blocking`)."""
+    return default_cache() if cache is None else SecretCache.blocking(cache)

@@ -162,7 +162,7 @@ def _cache(args: argparse.Namespace) -> SecretCache:
     # One short-lived process: no background refresh threads. The backend (and boto3) is built on the
     # first fetch, so `run` without references never imports boto3.
     backend = backend_factory(region_name=args.region, endpoint_url=args.endpoint_url, command_line=True)
-    return SecretCache._over(backend, config=CacheConfig(background_refresh=False))
+    return SecretCache.with_backend_factory(backend, config=CacheConfig(background_refresh=False))
 
 
 def _fail(message: str, code: int = NOT_RESOLVED) -> int:
@@ -180,7 +180,6 @@ def _unexpected(error: Exception) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from ._resolve import string_of
     from .model import SecretRef
 
     try:
@@ -198,7 +197,7 @@ def _get(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(value.secret_binary)
             sys.stdout.buffer.flush()
             return OK
-        text = string_of(value, ref.json_key)
+        text = value.text(ref.json_key)
     except SecretCacheError as e:
         return _fail(str(e))
     except Exception as e:
@@ -214,8 +213,8 @@ def _get(args: argparse.Namespace) -> int:
 def _child_environment(args: argparse.Namespace) -> dict[str, str]:
     """The command's environment, references resolved. Raises _UsageError or SecretCacheError."""
     from ._envfile import EnvFileError, read_env_file
-    from ._resolve import parse_reference
     from .env import resolve_values
+    from .refs import parse_reference
 
     added: dict[str, str] = {}
     for path in args.env_file:

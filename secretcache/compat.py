@@ -28,7 +28,7 @@ from copy import deepcopy
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import SecretCacheError, SecretFormatError
-from .model import _shown_key
+from .refs import shown_key
 
 if TYPE_CHECKING:
     from .cache import SecretCache as NativeCache
@@ -262,7 +262,7 @@ class InjectKeywordedSecretString:
             secret = {}
             if missing is not None:
                 resolved = {}
-                raise SecretInjectionError(f"secret {self.secret_id!r} has no JSON key {_shown_key(missing)}",
+                raise SecretInjectionError(f"secret {self.secret_id!r} has no JSON key {shown_key(missing)}",
                                            secret_id=self.secret_id)
             resolved.update(kwargs)
             try:

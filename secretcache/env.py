@@ -13,13 +13,13 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ._default import default_cache
 from ._resolve import Named, relabel, resolve_all
+from .cache import blocking_cache
 from .errors import InvalidReferenceError
 from .model import is_reference
 
 if TYPE_CHECKING:
-    from .cache import SecretCache
+    from ._face import AnySecretCache
 
 __all__ = ["inject_env", "resolve_env", "secret_env"]
 
@@ -43,7 +43,7 @@ def _plan_env(values: Mapping[str, str], explicit: Collection[str]) -> list[Name
 
 
 def resolve_values(
-    values: Mapping[str, str], *, explicit: Collection[str] = (), cache: SecretCache | None = None
+    values: Mapping[str, str], *, explicit: Collection[str] = (), cache: AnySecretCache | None = None
 ) -> dict[str, str]:
     """``values`` with every reference resolved; names in ``explicit`` are references whatever they look like.
 
@@ -55,7 +55,7 @@ def resolve_values(
     items = _plan_env(values, explicit)
     if not items:
         return dict(values)
-    use = cache if cache is not None else default_cache()
+    use = blocking_cache(cache)  # None: the default cache; an async cache: its blocking twin
     resolved = resolve_all(use, items, label="environment variable")
     out = dict(values)
     out.update(resolved)
@@ -63,7 +63,7 @@ def resolve_values(
 
 
 def resolve_env(
-    environ: Mapping[str, str] | None = None, *, cache: SecretCache | None = None
+    environ: Mapping[str, str] | None = None, *, cache: AnySecretCache | None = None
 ) -> dict[str, str]:
     """A copy of ``environ`` (default ``os.environ``) with every reference in a value resolved.
 
@@ -75,7 +75,7 @@ def resolve_env(
 
 
 def inject_env(
-    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: SecretCache | None = None
+    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: AnySecretCache | None = None
 ) -> list[str]:
     """Resolve ``{NAME: reference}`` and the references already in ``os.environ`` into ``os.environ``.
 
@@ -102,7 +102,7 @@ def inject_env(
 
 @contextmanager
 def secret_env(
-    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: SecretCache | None = None
+    mapping: Mapping[str, str] | None = None, *, override: bool = True, cache: AnySecretCache | None = None
 ) -> Iterator[list[str]]:
     """:func:`inject_env` for the duration of a ``with`` block; the variables it set are restored on exit.
 

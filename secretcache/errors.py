@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidReferenceError",
+    "RegionNotConfiguredError",
     "SecretAccessDeniedError",
     "SecretCacheError",
     "SecretDecryptionError",
@@ -69,6 +70,10 @@ class SecretFormatError(SecretCacheError):
     """The value does not have the shape asked for: binary vs string, invalid JSON, a missing key, too large."""
 
 
+class RegionNotConfiguredError(SecretCacheError):
+    """No AWS Region is set anywhere an AWS client looks (the message names every place). Permanent."""
+
+
 class InvalidReferenceError(SecretCacheError, ValueError):
     """A secret id or reference is malformed. The message names the reference, never a value."""
 
@@ -102,7 +107,7 @@ _SERVICE_TRANSIENT = ("InternalServiceError", "InternalFailure", "ServiceUnavail
 # classified without importing botocore's retry machinery (an AgentBackend or InMemoryBackend process
 # never loads botocore for a throttle), and they stand in for botocore's tables where botocore cannot
 # be imported. Any other code is looked up in botocore's own tables (see _retry_codes), so an upgrade
-# that teaches botocore a new throttling code teaches us too; tests/cache/test_errors.py checks that this
+# that teaches botocore a new throttling code teaches us too; tests/core/test_errors.py checks that this
 # copy still covers what the installed botocore retries.
 _FALLBACK_THROTTLED = (
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",

@@ -8,6 +8,12 @@ refresh of AWSCURRENT, the request sent again if that brought another version; e
 of one request; a request whose body cannot be sent twice (a streaming upload) is sent once. When the
 policy gives up, the caller gets the last response, as without auth retries: nothing is raised for it.
 
+One flow, two drivers, in httpx's style: :meth:`SecretAuth._exchange` is a generator free of I/O that
+yields the policy's cache reads and the header to send the request with, and receives the responses; the
+policy (:class:`secretcache.credentials.Login`) sees a response in ``retry_statuses`` as a refused login.
+``sync_auth_flow`` and ``async_auth_flow`` drive it for httpx (the async one runs a read that may wait
+for Secrets Manager in a worker thread), and a response hook drives it for requests.
+
 Requires httpx or requests (``pip install 'secretcache[httpx]'`` or ``'secretcache[requests]'``); the
 class is an ``httpx.Auth`` and a ``requests.auth.AuthBase`` for whichever of them is installed.
 No secret value appears in a repr, a log record or an exception of this module.
@@ -17,11 +23,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from .credentials import AuthPolicy, sync_cache
-from .db._auth import Login
-from .db._flow import Connect, Read
+from .cache import blocking_cache
+from .credentials import AuthPolicy, Connect, Credentials, Login, Read
 from .errors import SecretFormatError
 from .model import SecretRef, SecretValue
 
@@ -30,9 +35,8 @@ if TYPE_CHECKING:
     import requests
     import requests.auth
 
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
-    from .db._flow import Flow
+    from ._face import AnySecretCache
+    from .credentials import Flow
 
 __all__ = ["SecretAuth"]
 
@@ -67,16 +71,13 @@ else:
     _Base = type("_Base", _bases(), {})
 
 
-class _Refused(Exception):
-    """A response whose status asks for new credentials, handed to the policy as a refused login."""
+class _Send(NamedTuple):
+    """Step of an exchange: send the request with this header value; reply with the response."""
 
-    def __init__(self, response: Any, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.response = response
+    header: str
 
 
-def _is_refused(error: BaseException) -> bool:
-    return isinstance(error, _Refused)
+Exchange: TypeAlias = Generator["Read | _Send", Any, None]
 
 
 class SecretAuth(_Base):
@@ -98,7 +99,7 @@ class SecretAuth(_Base):
         *,
         scheme: str | None = "Bearer",
         header: str = "Authorization",
-        cache: SecretCache | AsyncSecretCache | None = None,
+        cache: AnySecretCache | None = None,
         policy: AuthPolicy | None = None,
         retry_statuses: tuple[int, ...] = (401,),
     ) -> None:
@@ -107,7 +108,12 @@ class SecretAuth(_Base):
             raise ValueError(f"scheme must be a non-empty str without surrounding spaces, or None; got {scheme!r}")
         if not isinstance(header, str) or not header:
             raise ValueError(f"header must be a non-empty str, got {header!r}")
-        statuses = tuple(retry_statuses)
+        try:
+            statuses = tuple(retry_statuses) if not isinstance(retry_statuses, (str, bytes)) else None
+        except TypeError:
+            statuses = None
+        if statuses is None:
+            raise TypeError(f"retry_statuses must be a tuple of HTTP status codes, e.g. (401,); got {retry_statuses!r}")
         if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses):
             raise ValueError(f"retry_statuses must be HTTP status codes, got {retry_statuses!r}")
         self.reference = ref
@@ -115,9 +121,10 @@ class SecretAuth(_Base):
         self.header = header
         self.retry_statuses = frozenset(statuses)
         self._basic = scheme is not None and scheme.lower() == "basic" and ref.json_key is None
-        self._cache = sync_cache(cache)
+        self._cache = None if cache is None else blocking_cache(cache)  # None: the default, at each request
         self._pinned_version = ref.version_id is not None or ref.version_stage is not None
-        self._login = Login(ref.secret_id, self._params_of, cache=self._cache, policy=policy, detect=_is_refused)
+        self._login = Login(ref.secret_id, self._params_of, cache=self._cache, policy=policy, refused=self._refused,
+                            logger="secretcache.http")
 
     def __repr__(self) -> str:
         return f"SecretAuth({str(self.reference)!r}, scheme={self.scheme!r}, header={self.header!r})"
@@ -139,135 +146,123 @@ class SecretAuth(_Base):
                 )
             token = base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode("ascii")
             return f"Basic {token}"
-        from ._resolve import string_of
-
-        text = string_of(value, self.reference.json_key)
+        text = value.text(self.reference.json_key)
         return text if self.scheme is None else f"{self.scheme} {text}"
 
-    def _fixed_header(self) -> str:
-        """The header for a reference naming a version or a stage (no policy: that version is meant)."""
-        from ._default import default_cache
+    def _refused(self, response: Any) -> bool:
+        """Whether a response (httpx's or requests') says "these credentials are refused"."""
+        return response.status_code in self.retry_statuses
 
-        cache = self._cache if self._cache is not None else default_cache()
-        ref = self.reference
-        value = cache.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
-        return self._header_value(value)
+    # -- the one flow --------------------------------------------------------------------------------------
 
-    def _flow(self, *, on_event_loop: bool = False) -> Flow:
-        """The policy's steps: reads, and sends (``Connect``) whose reply is the response or ``_Refused``."""
-        if self._pinned_version:
-            return self._fixed_flow()
-        return self._login.flow(on_event_loop=on_event_loop)
-
-    def _fixed_flow(self) -> Flow:
-        from .db._flow import Credentials
-
-        header: str | None = None
-
-        def read() -> Credentials:
-            nonlocal header
-            header = self._fixed_header()
-            return Credentials(_NO_VALUE, "fixed", "reference", {"header": header})
-
-        credentials = yield Read(read, may_block=True)
-        reply = yield Connect(credentials)
-        if isinstance(reply, _Refused):
-            raise reply
-        return reply
-
-    def _reply(self, response: Any, status: int) -> Any:
-        return _Refused(response, status) if status in self.retry_statuses else response
-
-    # -- httpx ---------------------------------------------------------------------------------------------
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        replayable = _httpx_replayable(request)
-        flow = self._flow()
-        sent = 0
+    def _exchange(self, *, replayable: bool, on_event_loop: bool = False) -> Exchange:
+        """One authenticated request, free of I/O: yields the policy's cache reads (:class:`Read`) and the
+        header to send the request with (:class:`_Send`), receives their results and the responses. Ends
+        after the response the caller gets: the first accepted one, the last refused one when the policy
+        gives up, or a refused one when the body cannot be sent again (a streaming upload)."""
+        flow = self._fixed_flow() if self._pinned_version else self._login.flow(on_event_loop=on_event_loop)
+        sent = False
         try:
             step = next(flow)
             while True:
-                reply: Any
                 if isinstance(step, Read):
-                    reply = step.fn()
-                else:
-                    if sent and not replayable:
-                        return  # a streaming body is gone: the caller gets the refused response
-                    request.headers[self.header] = step.credentials.params["header"]
-                    response = yield request
-                    sent += 1
-                    reply = self._reply(response, response.status_code)
-                step = flow.send(reply)
-        except (StopIteration, _Refused):
-            return  # done, or the policy gave up: httpx returns the last response
-        finally:
-            flow.close()
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        import asyncio
-
-        replayable = _httpx_replayable(request)
-        flow = self._flow(on_event_loop=True)
-        sent = 0
-        try:
-            step = next(flow)
-            while True:
-                reply: Any
-                if isinstance(step, Read):
-                    reply = await asyncio.to_thread(step.fn) if step.may_block else step.fn()
+                    reply = yield step
                 else:
                     if sent and not replayable:
                         return
-                    request.headers[self.header] = step.credentials.params["header"]
-                    response = yield request
-                    sent += 1
-                    reply = self._reply(response, response.status_code)
+                    reply = yield _Send(step.credentials.params["header"])
+                    sent = True
                 step = flow.send(reply)
-        except (StopIteration, _Refused):
+        except StopIteration:
             return
         finally:
             flow.close()
 
+    def _fixed_flow(self) -> Flow:
+        """A reference naming a version or a stage: that version is meant, sent once, no policy."""
+        credentials = yield Read(self._fixed_credentials, may_block=True)
+        return (yield Connect(credentials))
+
+    def _fixed_credentials(self) -> Credentials:
+        ref = self.reference
+        value = blocking_cache(self._cache).get_secret_value(
+            ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
+        return Credentials(value, "fixed", "reference", self._params_of(value))
+
+    # -- the two drivers for httpx -------------------------------------------------------------------------
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        steps = self._exchange(replayable=_httpx_replayable(request))
+        _guard_httpx(request, self.header, is_async=False)
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, Read):
+                    reply = step.fn()
+                else:
+                    request.headers[self.header] = step.header
+                    reply = yield request
+        except StopIteration:
+            return
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        import asyncio
+
+        steps = self._exchange(replayable=_httpx_replayable(request), on_event_loop=True)
+        _guard_httpx(request, self.header, is_async=True)
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, Read):
+                    reply = await asyncio.to_thread(step.fn) if step.may_block else step.fn()
+                else:
+                    request.headers[self.header] = step.header
+                    reply = yield request
+        except StopIteration:
+            return
+
     # -- requests ------------------------------------------------------------------------------------------
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        flow = self._flow()
-        step = next(flow)
+        steps = self._exchange(replayable=_requests_replayable(r))
+        step = next(steps)
         while isinstance(step, Read):
-            step = flow.send(step.fn())
-        r.headers[self.header] = step.credentials.params["header"]
-        r.register_hook("response", _RequestsRetry(self, flow, _requests_replayable(r)))
+            step = steps.send(step.fn())
+        r.headers[self.header] = step.header
+        r.register_hook("response", _RequestsRetry(self.header, steps))
         return r
 
 
 class _RequestsRetry:
-    """The response hook of one requests call: runs the policy on a refused response and sends again,
-    as requests' own digest auth does (same connection, cookies carried over, history kept)."""
+    """The response hook of one requests call: drives the exchange on, sending again when the policy asks,
+    as requests' own digest auth does (same connection, cookies carried over, history kept). On every
+    redirect response (requests dispatches the hook for each) it first removes the header from the
+    request requests copies for the next hop when that hop goes to another origin."""
 
-    def __init__(self, auth: SecretAuth, flow: Flow, replayable: bool) -> None:
-        self._auth = auth
-        self._flow: Flow | None = flow
-        self._replayable = replayable
+    def __init__(self, header: str, steps: Exchange) -> None:
+        self._header = header
+        self._steps: Exchange | None = steps
 
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        flow = self._flow
-        if flow is None:  # a redirect's response (requests dispatches hooks again): this call is over
+        _strip_on_cross_origin_redirect(response, self._header)
+        steps = self._steps
+        if steps is None:  # a redirect's response (requests dispatches hooks again): this call is over
             return response
-        self._flow = None
+        self._steps = None
+        reply: Any = response
         try:
-            reply = self._auth._reply(response, response.status_code)
             while True:
-                step = flow.send(reply)
-                while isinstance(step, Read):
-                    step = flow.send(step.fn())
-                if not self._replayable:
-                    return response
-                response = self._send_again(response, step.credentials.params["header"], kwargs)
-                reply = self._auth._reply(response, response.status_code)
-        except (StopIteration, _Refused):
+                step = steps.send(reply)
+                if isinstance(step, Read):
+                    reply = step.fn()
+                else:
+                    response = reply = self._send_again(response, step.header, kwargs)
+        except StopIteration:
             return response
         finally:
-            flow.close()
+            steps.close()
 
     def _send_again(self, response: requests.Response, header: str, kwargs: dict[str, Any]) -> requests.Response:
         from requests.cookies import extract_cookies_to_jar
@@ -275,24 +270,15 @@ class _RequestsRetry:
         response.content  # noqa: B018  (read it all, so the connection can be reused)
         response.close()
         prep = response.request.copy()
-        jar = prep._cookies
+        jar = prep._cookies  # noqa: SLF001  (requests' own HTTPDigestAuth reads it: no public accessor)
         if jar is not None:
             extract_cookies_to_jar(jar, response.request, response.raw)
             prep.prepare_cookies(jar)
-        prep.headers[self._auth.header] = header
+        prep.headers[self._header] = header
         again: requests.Response = response.connection.send(prep, **kwargs)
         again.history.append(response)
         again.request = prep
         return again
-
-
-class _NoValue:
-    """Stands for the SecretValue in the Credentials of a fixed reference (never read)."""
-
-    version_id = None
-
-
-_NO_VALUE: Any = _NoValue()
 
 
 def _username_password(value: SecretValue) -> tuple[str, str] | None:
@@ -321,3 +307,83 @@ def _httpx_replayable(request: httpx.Request) -> bool:
 
 def _requests_replayable(r: requests.PreparedRequest) -> bool:
     return r.body is None or isinstance(r.body, (bytes, str))
+
+
+# -- redirects: the secret never leaves its origin ---------------------------------------------------------
+#
+# httpx and requests copy every header of a request onto the request that follows a redirect, and strip
+# only ``Authorization`` when the redirect leaves the host (both keep it on an http -> https upgrade of the
+# same host). A custom header (``X-Api-Key``) would go wherever the server points. The origin is the
+# scheme, host and port (RFC 6454): any change drops our header, ``Authorization`` included.
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(scheme: str, host: str, port: int | None) -> tuple[str, str, int | None]:
+    scheme = scheme.lower()
+    return scheme, host.lower().strip("[]"), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def _url_origin(url: str) -> tuple[str, str, int | None] | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return _origin(parts.scheme, parts.hostname or "", parts.port)
+    except ValueError:  # a port or a host that does not parse: no origin, treated as another one
+        return None
+
+
+def _strip_on_cross_origin_redirect(response: requests.Response, header: str) -> None:
+    """requests: before requests builds the next hop from ``response.request`` (it copies that request's
+    headers), remove ``header`` from it when the redirect's target is another origin."""
+    if not response.is_redirect:
+        return
+    from urllib.parse import urljoin
+
+    request = response.request
+    target = urljoin(response.url or str(request.url), response.headers["location"])
+    here = _url_origin(str(request.url))
+    if here is None or _url_origin(target) != here:
+        request.headers.pop(header, None)
+
+
+def _guard_httpx(request: httpx.Request, header: str, *, is_async: bool) -> None:
+    """httpx: redirects are followed inside the client, below the auth flow, with the headers copied (and
+    the request's extensions carried over). The ``trace`` extension is the hook httpx's transport (httpcore)
+    calls with the wire request just before its headers are written: there the header is removed from a
+    request bound for another origin than ``request``'s. A ``trace`` callback already set is still called.
+    """
+    url = request.url
+    origin = _origin(url.scheme, url.raw_host.decode("ascii", "replace"), url.port)
+    name = header.lower().encode("latin-1")
+    previous = request.extensions.get("trace")
+
+    def strip(event: str, info: dict[str, Any]) -> None:
+        if not event.endswith("send_request_headers.started"):
+            return
+        wire = info.get("request")
+        if wire is None:
+            return
+        target = bytes(wire.url.target)
+        if target[:1] != b"/" and b"://" in target:  # absolute form, through a forwarding proxy
+            there = _url_origin(target.decode("ascii", "replace"))
+        else:
+            there = _origin(wire.url.scheme.decode("ascii", "replace"), wire.url.host.decode("ascii", "replace"),
+                            wire.url.port)
+        if there != origin:
+            wire.headers[:] = [(k, v) for k, v in wire.headers if k.lower() != name]
+
+    trace: Any
+    if is_async:
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            strip(event, info)
+            if previous is not None:
+                await previous(event, info)
+    else:
+        def trace(event: str, info: dict[str, Any]) -> None:
+            strip(event, info)
+            if previous is not None:
+                previous(event, info)
+
+    request.extensions = {**request.extensions, "trace": trace}

@@ -17,14 +17,16 @@ import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, TypeVar
 
-from ._default import default_cache
 from ._resolve import Named, is_fresh
+from .cache import default_cache
 from .errors import InvalidReferenceError
-from .model import SecretRef, SecretValue, _shown_key
+from .model import SecretRef, SecretValue
+from .refs import shown_key
 
 if TYPE_CHECKING:
     import inspect
 
+    from ._face import AnySecretCache
     from .aio import AsyncSecretCache
     from .cache import SecretCache
 
@@ -119,14 +121,14 @@ class Fields(Injection):
 # -- how to inject ------------------------------------------------------------------------------
 
 
-class Plan(NamedTuple):
+class ArgumentPlan(NamedTuple):
     """Where each injected name goes in a call: a positional slot (by index) or a keyword."""
 
     positional: tuple[tuple[str, int], ...]  # (name, index in the full signature), ascending index
     public: inspect.Signature  # the signature callers see: injected parameters removed
 
 
-def plan_for(func: Callable[..., Any], names: Collection[str], *, who: str) -> Plan:
+def plan_for(func: Callable[..., Any], names: Collection[str], *, who: str) -> ArgumentPlan:
     """Check ``names`` against ``func``'s parameters now, at decoration time, and plan the calls."""
     import inspect
 
@@ -156,11 +158,11 @@ def plan_for(func: Callable[..., Any], names: Collection[str], *, who: str) -> P
         if param.kind is param.POSITIONAL_OR_KEYWORD:
             positional.append((name, list(params).index(name)))
     public = signature.replace(parameters=[p for p in params.values() if p.name not in names])
-    return Plan(tuple(sorted(positional, key=lambda item: item[1])), public)
+    return ArgumentPlan(tuple(sorted(positional, key=lambda item: item[1])), public)
 
 
 def arrange(
-    plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], values: dict[str, str]
+    plan: ArgumentPlan, args: tuple[Any, ...], kwargs: dict[str, Any], values: dict[str, str]
 ) -> tuple[Any, ...]:
     """Place the injected values into the call (``kwargs`` is updated in place); return the positional args.
 
@@ -285,7 +287,7 @@ def inject_secret(
     *,
     into: str | None = None,
     fields: Mapping[str, str] | None = None,
-    cache: SecretCache | AsyncSecretCache | None = None,
+    cache: AnySecretCache | None = None,
 ) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """Pass a secret to the decorated function as a keyword argument, read through the cache on every call.
 
@@ -318,7 +320,7 @@ def inject_secret(
             if not isinstance(kwarg, str) or not kwarg.isidentifier():
                 raise TypeError(f"inject_secret: fields= key {kwarg!r} is not a valid keyword argument name")
             if not isinstance(key, str) or not key:
-                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {_shown_key(key)}")
+                raise TypeError(f"inject_secret: fields[{kwarg!r}] must be a non-empty JSON key, got {shown_key(key)}")
         injection = Fields(reference, fields)
 
     def decorate(func: Callable[..., R]) -> Callable[..., R]:

@@ -57,7 +57,7 @@ def secret_cache(secret_backend: InMemoryBackend, secret_cache_config: CacheConf
 @pytest.fixture
 def use_secret_cache(secret_cache: SecretCache) -> Iterator[SecretCache]:
     """Make ``secret_cache`` the module-level default cache during the test, then restore the previous one."""
-    from secretcache._default import set_default_cache
+    from secretcache.cache import set_default_cache
 
     previous = set_default_cache(secret_cache)
     try:

@@ -1,22 +1,20 @@
 """redis-py clients whose logins survive password rotation, and a redis-py ``CredentialProvider``.
 
 A Redis secret is JSON with ``password``, and optionally ``username`` (ACL users, ElastiCache RBAC),
-``host``, ``port``, ``ssl`` and ``db``; ``keys=`` renames them. :func:`client` and :func:`async_client`
-build the pool the way ``redis.Redis(**kwargs)`` would, then give it a connection class whose
-``connect_check_health`` (the one entry to a new connection: pool checkouts and redis-py's own
-reconnects) logs in through :func:`secretcache.credentials.login`: on a refused AUTH, one shared
-refresh, then AWSPENDING, then redis-py's own error with a note naming the secret.
+``host``, ``port``, ``ssl`` and ``db``; ``keys=`` renames them. :class:`CredentialProvider` is redis-py's
+contract taken literally: a cache read (:func:`secretcache.credentials.in_use`) mapped to the fields.
+:func:`client` and :func:`async_client` build the pool as ``redis.Redis(**kwargs)`` would, with a fixed
+subclass of its connection class whose ``connect_check_health`` (the one entry to a new connection)
+logs in through :func:`secretcache.credentials.login`: on a refused AUTH, one shared refresh, then
+AWSPENDING, then redis-py's own error with a note naming the secret.
 
-redis-py counts ``AuthenticationError`` as a ``ConnectionError`` and retries it (ten times by default,
-with back-off); the policy already did the retries that can help, so the connection's ``Retry`` is
-wrapped to let a refused login through at once. ``NOAUTH`` (a command before AUTH) and ``NOPERM``
-(a command the ACL forbids) are not refused logins: nothing is refreshed for them.
+redis-py retries ``AuthenticationError`` (a ``ConnectionError``); the policy already did the retries that
+can help, so each connection's ``Retry`` is wrapped to let a refused login through at once. ``NOAUTH`` and
+``NOPERM`` are not refused logins: nothing is refreshed for them.
 """
 
 from __future__ import annotations
 
-import copy
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -28,22 +26,22 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.redis needs redis-py: pip install 'secretcache[redis]'") from e
 
-from .credentials import AuthPolicy, login, login_async
+from ._redis_secret import check_keys, fields_of
+from .credentials import AuthPolicy, in_use, in_use_async, login, login_async
 from .errors import SecretFormatError
-from .model import SecretValue, _shown_key
+from .model import SecretValue
 
 if TYPE_CHECKING:
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
+    from ._face import AnySecretCache
 
-__all__ = ["CredentialProvider", "async_client", "client", "is_login_failure"]
+__all__ = ["CredentialProvider", "async_client", "build_async_client", "client", "is_login_failure"]
 
-FIELDS = ("username", "password", "host", "port", "ssl", "db")
 T = TypeVar("T")
 
-if not hasattr(redis.connection.AbstractConnection, "connect_check_health"):  # pragma: no cover
-    raise ImportError("secretcache.redis needs a newer redis-py (with Connection.connect_check_health; "
-                      "8.x is tested): pip install -U 'secretcache[redis]'")
+if not all(hasattr(redis.connection.AbstractConnection, name)
+           for name in ("connect_check_health", "is_connected")):  # pragma: no cover
+    raise ImportError("secretcache.redis needs a newer redis-py (with Connection.connect_check_health and "
+                      "is_connected; 8.x is tested): pip install -U 'secretcache[redis]'")
 
 
 def is_login_failure(error: BaseException) -> bool:
@@ -60,95 +58,6 @@ def is_login_failure(error: BaseException) -> bool:
     return code == "WRONGPASS" or "invalid password" in text or "invalid username" in text
 
 
-# -- the secret ------------------------------------------------------------------------------------------
-
-
-class _Fields(NamedTuple):
-    username: str | None
-    password: str
-    host: str | None
-    port: int | None
-    ssl: bool | None
-    db: int | None
-
-    def __repr__(self) -> str:
-        return f"<redis secret fields user={self.username!r} host={self.host!r}>"
-
-    def auth(self, username: str | None) -> tuple[str] | tuple[str, str]:
-        """redis-py's credentials: ``(username, password)``, or ``(password,)`` for the default user."""
-        user = username or self.username
-        return (user, self.password) if user else (self.password,)
-
-
-def _check_keys(keys: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    if keys is None:
-        return ()
-    if not isinstance(keys, Mapping):
-        raise TypeError(f"keys must be a mapping of field to JSON key, got {type(keys).__name__}")
-    unknown = sorted(set(keys) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"keys: unknown field(s) {unknown}; expected some of {list(FIELDS)}")
-    if not all(isinstance(k, str) and k for k in keys.values()):
-        raise ValueError("keys: every JSON key must be a non-empty str")
-    return tuple(sorted(keys.items()))
-
-
-def _number(raw: object) -> int | None:
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip().isdigit():
-        return None
-    return int(raw)
-
-
-def _flag(raw: object) -> bool | None:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-        return raw.strip().lower() == "true"
-    return None
-
-
-def _parse(value: SecretValue, secret_id: str, keys: tuple[tuple[str, str], ...]) -> tuple[str, _Fields | None]:
-    """("", fields) or (problem, None): returned, not raised, so no traceback frame holds the secret."""
-    data, names = value.json(), dict(keys)
-    found: dict[str, Any] = {}
-    for field in FIELDS:
-        key = names.get(field, field)
-        raw = data.get(key)
-        if raw is None or raw == "":
-            found[field] = None
-            continue
-        parsed = _number(raw) if field in ("port", "db") else _flag(raw) if field == "ssl" else \
-            raw if isinstance(raw, str) else None
-        if parsed is None:
-            kind = {"port": "a number", "db": "a number", "ssl": "true or false"}.get(field, "a string")
-            return f"redis secret {secret_id!r}: field {field!r} (JSON key {_shown_key(key)}) is not {kind}", None
-        found[field] = parsed
-    if found["password"] is None:
-        key = names.get("password", "password")
-        return f"redis secret {secret_id!r}: field 'password' (JSON key {_shown_key(key)}) is missing or empty", None
-    return "", _Fields(**found)
-
-
-def _fields(value: SecretValue, secret_id: str, keys: tuple[tuple[str, str], ...]) -> _Fields:
-    """The secret's fields, checked: :class:`SecretFormatError` names the secret and the field, never a value."""
-    problem, fields = _parse(value, secret_id, keys)
-    if fields is None:
-        raise SecretFormatError(problem, secret_id=secret_id)
-    return fields
-
-
-def _same(value: SecretValue) -> SecretValue:
-    return value
-
-
-async def _same_async(value: SecretValue) -> SecretValue:
-    return value
-
-
-def _never(error: BaseException) -> bool:
-    return False
-
-
 # -- redis-py's credential-provider interface ----------------------------------------------------------
 
 
@@ -162,22 +71,22 @@ class CredentialProvider(_RedisCredentialProvider):
     An AWSPENDING version the policy found working is served while it is pinned.
     """
 
-    def __init__(self, secret_id: str, *, cache: SecretCache | AsyncSecretCache | None = None,
+    def __init__(self, secret_id: str, *, cache: AnySecretCache | None = None,
                  keys: Mapping[str, str] | None = None) -> None:
         self.secret_id = secret_id
         self._cache = cache
-        self._keys = _check_keys(keys)
+        self._keys = check_keys(keys)
 
     def __repr__(self) -> str:
         return f"<secretcache.redis.CredentialProvider secret={self.secret_id!r}>"
 
     def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        value = login(self.secret_id, _same, is_auth_failure=_never, cache=self._cache)
-        return _fields(value, self.secret_id, self._keys).auth(None)
+        value = in_use(self.secret_id, cache=self._cache)
+        return fields_of(value, self.secret_id, self._keys).auth(None)
 
     async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
-        value = await login_async(self.secret_id, _same_async, is_auth_failure=_never, cache=self._cache)
-        return _fields(value, self.secret_id, self._keys).auth(None)
+        value = await in_use_async(self.secret_id, cache=self._cache)
+        return fields_of(value, self.secret_id, self._keys).auth(None)
 
 
 class _Attempt(_RedisCredentialProvider):
@@ -199,158 +108,178 @@ class _Attempt(_RedisCredentialProvider):
 # -- redis-py's retries: a refused login is final once the policy is done --------------------------------
 
 
-class _Refused(Exception):
+class _RefusedLogin(Exception):
     """Carries a refused login through redis-py's ``Retry`` (which retries every ``ConnectionError``)."""
 
     def __init__(self, error: BaseException) -> None:
-        super().__init__("refused login")
         self.error = error
 
 
-def _guarded(do: Callable[[], T]) -> Callable[[], T]:
-    def guarded() -> T:
+def _refusal_passes(do: Callable[[], T]) -> Callable[[], T]:
+    def attempt() -> T:
         try:
             return do()
         except AuthenticationError as e:
             if is_login_failure(e):
-                raise _Refused(e) from None
+                raise _RefusedLogin(e) from None
             raise
-    return guarded
+    return attempt
 
 
-def _guarded_async(do: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
-    async def guarded() -> T:
+def _refusal_passes_async(do: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    async def attempt() -> T:
         try:
             return await do()
         except AuthenticationError as e:
             if is_login_failure(e):
-                raise _Refused(e) from None
+                raise _RefusedLogin(e) from None
             raise
-    return guarded
+    return attempt
 
 
-_final_classes: dict[tuple[type[Any], bool], type[Any]] = {}
+class _FinalLogins:
+    """A connection's ``Retry``, retrying what it did except a refused login; every other attribute is the
+    wrapped ``Retry``'s (``get_retries``, ``update_supported_errors``, ...)."""
+
+    def __init__(self, retry: Any) -> None:
+        self.wrapped = retry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+    def call_with_retry(self, do: Callable[[], T], fail: Any, *args: Any, **kwargs: Any) -> T:
+        try:
+            return self.wrapped.call_with_retry(_refusal_passes(do), fail, *args, **kwargs)  # type: ignore[no-any-return]
+        except _RefusedLogin as r:
+            raise r.error from r.error.__cause__
 
 
-def _final_logins_class(base: type[Any], is_async: bool) -> type[Any]:
-    made = _final_classes.get((base, is_async))
-    if made is not None:
-        return made
-    if is_async:
-        async def call_with_retry(self: Any, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await base.call_with_retry(self, _guarded_async(do), fail, *args, **kwargs)
-            except _Refused as r:
-                raise r.error from r.error.__cause__
-    else:
-        def call_with_retry(self: Any, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            try:
-                return base.call_with_retry(self, _guarded(do), fail, *args, **kwargs)
-            except _Refused as r:
-                raise r.error from r.error.__cause__
-
-    made = _final_classes[(base, is_async)] = type(
-        f"LoginFinal{base.__name__}", (base,), {"call_with_retry": call_with_retry, "_secretcache_final": True}
-    )
-    return made
-
-
-def _final_logins(retry: Any, is_async: bool) -> Any:
-    """A copy of redis-py's ``Retry`` that retries what it did, except a refused login."""
-    if retry is None or getattr(type(retry), "_secretcache_final", False):
-        return retry
-    wrapped = copy.copy(retry)
-    wrapped.__class__ = _final_logins_class(type(retry), is_async)
-    return wrapped
+class _FinalLoginsAsync(_FinalLogins):
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return await self.wrapped.call_with_retry(_refusal_passes_async(do), fail, *args, **kwargs)
+        except _RefusedLogin as r:
+            raise r.error from r.error.__cause__
 
 
 # -- connections that log in through the policy --------------------------------------------------------
 
 
-class _Login(NamedTuple):
+class _Target(NamedTuple):
+    """Which secret a client's connections log in with, through which cache and policy, read how."""
+
     secret_id: str
     cache: Any
     policy: AuthPolicy | None
     keys: tuple[tuple[str, str], ...]
 
-
-_rotating_classes: weakref.WeakValueDictionary[tuple[Any, ...], type[Any]] = weakref.WeakValueDictionary()
-
-
-def _rotating(base: type[Any], how: _Login, is_async: bool) -> type[Any]:
-    """A subclass of redis-py's connection class ``base`` whose new connections log in through the policy.
-
-    Shared by the clients of one (secret, cache, policy, keys): making a class costs more than a client
-    (~170 us). The key holds the cache's id, valid while the class (which holds the cache) lives.
-    """
-    key = (base, is_async, how.secret_id, id(how.cache), how.policy, how.keys)
-    made = _rotating_classes.get(key)
-    if made is None:
-        made = _rotating_classes[key] = _make_rotating(base, how, is_async)
-    return made
+    def attempt(self, value: SecretValue, username: str | None) -> _Attempt:
+        return _Attempt(fields_of(value, self.secret_id, self.keys).auth(username))
 
 
-def _make_rotating(base: type[Any], how: _Login, is_async: bool) -> type[Any]:
+class _RotatingLogin(redis.connection.AbstractConnection):
+    """Mixed into redis-py's blocking connection classes: a new connection logs in through the policy."""
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        base.__init__(self, *args, **kwargs)
-        self.retry = _final_logins(self.retry, is_async)
+    def __init__(self, *args: Any, secretcache_target: _Target, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.secretcache_target = secretcache_target
+        self.retry = None if self.retry is None else _FinalLogins(self.retry)  # type: ignore[assignment]
 
-    def credentials(self: Any, value: SecretValue) -> _Attempt:
-        return _Attempt(_fields(value, how.secret_id, how.keys).auth(self.username))
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self.is_connected:
+            return
+        target, connect = self.secretcache_target, super().connect_check_health
 
-    if is_async:
-        async def connect_check_health(self: Any, check_health: bool = True,
-                                       retry_socket_connect: bool = True) -> None:
-            if self.is_connected:
-                return
+        def attempt(value: SecretValue) -> None:
+            self.credential_provider = target.attempt(value, self.username)
+            connect(check_health, retry_socket_connect)
 
-            async def attempt(value: SecretValue) -> None:
-                self.credential_provider = credentials(self, value)
-                await base.connect_check_health(self, check_health, retry_socket_connect)
-
-            await login_async(how.secret_id, attempt, is_auth_failure=is_login_failure, cache=how.cache,
-                              policy=how.policy)
-    else:
-        def connect_check_health(self: Any, check_health: bool = True,  # type: ignore[misc]
-                                 retry_socket_connect: bool = True) -> None:
-            if self._sock:
-                return
-
-            def attempt(value: SecretValue) -> None:
-                self.credential_provider = credentials(self, value)
-                base.connect_check_health(self, check_health, retry_socket_connect)
-
-            login(how.secret_id, attempt, is_auth_failure=is_login_failure, cache=how.cache, policy=how.policy)
-
-    return type(f"Rotating{base.__name__}", (base,), {
-        "__init__": __init__, "connect_check_health": connect_check_health, "__module__": __name__,
-    })
+        login(target.secret_id, attempt, is_auth_failure=is_login_failure, cache=target.cache, policy=target.policy)
 
 
-def _prepared(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
-              kwargs: dict[str, Any]) -> _Login:
-    """Check the caller's arguments and fill host, port, ssl and db from the secret (the caller's win)."""
+class _RotatingLoginAsync(redis.asyncio.connection.AbstractConnection):
+    """Mixed into redis-py's asyncio connection classes: the twin of :class:`_RotatingLogin`."""
+
+    def __init__(self, *args: Any, secretcache_target: _Target, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.secretcache_target = secretcache_target
+        self.retry = None if self.retry is None else _FinalLoginsAsync(self.retry)  # type: ignore[assignment]
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self.is_connected:
+            return
+        target, connect = self.secretcache_target, super().connect_check_health
+
+        async def attempt(value: SecretValue) -> None:
+            self.credential_provider = target.attempt(value, self.username)
+            await connect(check_health, retry_socket_connect)
+
+        await login_async(target.secret_id, attempt, is_auth_failure=is_login_failure, cache=target.cache,
+                          policy=target.policy)
+
+
+class RotatingConnection(_RotatingLogin, redis.Connection): ...
+
+
+class RotatingSSLConnection(_RotatingLogin, redis.SSLConnection): ...
+
+
+class AsyncRotatingConnection(_RotatingLoginAsync, redis.asyncio.Connection): ...
+
+
+class AsyncRotatingSSLConnection(_RotatingLoginAsync, redis.asyncio.SSLConnection): ...
+
+
+_ROTATING: dict[type[Any], type[Any]] = {
+    redis.Connection: RotatingConnection,
+    redis.SSLConnection: RotatingSSLConnection,
+    redis.asyncio.Connection: AsyncRotatingConnection,
+    redis.asyncio.SSLConnection: AsyncRotatingSSLConnection,
+}
+
+
+def _log_in_through_policy(pool: Any, target: _Target) -> None:
+    """Give a pool redis-py just built our subclass of its connection class, and the target to log in with."""
+    rotating = _ROTATING.get(pool.connection_class)
+    if rotating is None:
+        raise TypeError(f"secretcache.redis logs in with redis-py's Connection or SSLConnection, not "
+                        f"{pool.connection_class.__name__}")
+    pool.connection_class = rotating
+    pool.connection_kwargs["secretcache_target"] = target  # each new connection receives it
+
+
+def _checked(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
+             kwargs: dict[str, Any]) -> _Target:
+    """Check the caller's arguments (no I/O)."""
     for name in ("password", "credential_provider", "connection_pool", "unix_socket_path"):
         if kwargs.get(name) is not None:
             raise TypeError(f"{name}= cannot be combined with a secret: the secret gives the credentials and host")
     if policy is not None and not isinstance(policy, AuthPolicy):
         raise TypeError(f"policy must be an AuthPolicy, got {type(policy).__name__}")
-    how = _Login(secret_id, cache, policy, _check_keys(keys))
-    fields = _fields(login(secret_id, _same, is_auth_failure=_never, cache=cache), secret_id, how.keys)
+    return _Target(secret_id, cache, policy, check_keys(keys))
+
+
+def _prepared(secret_id: str, cache: Any, policy: AuthPolicy | None, keys: Mapping[str, str] | None,
+              kwargs: dict[str, Any], value: SecretValue | None = None) -> _Target:
+    """Check the caller's arguments and fill host, port, ssl and db from the secret (the caller's win);
+    ``value`` is the secret when the caller already read it (else it is read here, blocking)."""
+    target = _checked(secret_id, cache, policy, keys, kwargs)
+    if value is None:
+        value = in_use(secret_id, cache=cache)
+    fields = fields_of(value, secret_id, target.keys)
     for name in ("host", "port", "ssl", "db"):
         if kwargs.get(name) is None and getattr(fields, name) is not None:
             kwargs[name] = getattr(fields, name)
     if kwargs.get("host") is None:
         raise SecretFormatError(f"redis secret {secret_id!r}: no 'host' in the secret and no host= argument",
                                 secret_id=secret_id)
-    return how
+    return target
 
 
 def client(
     secret_id: str,
     *,
-    cache: SecretCache | AsyncSecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **redis_kwargs: Any,
@@ -364,10 +293,10 @@ def client(
     module-level cache.
     """
     single = redis_kwargs.pop("single_connection_client", False)
-    how = _prepared(secret_id, cache, policy, keys, redis_kwargs)
+    target = _prepared(secret_id, cache, policy, keys, redis_kwargs)
     made = redis.Redis(**redis_kwargs)  # redis-py builds the pool from its own arguments; no connection yet
     pool = made.connection_pool
-    pool.connection_class = _rotating(pool.connection_class, how, is_async=False)
+    _log_in_through_policy(pool, target)
     if not single:
         return made
     made.auto_close_connection_pool = False  # handed over to the single-connection client
@@ -379,20 +308,43 @@ def client(
 def async_client(
     secret_id: str,
     *,
-    cache: SecretCache | AsyncSecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **redis_kwargs: Any,
 ) -> redis.asyncio.Redis:
     """The asyncio twin of :func:`client`: a ``redis.asyncio.Redis``.
 
-    Built synchronously, as ``redis.asyncio.Redis`` is, with one read of the secret (a cache hit once
-    the cache holds it: build clients at start-up, or after ``await cache.prefetch([...])``). Logins on
-    new connections read the cache on the event loop when it is a hit, in a worker thread otherwise.
+    Built synchronously, as ``redis.asyncio.Redis`` is, with one read of the secret (host, port, ssl,
+    db). That read blocks when the cache does not hold the secret yet: on a running event loop, use
+    ``await``:func:`build_async_client` instead, whose read never blocks the loop (or build clients at
+    start-up, or after ``await cache.prefetch([...])``). Logins on new connections read the cache on
+    the event loop when it is a hit, in a worker thread otherwise.
     """
-    how = _prepared(secret_id, cache, policy, keys, redis_kwargs)
-    made = redis.asyncio.Redis(**redis_kwargs)  # connects lazily, single_connection_client included
-    pool = made.connection_pool
-    pool.connection_class = _rotating(pool.connection_class, how, is_async=True)
-    return made
+    target = _prepared(secret_id, cache, policy, keys, redis_kwargs)
+    return _async_made(target, redis_kwargs)
 
+
+async def build_async_client(
+    secret_id: str,
+    *,
+    cache: AnySecretCache | None = None,
+    policy: AuthPolicy | None = None,
+    keys: Mapping[str, str] | None = None,
+    **redis_kwargs: Any,
+) -> redis.asyncio.Redis:
+    """:func:`async_client` for code on an event loop: ``client = await build_async_client("prod/cache")``.
+
+    The one read of the secret at build time is a cache hit on the loop, or runs in a worker thread on a
+    miss, so the loop never waits for Secrets Manager (redis-py's own constructors do no I/O either).
+    """
+    _checked(secret_id, cache, policy, keys, redis_kwargs)  # wrong arguments fail before any read
+    value = await in_use_async(secret_id, cache=cache)
+    target = _prepared(secret_id, cache, policy, keys, redis_kwargs, value)
+    return _async_made(target, redis_kwargs)
+
+
+def _async_made(target: _Target, redis_kwargs: dict[str, Any]) -> redis.asyncio.Redis:
+    made = redis.asyncio.Redis(**redis_kwargs)  # connects lazily, single_connection_client included
+    _log_in_through_policy(made.connection_pool, target)
+    return made

@@ -4,11 +4,17 @@ Two ways to name a field's secret:
 
 - per field: ``api_key: str = Field(json_schema_extra={"secret": "prod/api#key"})`` (any reference form:
   a secret id, ``id#json-key``, an ECS ``valueFrom`` ARN, a ``{{resolve:...}}`` reference);
-- per model: ``model_config = SettingsConfigDict(secretcache_secret_id="prod/app")``: each field takes the
-  same-named key (or its alias) of that JSON secret, when the secret has it;
-- per model, from Parameter Store: ``SettingsConfigDict(secretcache_parameter_path="/app/prod/")``: each
-  field takes the parameter named by the path and the field's name (or alias), ``/`` nesting into
-  sub-models (``/app/prod/db/host`` fills ``db.host``), from one cached GetParametersByPath walk.
+- per model: ``SecretsSettingsSource(settings_cls, secret_id="prod/app")`` (or, equivalently,
+  ``model_config = SettingsConfigDict(secretcache_secret_id="prod/app")``, which type checkers reject as an
+  unknown key): each field takes the same-named key (or its alias) of that JSON secret, when the secret has it;
+- per model, from Parameter Store: ``SecretsSettingsSource(settings_cls, parameter_path="/app/prod/")`` (or
+  ``SettingsConfigDict(secretcache_parameter_path="/app/prod/")``): each field takes the parameter named by
+  the path and the field's name (or alias), ``/`` nesting into sub-models (``/app/prod/db/host`` fills
+  ``db.host``), from one cached GetParametersByPath walk.
+
+Fields that an earlier (higher-priority) source already set are not fetched: with every field given by
+the environment, building the settings makes no AWS call at all (pydantic-settings gives each source the
+state built so far).
 
 All the secrets a model names are fetched together (BatchGetSecretValue, 20 per call) through a
 :class:`~secretcache.SecretCache` (the module-level default unless ``cache=`` is given), so building the
@@ -30,8 +36,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("secretcache.settings needs pydantic-settings: pip install 'secretcache[settings]'") from e
 
-from ._resolve import string_of
-from .credentials import sync_cache
+from .cache import blocking_cache
 from .errors import SecretCacheError
 from .model import SecretRef, SecretValue
 
@@ -39,8 +44,7 @@ if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
     from pydantic_settings import BaseSettings
 
-    from .aio import AsyncSecretCache
-    from .cache import SecretCache
+    from ._face import AnySecretCache
 
 __all__ = ["SecretsSettingsSource"]
 
@@ -77,25 +81,23 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
     """
 
     def __init__(
-        self, settings_cls: type[BaseSettings], *, cache: SecretCache | AsyncSecretCache | None = None
+        self, settings_cls: type[BaseSettings], *, cache: AnySecretCache | None = None,
+        secret_id: str | None = None, parameter_path: str | None = None,
     ) -> None:
         super().__init__(settings_cls)
-        self._cache = sync_cache(cache)
-        model_secret = cast("Mapping[str, Any]", self.config).get(CONFIG_KEY)
+        self._cache = None if cache is None else blocking_cache(cache)  # None: the default, at each read
+        model_secret = secret_id if secret_id is not None else cast("Mapping[str, Any]", self.config).get(CONFIG_KEY)
         if model_secret is not None and (not isinstance(model_secret, str) or not model_secret):
             kind = type(model_secret).__name__
-            raise SettingsError(f"{CONFIG_KEY} must be a secret id (a non-empty str), got {kind}")
+            what = "secret_id" if secret_id is not None else CONFIG_KEY
+            raise SettingsError(f"{what} must be a secret id (a non-empty str), got {kind}")
         self._model_secret: str | None = model_secret
-        path = cast("Mapping[str, Any]", self.config).get(PATH_KEY)
-        if path is not None:
-            text = path[len("ssm:"):] if isinstance(path, str) and path.startswith("ssm:") else path
-            if not isinstance(text, str) or not text.startswith("/"):
-                raise SettingsError(f"{PATH_KEY} must be a Parameter Store path starting with / "
-                                    f"(e.g. '/app/prod/'), got {str(path)[:200]!r}")
-            path = text.rstrip("/") + "/"
-        self._parameter_path: str | None = path
+        self._parameter_path = _parameter_path(
+            parameter_path if parameter_path is not None else cast("Mapping[str, Any]", self.config).get(PATH_KEY),
+            "parameter_path" if parameter_path is not None else PATH_KEY)
         self._wanted = self._plan()
         self._values: dict[str, Any] | None = None
+        self._adapters: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return (f"SecretsSettingsSource({self.settings_cls.__name__}, secret_id={self._model_secret!r}, "
@@ -142,26 +144,43 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             self._values = self._fetch()
         return self._values
 
-    def _fetch(self) -> dict[str, Any]:
-        if not self._wanted and self._parameter_path is None:
+    def _state(self) -> Mapping[str, Any]:
+        """What earlier sources set (pydantic-settings >= 2.4 passes the state built so far)."""
+        try:
+            return cast("Mapping[str, Any]", self.current_state)
+        except AttributeError:  # an older pydantic-settings, or called outside a settings build
             return {}
-        from ._default import default_cache
 
-        cache = self._cache if self._cache is not None else default_cache()
-        if self._parameter_path is not None:
-            from_path = self._from_path(cache, self._parameter_path)
-            if not self._wanted:
-                return from_path
-        else:
-            from_path = {}
-        batch = [w.ref.secret_id for w in self._wanted if w.ref is not None and _current(w.ref)]
-        if self._model_secret is not None:
+    def _still_wanted(self) -> list[_Wanted]:
+        """The fields no earlier source has set."""
+        state = self._state()
+        return [w for w in self._wanted if w.key not in state and w.field not in state]
+
+    def _path_fields(self) -> list[tuple[str, str]]:
+        """(field, output key) of the fields the parameter path may fill: not named by a secret, not set."""
+        if self._parameter_path is None:
+            return []
+        state, named = self._state(), {w.field for w in self._wanted if w.ref is not None}
+        return [(name, key) for name, field in self.settings_cls.model_fields.items()
+                if name not in named and (key := _output_key(name, field)) not in state and name not in state]
+
+    def _fetch(self) -> dict[str, Any]:
+        wanted_now = self._still_wanted()
+        path_fields = self._path_fields()
+        if not wanted_now and not path_fields:
+            return {}  # nothing left to fill: no cache, no AWS call
+        cache = blocking_cache(self._cache)
+        from_path = self._from_path(cache, path_fields) if path_fields else {}
+        if not wanted_now:
+            return from_path
+        batch = [w.ref.secret_id for w in wanted_now if w.ref is not None and _current(w.ref)]
+        if self._model_secret is not None and any(w.ref is None for w in wanted_now):
             batch.append(self._model_secret)
         got = cache.get_many(list(dict.fromkeys(batch)), raise_on_error=False)  # one batch for the lot
         fields = self.settings_cls.model_fields
-        values: dict[str, Any] = from_path  # secrets named for a field win over the path's parameters
+        values: dict[str, Any] = from_path  # secrets named for a field (or the model's) win over the path
         error: SettingsError | None = None
-        for wanted in self._wanted:
+        for wanted in wanted_now:
             secret_id = wanted.ref.secret_id if wanted.ref is not None else self._model_secret
             assert secret_id is not None
             try:
@@ -181,6 +200,9 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
                 continue
             if self.field_is_complex(fields[wanted.field]) and isinstance(found, str):
                 found = _decode(found, wanted.field, secret_id)
+            error = self._check(wanted.field, secret_id, found)
+            if error is not None:
+                break
             values[wanted.key] = found
         if error is not None:
             # Raised with no value left in this frame's locals (a traceback with locals shows them).
@@ -190,20 +212,21 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             raise error
         return values
 
-    def _from_path(self, cache: SecretCache, path: str) -> dict[str, Any]:
-        """The model's fields from the parameters under ``path``: one cached GetParametersByPath walk.
+    def _from_path(self, cache: Any, path_fields: list[tuple[str, str]]) -> dict[str, Any]:
+        """The fields in ``path_fields`` from the parameters under the path: one cached GetParametersByPath
+        walk (``cache.get_path``).
 
         A parameter's name after the path, split on ``/``, nests: ``db/host`` is ``{"db": {"host": ...}}``,
         which pydantic validates into a sub-model (or a dict field). A top-level field of a complex type
         (list, dict, a sub-model) given as one parameter holding JSON is decoded, as an environment
-        variable would be.
+        variable would be. Each value is checked as the secrets' are, so no validation error shows it.
         """
+        path = self._parameter_path
+        assert path is not None
         try:
             listing = cache.get_path("ssm:" + path, recursive=True)
         except SecretCacheError as e:
-            error = SettingsError(f"{PATH_KEY} {path!r}: {e}")
-            error.__cause__ = e
-            raise error from e
+            raise SettingsError(f"{PATH_KEY} {path!r}: {e}") from e
         tree: dict[str, Any] = {}
         for value in listing.values():
             parts = value.name[len(path):].split("/")
@@ -216,29 +239,86 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             else:
                 node[parts[-1]] = value.secret_string
         del listing
+        fields = self.settings_cls.model_fields
         values: dict[str, Any] = {}
         found: Any = None
+        error: SettingsError | None = None
         try:
-            for name, field in self.settings_cls.model_fields.items():
-                key = _output_key(name, field)
+            for name, key in path_fields:
                 found = tree.get(key, tree.get(name, _MISSING))
                 if found is _MISSING:
                     continue
-                if isinstance(found, str) and self.field_is_complex(field):
-                    found = _decode(found, name, "ssm:" + path + key)
+                parameter = "ssm:" + path + key
+                if isinstance(found, str) and self.field_is_complex(fields[name]):
+                    found = _decode(found, name, parameter)
+                error = self._check(name, parameter, found)
+                if error is not None:
+                    break
                 values[key] = found
         except BaseException:
             tree.clear()  # no value stays reachable from this frame's traceback
             values.clear()
             found = None
             raise
+        if error is not None:
+            tree.clear()
+            values.clear()
+            found = None
+            raise error
         return values
+
+    def _check(self, field_name: str, secret_id: str, found: Any) -> SettingsError | None:
+        """A ``SettingsError`` when ``found`` does not validate as the field's type and constraints.
+
+        pydantic's own error would carry the value (``input_value=...``) into the exception text and repr;
+        this one names the field, the secret and pydantic's messages (``hide_input_in_errors``), never the
+        input. Validators defined on the model itself still run in pydantic afterwards (docs/settings.md).
+        """
+        from pydantic import ValidationError
+
+        adapter = self._adapter(field_name)
+        if adapter is None:
+            return None
+        try:
+            adapter.validate_python(found)
+        except ValidationError as e:
+            problems = "; ".join(
+                (".".join(map(str, err["loc"])) + ": " if err["loc"] else "") + err["msg"]
+                for err in e.errors(include_input=False, include_url=False, include_context=False)
+            )
+            message = f'field "{field_name}": secret {secret_id!r}: the value is not valid: {problems}'
+            return SettingsError(message[:1000])
+        return None
+
+    def _adapter(self, field_name: str) -> Any:
+        """A TypeAdapter of the field's annotation and constraints that hides inputs in its errors (None
+        when the annotation cannot be built on its own, e.g. an unresolved forward reference)."""
+        if field_name in self._adapters:
+            return self._adapters[field_name]
+        from typing import Annotated
+
+        from pydantic import ConfigDict, TypeAdapter
+
+        field = self.settings_cls.model_fields[field_name]
+        config = cast("Mapping[str, Any]", self.config)
+        adapter: Any = None
+        try:
+            annotation: Any = field.annotation
+            if field.metadata:
+                annotation = cast(Any, Annotated)[tuple([annotation, *field.metadata])]
+            adapter = TypeAdapter(annotation, config=ConfigDict(
+                hide_input_in_errors=True, strict=bool(config.get("strict", False)),
+                arbitrary_types_allowed=bool(config.get("arbitrary_types_allowed", False))))
+        except Exception:  # not checkable here: pydantic validates it (its config decides what it shows)
+            adapter = None
+        self._adapters[field_name] = adapter
+        return adapter
 
     def _value_of(self, wanted: _Wanted, value: SecretValue) -> Any:
         """A field's value from its secret: the string (or JSON key) a reference names, or the model
         secret's key (decoded JSON, as it is: a number stays a number); ``_MISSING`` when absent."""
         if wanted.ref is not None:
-            return string_of(value, wanted.ref.json_key)
+            return value.text(wanted.ref.json_key)
         doc = value.json()
         for key in wanted.json_keys:
             if key in doc:
@@ -249,6 +329,17 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
 def _current(ref: SecretRef) -> bool:
     """Whether a reference reads the default stage (so the batch can fetch it)."""
     return ref.version_id is None and ref.version_stage is None
+
+
+def _parameter_path(path: object, what: str) -> str | None:
+    """A parameter path as ``/a/b/`` (``ssm:`` and the trailing ``/`` optional), or None."""
+    if path is None:
+        return None
+    text = path[len("ssm:"):] if isinstance(path, str) and path.startswith("ssm:") else path
+    if not isinstance(text, str) or not text.startswith("/"):
+        raise SettingsError(f"{what} must be a Parameter Store path starting with / (e.g. '/app/prod/'), "
+                            f"got {str(path)[:200]!r}")
+    return text.rstrip("/") + "/"
 
 
 def _decode(text: str, field: str, secret_id: str) -> Any:

@@ -1,5 +1,8 @@
-"""Shared fixtures: fake AWS credentials, moto's G1 fix, the canary check, the database servers, the cache
-fixtures (tests/cache_fixtures.py)."""
+"""The environment every test runs in (fake AWS credentials, moto's G1 fix) and the fixture plugins, one
+``tests/fixtures/fix_*.py`` per concern: the secret-leak canary, the database servers, the cache, the
+database factories, serve's moto server and fault proxy. Helpers tests import live beside them in
+``tests/fixtures/``; programs the tests start in ``tests/programs/``. No test imports another test module
+or a conftest."""
 
 from __future__ import annotations
 
@@ -8,7 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.canary", "tests.canary_checks", "tests.servers", "tests.cache_fixtures"]
+pytest_plugins = [
+    "tests.fixtures.fix_canary",
+    "tests.fixtures.fix_canary_checks",
+    "tests.fixtures.fix_servers",
+    "tests.fixtures.fix_cache",
+    "tests.fixtures.fix_db",
+    "tests.fixtures.fix_serve",
+]
 
 # No test may reach real AWS: fake credentials and a fixed Region for every boto3 client.
 for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",

@@ -1,21 +1,25 @@
-"""The package's import graph, read with ``ast`` (nothing is imported): floors, upward imports, long modules.
+"""The package's import graph, read with ``ast`` (nothing is imported): floors, cycles, upward arrows, long modules.
 
-- **Floor**: 1 for a module that imports nothing from the package at import time, else one more than the
-  highest floor it imports at import time. Only module-level imports count (not those under
-  ``if TYPE_CHECKING:``, nor those inside functions, which load on first use); a parent package's
-  ``__init__`` that Python runs on the way to a submodule is not counted as an edge.
-- **Upward import**: a module importing the face (``__init__``) of a package that contains it, e.g.
-  ``import secretcache`` or ``from . import __version__`` inside ``secretcache/``; the face sits above
-  everything it re-exports, so that edge points up, whether it runs at import time or in a function. A
-  cycle among import-time edges is reported too.
+Every import counts, as a newcomer reads them: those that run at import time, those inside functions (run
+on first use) and those under ``if TYPE_CHECKING:`` (read by every type checker and every reader). A
+parent package's ``__init__`` that Python runs on the way to a submodule is not counted as an edge.
+
+- **Floor**: 1 for a module that imports nothing from the package, else one more than the highest floor
+  it imports.
+- **Cycle**: modules that import each other, directly or around a loop, by any kind of import.
+- **Upward arrow**: an import that runs back up the floors: one that closes a cycle (its target is not
+  below its importer), or a module importing the face (``__init__``) of a package that contains it, e.g.
+  ``import secretcache`` or ``from . import __version__`` inside ``secretcache/`` (the face sits above
+  everything it re-exports).
 - **Long module**: over ``--max-lines`` (400) lines without a reason at its top: a line of the module
   docstring that starts with ``Size:``, e.g. ``Size: one flow read top to bottom; split, it would not be.``
 
-    python tools/import_graph.py                  # the report (exit 1 on an upward import, cycle or long module)
+    python tools/import_graph.py                  # the report (exit 1 on a cycle, an upward arrow or a long module)
     python tools/import_graph.py --mermaid        # a Mermaid flowchart, one row per floor
     python tools/import_graph.py --markdown       # the section docs/architecture.md carries
     python tools/import_graph.py --update docs/architecture.md   # rewrite that section in place
     python tools/import_graph.py --root /path/to/checkout        # another tree (e.g. a git worktree)
+    python tools/import_graph.py --package bench                 # another top-level package or folder
 
 Stdlib only; runs on any Python the package supports.
 """
@@ -45,18 +49,28 @@ class Module:
     eager: set[str] = field(default_factory=set)  # imported at import time
     lazy: set[str] = field(default_factory=set)  # imported inside a function (on first use)
     typing_only: set[str] = field(default_factory=set)  # under `if TYPE_CHECKING:`
+    lines_of: dict[str, tuple[int, str]] = field(default_factory=dict)  # target -> (first line, strongest kind)
+
+    @property
+    def imports(self) -> set[str]:
+        """Every module this one imports, by any kind of import (the edges floors and cycles are read on)."""
+        return self.eager | self.lazy | self.typing_only
 
     @property
     def package(self) -> str:
         return self.name if self.is_package else self.name.rpartition(".")[0]
 
 
+WHEN = {"eager": "import time", "lazy": "lazy", "typing": "type-only"}
+
+
 @dataclass
 class Upward:
     importer: str
-    face: str
+    face: str  # the module imported (a package face, or the module that closes a cycle)
     line: int
-    when: str  # "import time" or "lazy"
+    when: str  # "import time", "lazy" or "type-only"
+    closes_cycle: bool = False
 
 
 @dataclass
@@ -161,9 +175,9 @@ def _targets(node: ast.Import | ast.ImportFrom, importer: Module, known: set[str
     return found
 
 
-def read(root: Path, max_lines: int = MAX_LINES) -> Graph:
-    """The graph of ``root/secretcache`` (``root`` is a checkout)."""
-    paths = sorted(p for p in (root / PACKAGE).rglob("*.py") if "__pycache__" not in p.parts)
+def read(root: Path, max_lines: int = MAX_LINES, package: str = PACKAGE) -> Graph:
+    """The graph of ``root/<package>`` (``root`` is a checkout)."""
+    paths = sorted(p for p in (root / package).rglob("*.py") if "__pycache__" not in p.parts)
     trees: dict[str, ast.Module] = {}
     modules: dict[str, Module] = {}
     for path in paths:
@@ -179,34 +193,89 @@ def read(root: Path, max_lines: int = MAX_LINES) -> Graph:
             for target, names_the_face in _targets(node, module, known):
                 if target == name:
                     continue
-                {"eager": module.eager, "lazy": module.lazy, "typing": module.typing_only}[when].add(target)
                 encloses = modules[target].is_package and (name + ".").startswith(target + ".")
-                if encloses and names_the_face and when != "typing":
-                    upward.append(Upward(name, target, node.lineno, "import time" if when == "eager" else "lazy"))
-    floors, cycles = _floors(modules)
+                if encloses and names_the_face:
+                    upward.append(Upward(name, target, node.lineno, WHEN[when]))
+                    continue  # reported; not an edge of the floors (the face is on top by definition)
+                {"eager": module.eager, "lazy": module.lazy, "typing": module.typing_only}[when].add(target)
+                seen = module.lines_of.get(target)
+                if seen is None or _STRENGTH[when] > _STRENGTH[seen[1]]:
+                    module.lines_of[target] = (node.lineno, when)
+    cycles = _cycles(modules)
+    group_of = {name: i for i, cycle in enumerate(cycles) for name in cycle}
+    # In a cycle, the imports that do not run at import time are the ones that climb back up: the load
+    # order is set by the others. A cycle of import-time imports only climbs where the walk finds it.
+    closing = {(name, dep) for name, module in modules.items() for dep in module.imports
+               if name in group_of and group_of.get(dep) == group_of[name] and module.lines_of[dep][1] != "eager"}
+    floors, back = _floors(modules, closing)
+    for importer, target in sorted(closing | set(back)):
+        line, when = modules[importer].lines_of[target]
+        upward.append(Upward(importer, target, line, WHEN[when], closes_cycle=True))
     return Graph(modules, floors, upward, cycles, max_lines)
 
 
-def _floors(modules: dict[str, Module]) -> tuple[dict[str, int], list[list[str]]]:
+_STRENGTH = {"typing": 0, "lazy": 1, "eager": 2}
+
+
+def _floors(
+    modules: dict[str, Module], skip: set[tuple[str, str]]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Floors over every import but ``skip``, and the other arrows that close a cycle (back edges: skipped)."""
     floors: dict[str, int] = {}
-    cycles: list[list[str]] = []
+    back: list[tuple[str, str]] = []
     visiting: list[str] = []
 
     def floor(name: str) -> int:
         if name in floors:
             return floors[name]
-        if name in visiting:
-            cycles.append([*visiting[visiting.index(name):], name])
-            return 0
         visiting.append(name)
-        result = 1 + max((floor(dep) for dep in modules[name].eager), default=0)
+        below = 0
+        for dep in sorted(modules[name].imports):
+            if (name, dep) in skip:
+                continue
+            if dep in visiting:
+                back.append((name, dep))
+                continue
+            below = max(below, floor(dep))
         visiting.pop()
-        floors[name] = result
-        return result
+        floors[name] = 1 + below
+        return floors[name]
 
     for name in sorted(modules):
         floor(name)
-    return floors, cycles
+    return floors, back
+
+
+def _cycles(modules: dict[str, Module]) -> list[list[str]]:
+    """The import cycles: each strongly connected group of modules (Tarjan), read as one loop."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        for dep in sorted(modules[name].imports):
+            if dep not in index:
+                visit(dep)
+                low[name] = min(low[name], low[dep])
+            elif dep in stack:
+                low[name] = min(low[name], index[dep])
+        if low[name] == index[name]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == name:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for name in sorted(modules):
+        if name not in index:
+            visit(name)
+    return [[*group, group[0]] for group in sorted(groups)]
 
 
 # -- writing ---------------------------------------------------------------------------------------------
@@ -214,12 +283,13 @@ def _floors(modules: dict[str, Module]) -> tuple[dict[str, int], list[list[str]]
 
 def report(graph: Graph) -> str:
     lines = [f"{len(graph.modules)} modules on {len(graph.by_floor())} floors (floor 1 imports nothing from "
-             f"{PACKAGE} at import time)"]
+             f"the package; every import counts: import time, lazy and type-only)"]
     for number, names in reversed(graph.by_floor().items()):
         lines.append(f"  floor {number}: " + ", ".join(f"{n} ({graph.modules[n].lines})" for n in names))
-    lines.append(f"upward imports: {len(graph.upward)}")
-    lines += [f"  {u.importer}:{u.line} imports {u.face} ({u.when})" for u in graph.upward]
-    lines.append(f"import-time cycles: {len(graph.cycles)}")
+    lines.append(f"upward arrows: {len(graph.upward)}")
+    lines += [f"  {u.importer}:{u.line} imports {u.face} ({u.when}{', closes a cycle' if u.closes_cycle else ''})"
+              for u in graph.upward]
+    lines.append(f"cycles: {len(graph.cycles)}")
     lines += ["  " + " -> ".join(c) for c in graph.cycles]
     long = graph.long_modules
     lines.append(f"modules over {graph.max_lines} lines without a 'Size:' reason: {len(long)}")
@@ -238,17 +308,18 @@ def _short(name: str) -> str:
 
 
 def mermaid(graph: Graph, *, lazy: bool = False) -> str:
-    """A flowchart, top floor first; solid arrows run at import time, dotted ones (``lazy``) on first use."""
+    """A flowchart, top floor first; solid arrows run at import time, dotted ones (``lazy``) on first use or
+    for type checkers only."""
     out = ["flowchart TB"]
     for number, names in reversed(graph.by_floor().items()):
         out.append(f'  subgraph floor{number}["floor {number}"]')
         out += [f'    {_node_id(n)}["{_short(n)}"]' for n in names]
         out.append("  end")
     for name in sorted(graph.modules):
-        out += [f"  {_node_id(name)} --> {_node_id(dep)}" for dep in sorted(graph.modules[name].eager)]
+        module = graph.modules[name]
+        out += [f"  {_node_id(name)} --> {_node_id(dep)}" for dep in sorted(module.eager)]
         if lazy:
-            out += [f"  {_node_id(name)} -.-> {_node_id(dep)}"
-                    for dep in sorted(graph.modules[name].lazy - graph.modules[name].eager)]
+            out += [f"  {_node_id(name)} -.-> {_node_id(dep)}" for dep in sorted(module.imports - module.eager)]
     for u in graph.upward:
         out.append(f"  {_node_id(u.importer)} == upward ==> {_node_id(u.face)}")
     return "\n".join(out)
@@ -259,20 +330,21 @@ def markdown(graph: Graph) -> str:
     for number, names in reversed(graph.by_floor().items()):
         rows.append(f"| {number} | " + ", ".join(f"`{_short(n)}` ({graph.modules[n].lines})" for n in names) + " |")
     findings = [
-        f"- Upward imports: {len(graph.upward)}"
+        f"- Upward arrows: {len(graph.upward)}"
         + "".join(f"\n  - `{u.importer}` line {u.line} imports `{u.face}` ({u.when})" for u in graph.upward),
-        f"- Import-time cycles: {len(graph.cycles)}" + "".join(f"\n  - {' → '.join(c)}" for c in graph.cycles),
+        f"- Cycles: {len(graph.cycles)}" + "".join(f"\n  - {' → '.join(c)}" for c in graph.cycles),
         f"- Modules over {graph.max_lines} lines without a `Size:` reason: {len(graph.long_modules)}"
         + "".join(f"\n  - `{m.path}` ({m.lines})" for m in graph.long_modules),
     ]
     return "\n".join([
         BEGIN,
         "",
-        f"{len(graph.modules)} modules on {len(graph.by_floor())} floors. Arrows are imports that run at import "
-        "time; imports inside functions (on first use) and under `TYPE_CHECKING` are not drawn.",
+        f"{len(graph.modules)} modules on {len(graph.by_floor())} floors. Floors count every import (at import "
+        "time, inside functions, under `TYPE_CHECKING`); solid arrows run at import time, dotted ones on first "
+        "use or for type checkers only.",
         "",
         "```mermaid",
-        mermaid(graph),
+        mermaid(graph, lazy=True),
         "```",
         "",
         *rows,
@@ -296,13 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="the checkout to read (default: this one)")
     parser.add_argument("--max-lines", type=int, default=MAX_LINES)
+    parser.add_argument("--package", default=PACKAGE, help="the folder under the root to read (default: secretcache)")
+    parser.add_argument("--imports-only", action="store_true",
+                        help="exit 1 on a cycle or an upward arrow only (long modules are reported, not failed)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--mermaid", action="store_true", help="a Mermaid flowchart")
     mode.add_argument("--lazy", action="store_true", help="a Mermaid flowchart with on-first-use imports dotted")
     mode.add_argument("--markdown", action="store_true", help="the generated section of docs/architecture.md")
     mode.add_argument("--update", type=Path, metavar="FILE", help="rewrite that section of FILE in place")
     args = parser.parse_args(argv)
-    graph = read(args.root, args.max_lines)
+    graph = read(args.root, args.max_lines, args.package)
     if args.mermaid or args.lazy:
         print(mermaid(graph, lazy=args.lazy))
     elif args.markdown:
@@ -311,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         update(args.update, graph)
     else:
         print(report(graph))
-        return 1 if graph.problems else 0
+        failing = len(graph.upward) + len(graph.cycles) if args.imports_only else graph.problems
+        return 1 if failing else 0
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Backends: where the cache gets values from. ``AwsBackend`` and ``AgentBackend`` load on first use."""
+"""Backends: where the cache gets values from. ``AwsBackend``, ``AgentBackend`` and ``InMemoryBackend`` (the
+faithful in-process fake, also in :mod:`secretcache.testing`) load on first use."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from .base import BATCH_LIMIT, ForcedReads, SecretsBackend
 if TYPE_CHECKING:
     from .agent import AgentBackend
     from .aws import AwsBackend
+    from .memory import InMemoryBackend
 
-__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ForcedReads", "SecretsBackend"]
+__all__ = ["BATCH_LIMIT", "AgentBackend", "AwsBackend", "ForcedReads", "InMemoryBackend", "SecretsBackend"]
 
-_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent"}
+_LAZY = {"AwsBackend": ".aws", "AgentBackend": ".agent", "InMemoryBackend": ".memory"}
 
 
 def __getattr__(name: str) -> Any:

@@ -61,11 +61,9 @@ def map_botocore_error(
             secret_id=secret_id,
         )
     if "NoRegionError" in kinds:
-        return SecretCacheError(
-            f"no AWS Region configured reading secret {secret_id!r}: {advice.region}, set AWS_REGION or "
-            "AWS_DEFAULT_REGION, or set region in ~/.aws/config",
-            secret_id=secret_id,
-        )
+        from .aws_clients import region_error
+
+        return region_error(f"reading secret {secret_id!r}", advice.region, secret_id=secret_id)
     if kinds.intersection(_CONFIG_ERRORS):
         detail = " ".join(str(error).split())  # ParamValidationError reports span lines
         return SecretCacheError(f"invalid request for secret {secret_id!r}: {detail}", secret_id=secret_id)

@@ -3,7 +3,9 @@
 ``GET /secretsmanager/get?secretId=...&versionStage=...&versionId=...`` on the local agent, with the
 SSRF token in ``X-Aws-Parameters-Secrets-Token``; parameters (``ssm:NAME``, parameter ARNs) through the
 Lambda extension's ``GET /systemsmanager/parameters/get?name=...&withDecryption=true``. Standard library
-only (``http.client``), so using the agent costs no dependency and no boto3 import.
+only (``http.client``), so using the agent costs no dependency and no boto3 import. Over TCP (``http://``,
+``https://``) or over the Unix socket of ``secretcache serve --unix-socket`` (``unix_socket=PATH``, or the
+endpoint ``unix:///PATH``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import base64
 import http.client
 import json
 import os
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from ..errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError, error_for_code
 from ..model import SecretValue, value_from_answer
@@ -30,7 +33,25 @@ TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # a header name  # nosec B105
 TOKEN_ENV_VARS = ("AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 """Where the agent (and so we) look for the token, in order. ``file://PATH`` reads it from a file."""
 
-_MAX_SHOWN = 120
+_MAX_SHOWN = 400  # serve's configuration errors carry their advice: show it whole
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix domain socket (``secretcache serve --unix-socket PATH``)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)  # the Host header serve sees
+        self._socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def _parse_date(raw: object) -> datetime | None:
@@ -101,26 +122,45 @@ class AgentBackend:
     in case the agent was restarted with a new one. The agent has no batch endpoint, so
     ``batch_get_secret_values`` makes one GET per secret. Forced reads (``refresh()``, the rotation
     policy's) send ``refreshNow=true``, so they bypass the agent's own cache.
+
+    ``unix_socket=PATH`` (or ``endpoint="unix:///PATH"``) talks to ``secretcache serve --unix-socket
+    PATH`` instead of a TCP port: a socket file's permissions decide who may connect, and no other host
+    can reach it.
     """
 
     def __init__(self, endpoint: str = "http://localhost:2773", *, token: str | None = None,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, unix_socket: str | None = None) -> None:
         parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"AgentBackend endpoint must be an http(s) URL, got {endpoint!r}")
+        if parts.scheme == "unix":  # unix:///run/secretcache.sock (the path, percent-decoded)
+            if unix_socket is not None:
+                raise ValueError("AgentBackend takes a unix:// endpoint or unix_socket=, not both")
+            unix_socket = unquote(parts.path)
+            if not unix_socket:
+                raise ValueError(f"AgentBackend unix:// endpoint names no socket path, got {endpoint!r}")
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"AgentBackend endpoint must be an http(s) URL or unix:///PATH, got {endpoint!r}")
         if timeout <= 0:
             raise ValueError(f"AgentBackend timeout must be > 0, got {timeout!r}")
-        self.endpoint = endpoint
         self.timeout = timeout
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._path = parts.path.rstrip("/") + "/secretsmanager/get"
-        self._parameters_path = parts.path.rstrip("/") + "/systemsmanager/parameters/get"
+        self.unix_socket = unix_socket
+        if unix_socket is not None:
+            self.endpoint = f"unix://{unix_socket}"
+            self._https = False
+            self._host = "localhost"
+            self._port = 80
+            base = ""
+        else:
+            self.endpoint = endpoint
+            self._https = parts.scheme == "https"
+            self._host = parts.hostname or ""
+            self._port = parts.port or (443 if self._https else 80)
+            base = parts.path.rstrip("/")
+        self._path = base + "/secretsmanager/get"
+        self._parameters_path = base + "/systemsmanager/parameters/get"
         self._explicit_token = token
         self._token: str | None = token
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, AgentBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: a fresh token lock (a parent thread may have held it at the fork). Each
@@ -161,8 +201,12 @@ class AgentBackend:
     # -- HTTP -------------------------------------------------------------------------------------
 
     def _request(self, query: Mapping[str, str], token: str, path: str | None = None) -> tuple[int, str, bytes]:
-        conn_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = conn_class(self._host, self._port, timeout=self.timeout)
+        conn: http.client.HTTPConnection
+        if self.unix_socket is not None:
+            conn = _UnixConnection(self.unix_socket, self.timeout)
+        else:
+            conn_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = conn_class(self._host, self._port, timeout=self.timeout)
         try:
             conn.request("GET", f"{path or self._path}?{urlencode(query)}", headers={TOKEN_HEADER: token})
             response = conn.getresponse()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import (
+    RegionNotConfiguredError,
     SecretCacheError,
     SecretUnavailableError,
     error_for_code,
@@ -28,6 +29,7 @@ from ..parameters import REFERENCE_PATH, is_parameter
 from ..parameters import region_of as parameter_region
 from . import _fork, _redact, _ssm
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
+from .aws_clients import aws_client, region_error
 from .base import BATCH_LIMIT
 
 if TYPE_CHECKING:
@@ -43,21 +45,6 @@ __all__ = ["AwsBackend"]
 
 _T = TypeVar("_T")
 _ARN_REGION = re.compile(r"(arn:[^:]+:secretsmanager:)([^:]+)(:.*)")
-
-
-def _default_config() -> Config:
-    from botocore.config import Config
-
-    from .._version import __version__
-
-    # Few, quick attempts: the cache serves stale values and backs off on its own, so a reader should
-    # not sit behind botocore's long retry ladder (10 s default timeouts, up to 20 s throttle sleeps).
-    return Config(
-        retries={"mode": "standard", "total_max_attempts": 3},
-        connect_timeout=3,
-        read_timeout=5,
-        user_agent_extra=f"secretcache/{__version__}",
-    )
 
 
 def _in_region(secret_id: str, region: str) -> str:
@@ -128,9 +115,11 @@ def _answer(response: Any, secret_id: str) -> SecretValue | str:
 class AwsBackend:
     """Secrets Manager through boto3: one client per backend (and per failover Region), created lazily.
 
-    ``client`` is used as given. Otherwise the client comes from ``session`` (default: a new
-    ``boto3.session.Session()``, the standard credential and Region chain) with ``region_name``,
-    ``endpoint_url`` (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` is honoured by boto3 itself) and ``config``
+    ``client`` is used as given. Otherwise the client is built by
+    :func:`secretcache.backends.aws_clients.aws_client` from ``session`` (default: a new
+    ``boto3.session.Session()``, the standard credential chain): Region ``region_name``, else the
+    botocore chain, else ``AWS_REGION`` (else, for an ARN, the ARN's Region); ``endpoint_url`` (else
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` / ``AWS_ENDPOINT_URL`` as botocore reads them); ``config``
     merged over a default of 3 attempts and 3 s / 5 s connect / read timeouts.
 
     References by full (or partial) ARN are read in the ARN's Region: a client per Region, created on
@@ -183,7 +172,7 @@ class AwsBackend:
             _redact.install()
             self._ssm_clients[None] = ssm_client
         self._lock = threading.Lock()
-        _fork.track(self)
+        _fork.track(self, AwsBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: drop the clients (and session) this backend built, close the pooled
@@ -240,24 +229,28 @@ class AwsBackend:
             return self._clients[region]
 
     def _new_client(self, region: str | None) -> SecretsManagerClient:
-        _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
+        # Built by aws_clients, the one place every AWS client of the package comes from (Region:
+        # region_name, the botocore chain, AWS_REGION; endpoint; merged config).
         if self._session is None:
             import boto3  # on the first fetch only
 
             # A private session: boto3's default session is not safe to build clients from in threads.
             self._session = boto3.session.Session()
-        config = _default_config()
-        if self._config is not None:
-            config = config.merge(self._config)
         if region is None:
-            return self._session.client("secretsmanager", region_name=self._region_name,
-                                        endpoint_url=self._endpoint_url, config=config)
+            client: SecretsManagerClient = aws_client(
+                "secretsmanager", session=self._session, region_name=self._region_name,
+                endpoint_url=self._endpoint_url, config=self._config)
+            return client
+        config = self._config
         endpoint_url = self._endpoint_url
         if None in self._clients:  # replicas keep the primary's configuration (e.g. a user's client=)
-            config = config.merge(self._clients[None].meta.config)
+            primary = self._clients[None].meta.config
+            config = primary if config is None else config.merge(primary)
             if endpoint_url is None:
                 endpoint_url = _custom_endpoint(self._clients[None])
-        return self._session.client("secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config)
+        replica: SecretsManagerClient = aws_client(
+            "secretsmanager", session=self._session, region_name=region, endpoint_url=endpoint_url, config=config)
+        return replica
 
     def ssm_client_for(self, region: str | None = None) -> Any:
         """The boto3 ``ssm`` client for ``region`` (``None``: the primary Region), created on first use, once."""
@@ -271,34 +264,37 @@ class AwsBackend:
             return self._ssm_clients[region]
 
     def _new_ssm_client(self, region: str | None) -> Any:
-        """The SSM client, built as the Secrets Manager one is: same session, Region and configuration.
+        """The SSM client, built as the Secrets Manager one is (:func:`.aws_clients.aws_client`: the same
+        session, Region rule and configuration, the primary client's merged in when one was given).
 
         Its endpoint is ``ssm_endpoint_url=``, else the Secrets Manager endpoint when that is not AWS's
-        own (a local emulator serves both), else boto3's (which honours ``AWS_ENDPOINT_URL_SSM``).
+        own (a local emulator serves both), else botocore's (which honours ``AWS_ENDPOINT_URL_SSM``).
         """
-        _redact.install()
         if self._session is None:
             import boto3
 
             self._session = boto3.session.Session()
-        config = _default_config()
-        if self._config is not None:
-            config = config.merge(self._config)
+        config = self._config
         primary = self._clients.get(None)
         if primary is not None:
-            config = config.merge(primary.meta.config)
+            config = primary.meta.config if config is None else config.merge(primary.meta.config)
         endpoint_url = self._ssm_endpoint_url
         if endpoint_url is None:
             endpoint_url = _custom_url(self._endpoint_url) if self._endpoint_url is not None \
                 else _custom_endpoint(primary)
         if region is None:
             region = self._region_name or getattr(getattr(primary, "meta", None), "region_name", None)
-        return self._session.client("ssm", region_name=region, endpoint_url=endpoint_url, config=config)
+        return aws_client("ssm", session=self._session, region_name=region, endpoint_url=endpoint_url,
+                          config=config, what="for Parameter Store", region_advice=self._advice.region)
 
     def _primary_region(self) -> str | None:
         if self._region_name is not None:
             return self._region_name
-        region = getattr(getattr(self.client, "meta", None), "region_name", None)
+        try:
+            client = self.client
+        except RegionNotConfiguredError:
+            return None  # no Region anywhere: an ARN is read in its own Region (the last fallback)
+        region = getattr(getattr(client, "meta", None), "region_name", None)
         return region if isinstance(region, str) else None
 
     def _home(self, secret_id: str) -> str | None:
@@ -321,7 +317,11 @@ class AwsBackend:
         for attempt, region in enumerate(regions):
             last = attempt == len(regions) - 1
             try:
-                client = self.ssm_client_for(region) if ssm else self.client_for(region)
+                try:
+                    client = self.ssm_client_for(region) if ssm else self.client_for(region)
+                except RegionNotConfiguredError:
+                    what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
+                    raise region_error(what, self._advice.region, secret_id=secret_id) from None
                 return call(client, [_in_region(i, region) if attempt and region else i for i in ids])
             except SecretCacheError as e:  # already typed (e.g. a malformed answer)
                 if not isinstance(e, SecretUnavailableError) or last:
@@ -371,7 +371,10 @@ class AwsBackend:
         region = parameter_region(secret_id)
         if region is None or region == self._region_name:
             return None
-        primary = self.ssm_client_for(None)
+        try:
+            primary = self.ssm_client_for(None)
+        except RegionNotConfiguredError:
+            return region  # no Region anywhere: the ARN's own (the last fallback)
         return None if region == getattr(getattr(primary, "meta", None), "region_name", None) else region
 
     def get_parameters_by_path(self, path: str, *, recursive: bool = True) -> list[SecretValue]:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ..errors import SecretFormatError
-from ..model import SecretValue, _shown_key
+from ..model import SecretValue
+from ..refs import shown_key
 
 __all__ = ["FIELDS", "DriverNames", "check_keys", "make_params_of", "merged", "secret_params", "ssl_setting"]
 
@@ -134,14 +135,14 @@ def _extract(
         name = getattr(names, field)
         if field == "port":
             if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip().isdigit():
-                problem = f"database secret {secret_id!r}: field 'port' (JSON key {_shown_key(key)}) is not a number"
+                problem = f"database secret {secret_id!r}: field 'port' (JSON key {shown_key(key)}) is not a number"
                 return problem, None
             params[name] = int(raw) if names.port_as_int else str(int(raw))
         elif isinstance(raw, str):
             params[name] = raw
         else:
             return (
-                f"database secret {secret_id!r}: field {field!r} (JSON key {_shown_key(key)}) must be a string, "
+                f"database secret {secret_id!r}: field {field!r} (JSON key {shown_key(key)}) must be a string, "
                 f"got {type(raw).__name__}",
                 None,
             )
@@ -188,7 +189,7 @@ def merged(
         if name not in from_secret and name not in explicit:
             key = (keys or {}).get(field, field)
             raise SecretFormatError(
-                f"database secret {secret_id!r}: field {field!r} (JSON key {_shown_key(key)}) is missing or empty, "
+                f"database secret {secret_id!r}: field {field!r} (JSON key {shown_key(key)}) is missing or empty, "
                 f"and no {name!r} argument was given",
                 secret_id=secret_id,
             )

@@ -1,7 +1,7 @@
 """asyncpg connections and pools whose logins survive password rotation.
 
 Every login reads the credentials through the cache and follows the rotation policy of
-:mod:`secretcache.db._auth`: on a refused password (asyncpg's ``InvalidPasswordError``, SQLSTATE 28P01,
+:mod:`secretcache.credentials`: on a refused password (asyncpg's ``InvalidPasswordError``, SQLSTATE 28P01,
 or ``InvalidAuthorizationSpecificationError``, 28000, unless it is a NOLOGIN role or a pg_hba rule),
 one shared refresh, then AWSPENDING, then asyncpg's own exception with a note naming the secret.
 Anything else (unknown database, server down, too many connections) is raised at once, without a
@@ -26,11 +26,11 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.db.asyncpg needs asyncpg: pip install 'secretcache[asyncpg]'") from e
 
-from ._auth import AuthPolicy, Credentials, Login, run_async
+from ..credentials import AuthPolicy, Credentials, Login, drive_async
 from ._params import ASYNCPG, make_params_of, merged
 
 if TYPE_CHECKING:
-    from ..cache import SecretCache
+    from .._face import AnySecretCache
 
 __all__ = ["connect", "create_pool"]
 
@@ -38,7 +38,7 @@ _URI_NAMES = {"host": "host", "port": "port", "user": "user", "password": "passw
               "database": "database", "sslmode": "ssl", "ssl": "ssl"}  # nosec B105 - parameter names
 
 
-def _login(secret_id: str, cache: SecretCache | None, policy: AuthPolicy | None,
+def _rotating_login(secret_id: str, cache: AnySecretCache | None, policy: AuthPolicy | None,
            keys: Mapping[str, str] | None) -> Login:
     return Login(secret_id, make_params_of(secret_id, ASYNCPG, keys), cache=cache, policy=policy)
 
@@ -73,7 +73,7 @@ def _params(login: Login, credentials: Credentials, given: frozenset[str], expli
 async def _login_connect(login: Login, keys: Mapping[str, str] | None, base: Callable[..., Awaitable[Any]],
                          args: tuple[Any, ...], explicit: Mapping[str, Any]) -> Any:
     given = _uri_gives(args[0] if args else explicit.get("dsn"))
-    return await run_async(
+    return await drive_async(
         login.flow(on_event_loop=True), lambda c: base(*args, **_params(login, c, given, explicit, keys))
     )
 
@@ -81,7 +81,7 @@ async def _login_connect(login: Login, keys: Mapping[str, str] | None, base: Cal
 async def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -94,7 +94,7 @@ async def connect(
     ``policy`` tunes the rotation policy. Cache hits are read on the event loop; a read that may call
     Secrets Manager (cold start, a refresh after a refused password) runs in a worker thread.
     """
-    login = _login(secret_id, cache, policy, keys)
+    login = _rotating_login(secret_id, cache, policy, keys)
     return await _login_connect(login, keys, asyncpg.connect, (), kwargs)
 
 
@@ -105,7 +105,7 @@ def _supports_connect_hook() -> bool:
 def create_pool(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **pool_kwargs: Any,
@@ -123,7 +123,7 @@ def create_pool(
     if not _supports_connect_hook():
         raise ImportError("secretcache.db.asyncpg.create_pool needs asyncpg >= 0.30 (its connect= hook): "
                           "pip install -U 'secretcache[asyncpg]'")
-    login = _login(secret_id, cache, policy, keys)
+    login = _rotating_login(secret_id, cache, policy, keys)
     base: Callable[..., Awaitable[Any]] = pool_kwargs.pop("connect", None) or asyncpg.connect
 
     async def connect_through_secret(*args: Any, **kwargs: Any) -> Any:

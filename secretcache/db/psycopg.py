@@ -1,7 +1,7 @@
 """psycopg 3 connections and psycopg_pool pools whose logins survive password rotation.
 
 Every login reads the credentials through the cache and follows the rotation policy of
-:mod:`secretcache.db._auth`: on a refused password, one shared refresh, then AWSPENDING, then the
+:mod:`secretcache.credentials`: on a refused password, one shared refresh, then AWSPENDING, then the
 driver's own ``psycopg.OperationalError`` with a note naming the secret. Host, port, dbname and
 user come from the secret unless you pass them (keyword arguments or a ``conninfo`` string win).
 
@@ -25,18 +25,18 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "pip install 'secretcache[postgres]'"
     ) from e
 
-from ._auth import AuthPolicy, Credentials, Login, run_async, run_sync
+from ..credentials import AuthPolicy, Credentials, Login, drive, drive_async
 from ._params import PSYCOPG, make_params_of, merged
 
 if TYPE_CHECKING:
     import psycopg_pool
 
-    from ..cache import SecretCache
+    from .._face import AnySecretCache
 
 __all__ = ["async_connection_pool", "connect", "connect_async", "connection_pool"]
 
 
-def _login(secret_id: str, cache: SecretCache | None, policy: AuthPolicy | None,
+def _rotating_login(secret_id: str, cache: AnySecretCache | None, policy: AuthPolicy | None,
            keys: Mapping[str, str] | None) -> Login:
     return Login(secret_id, make_params_of(secret_id, PSYCOPG, keys), cache=cache, policy=policy)
 
@@ -54,7 +54,7 @@ def _params(login: Login, credentials: Credentials, explicit: Mapping[str, Any],
 def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **conninfo: Any,
@@ -66,9 +66,9 @@ def connect(
     ``keys`` renames the secret's JSON keys (``{"username": "user"}``); ``cache`` defaults to the
     module-level cache; ``policy`` tunes the rotation policy.
     """
-    login = _login(secret_id, cache, policy, keys)
+    login = _rotating_login(secret_id, cache, policy, keys)
     explicit = _explicit(conninfo.pop("conninfo", ""), conninfo)
-    return run_sync(
+    return drive(
         login.flow(), lambda c: psycopg.Connection.connect("", **_params(login, c, explicit, keys))
     )
 
@@ -76,7 +76,7 @@ def connect(
 async def connect_async(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **conninfo: Any,
@@ -86,9 +86,9 @@ async def connect_async(
     Cache hits are read on the event loop; a read that may call Secrets Manager (cold start, a
     refresh after a refused password) runs in a worker thread.
     """
-    login = _login(secret_id, cache, policy, keys)
+    login = _rotating_login(secret_id, cache, policy, keys)
     explicit = _explicit(conninfo.pop("conninfo", ""), conninfo)
-    return await run_async(
+    return await drive_async(
         login.flow(on_event_loop=True),
         lambda c: psycopg.AsyncConnection.connect("", **_params(login, c, explicit, keys)),
     )
@@ -102,7 +102,7 @@ def rotating_connection_class(
     def connect(cls: Any, /, conninfo: str = "", **kwargs: Any) -> Any:
         explicit = _explicit(conninfo, kwargs)
         parent = super(rotating, cls).connect
-        return run_sync(login.flow(), lambda c: parent("", **_params(login, c, explicit, keys)))
+        return drive(login.flow(), lambda c: parent("", **_params(login, c, explicit, keys)))
 
     rotating: type[psycopg.Connection[Any]] = type(
         f"Rotating{base.__name__}", (base,), {"connect": classmethod(connect), "__module__": __name__}
@@ -118,7 +118,7 @@ def rotating_async_connection_class(
     async def connect(cls: Any, /, conninfo: str = "", **kwargs: Any) -> Any:
         explicit = _explicit(conninfo, kwargs)
         parent = super(rotating, cls).connect
-        return await run_async(
+        return await drive_async(
             login.flow(on_event_loop=True), lambda c: parent("", **_params(login, c, explicit, keys))
         )
 
@@ -139,7 +139,7 @@ def _pool_module() -> Any:
 def connection_pool(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **pool_kwargs: Any,
@@ -152,7 +152,7 @@ def connection_pool(
     they stay on superseded credentials. Use it as a context manager, or pass ``open=True``.
     """
     base = pool_kwargs.pop("connection_class", psycopg.Connection)
-    login = _login(secret_id, cache, policy, keys)
+    login = _rotating_login(secret_id, cache, policy, keys)
     pool_cls = _pool_module().ConnectionPool
     return pool_cls(  # type: ignore[no-any-return]
         connection_class=rotating_connection_class(base, login, keys), **pool_kwargs
@@ -162,7 +162,7 @@ def connection_pool(
 def async_connection_pool(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **pool_kwargs: Any,
@@ -172,7 +172,7 @@ def async_connection_pool(
     Create it with ``open=False`` and ``await pool.open()`` (or ``async with``), as psycopg_pool advises.
     """
     base = pool_kwargs.pop("connection_class", psycopg.AsyncConnection)
-    login = _login(secret_id, cache, policy, keys)
+    login = _rotating_login(secret_id, cache, policy, keys)
     pool_cls = _pool_module().AsyncConnectionPool
     return pool_cls(  # type: ignore[no-any-return]
         connection_class=rotating_async_connection_class(base, login, keys), **pool_kwargs

@@ -1,7 +1,7 @@
 """PyMySQL connections (MySQL, MariaDB) whose logins survive password rotation.
 
 Every login reads the credentials through the cache and follows the rotation policy of
-:mod:`secretcache.db._auth`: on error 1045 (access denied), one shared refresh, then AWSPENDING,
+:mod:`secretcache.credentials`: on error 1045 (access denied), one shared refresh, then AWSPENDING,
 then the driver's own ``pymysql.err.OperationalError`` with a note naming the secret. Host, port,
 database and user come from the secret unless you pass them.
 
@@ -21,11 +21,11 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("secretcache.db.pymysql needs PyMySQL: pip install 'secretcache[mysql]'") from e
 
-from ._auth import AuthPolicy, Login, run_sync
+from ..credentials import AuthPolicy, Login, drive
 from ._params import PYMYSQL, make_params_of, merged
 
 if TYPE_CHECKING:
-    from ..cache import SecretCache
+    from .._face import AnySecretCache
 
 __all__ = ["connect", "creator"]
 
@@ -33,7 +33,7 @@ __all__ = ["connect", "creator"]
 def creator(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -43,7 +43,7 @@ def creator(
     explicit = dict(kwargs)
 
     def open_connection() -> pymysql.connections.Connection[Any]:
-        return run_sync(
+        return drive(
             login.flow(),
             lambda c: pymysql.connections.Connection(
                 **merged(c.params, explicit, secret_id=secret_id, names=PYMYSQL, keys=keys)
@@ -56,7 +56,7 @@ def creator(
 def connect(
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **kwargs: Any,

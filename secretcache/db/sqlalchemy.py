@@ -1,7 +1,7 @@
 """SQLAlchemy engines whose logins survive password rotation.
 
 :func:`attach` registers a ``do_connect`` listener (SQLAlchemy's documented hook for dynamic
-credentials) that logs in itself, through the rotation policy of :mod:`secretcache.db._auth`, and
+credentials) that logs in itself, through the rotation policy of :mod:`secretcache.credentials`, and
 returns the DBAPI connection. It sees the driver's raw error, so it can retry a refused password;
 anything it cannot fix reaches you as usual, wrapped in ``sqlalchemy.exc.OperationalError`` with
 the driver's exception (carrying a note naming the secret) in ``.orig``.
@@ -27,7 +27,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "secretcache.db.sqlalchemy needs SQLAlchemy 2: pip install 'secretcache[sqlalchemy]'"
     ) from e
 
-from ._auth import AuthPolicy, Login, Read, run_sync
+from ..credentials import AuthPolicy, Login, Read, drive
 from ._params import AIOMYSQL, ASYNCPG, DATABASE, MYSQLDB, PSYCOPG, PYMYSQL, DriverNames, make_params_of, merged
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import ConnectionPoolEntry
 
-    from ..cache import SecretCache
+    from .._face import AnySecretCache
 
 __all__ = ["attach", "create_async_engine", "create_engine"]
 
@@ -73,7 +73,7 @@ def attach(
     engine: Engine | AsyncEngine,
     secret_id: str,
     *,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
 ) -> Engine | AsyncEngine:
@@ -98,8 +98,8 @@ def attach(
             )
 
         if on_event_loop:
-            return run_sync(login.flow(on_event_loop=True), connect, read=_read_in_greenlet)
-        return run_sync(login.flow(), connect)
+            return drive(login.flow(on_event_loop=True), connect, read=_read_in_greenlet)
+        return drive(login.flow(), connect)
 
     event.listen(sync_engine, "do_connect", do_connect)
     _attached.add(sync_engine)
@@ -110,7 +110,7 @@ def create_engine(
     url: str | sqlalchemy.URL,
     *,
     secret_id: str,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
@@ -131,7 +131,7 @@ def create_async_engine(
     url: str | sqlalchemy.URL,
     *,
     secret_id: str,
-    cache: SecretCache | None = None,
+    cache: AnySecretCache | None = None,
     policy: AuthPolicy | None = None,
     keys: Mapping[str, str] | None = None,
     **engine_kwargs: Any,

@@ -7,7 +7,7 @@ database drivers) and, for the default run, the PostgreSQL server binaries.
 - :mod:`.app`: the command (arguments, worker threads, the rotator, the exit code).
 - :mod:`.support`: the demo's database, its in-process Secrets Manager, counters and display.
 - :mod:`.localdb`: private PostgreSQL/MariaDB servers with real password authentication (also the
-  integration tests' server fixtures, ``tests/servers.py``).
+  integration tests' server fixtures, ``tests/fixtures/fix_servers.py``).
 
 Importing this package imports nothing but itself: :func:`main` loads the application when called.
 """

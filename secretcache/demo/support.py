@@ -28,12 +28,21 @@ from .localdb import (
 
 SECRET_ID = "demo/app-db"  # a secret's name  # nosec B105
 MASTER_ID = "demo/admin"
-_NEEDS = """Nothing to run the demo against. It needs one of:
-  - the PostgreSQL server binaries (initdb, pg_ctl), to start a throwaway cluster:
+_INSTALL = """  - the PostgreSQL server binaries (initdb, pg_ctl), to start a throwaway cluster:
       apt-get install postgresql        (Debian/Ubuntu; dnf install postgresql-server on Fedora)
-  - or --dsn with an admin connection to a PostgreSQL server that checks passwords, e.g.
+"""
+_OTHERWISE = """  - or --dsn with an admin connection to a PostgreSQL server that checks passwords, e.g.
       secretcache demo --dsn postgresql://postgres:PASSWORD@127.0.0.1:5432/postgres
-  - or --engine mysql with a MariaDB/MySQL server (root@127.0.0.1:3306, or SECRETCACHE_TEST_MYSQL_*)"""
+  - or --engine mysql with a MariaDB/MySQL server (root@127.0.0.1:3306, or SECRETCACHE_TEST_MYSQL_*)
+  (through nox, options go after --: nox -s demo -- --engine mysql)"""
+
+
+def _needs(error: BaseException) -> str:
+    """What else the demo can run against; the install line only when the binaries are what is missing
+    (another failure, say a missing runuser, already says what is wrong)."""
+    missing_binaries = "binaries" in str(error) and "not found" in str(error)
+    return "Nothing to run the demo against. It needs one of:\n" + (_INSTALL if missing_binaries else "") \
+        + (_OTHERWISE if missing_binaries else _OTHERWISE.replace("  - or ", "  - ", 1))
 
 
 class Redactor:
@@ -115,13 +124,13 @@ def prepare_server(args: argparse.Namespace, redact: Redactor, out: TextIO) -> D
         try:
             server, owned = start_postgres(), True
         except RuntimeError as e:
-            raise RuntimeError(f"{e}\n\n{_NEEDS}") from None
+            raise RuntimeError(f"{e}\n\n{_needs(e)}") from None
         where = f"a private PostgreSQL cluster on 127.0.0.1:{server.port}, scram-sha-256"
     else:
         try:
             server, owned = mysql_admin_from_env(), False
         except RuntimeError as e:
-            raise RuntimeError(f"{e}\n\n{_NEEDS}") from None
+            raise RuntimeError(f"{e}\n\n{_needs(e)}") from None
         redact.add(server.admin_password)
         where = f"{server.flavor} on {server.host}:{server.port}"
     closers: list[Callable[[], None]] = [server.stop] if owned else []
@@ -323,7 +332,9 @@ def summary_lines(counters: Counters, store: Store, args: argparse.Namespace, el
         f"  cache              hits {stats.hits:,}, misses {stats.misses}, "
         f"backend calls {stats.backend_calls}",
         f"  rotation policy    refused logins {auth.auth_failures}, forced refreshes {auth.refreshes}, "
-        f"AWSPENDING reads {auth.pending_fetches}, logins via AWSPENDING {auth.pending_logins}",
+        f"AWSPENDING reads {auth.pending_fetches}, logins with the pinned new password {auth.pending_logins}",
+        "                     (the new password that worked mid-rotation stays pinned for new logins until "
+        "the cached AWSCURRENT changes)",
         f"  database users     {', '.join(snap.users) or '-'}",
     ]
     if snap.rotation_error:

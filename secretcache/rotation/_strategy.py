@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..db._detect import is_auth_failure
+from ..credentials import is_auth_failure
 from .passwords import PasswordPolicy
 
 __all__ = [

@@ -237,15 +237,14 @@ def handler(event: Mapping[str, Any], context: object = None) -> None:
     invocations.
     """
     global _client
-    if _client is None:
-        import boto3
-
-        from ..backends import _redact
-
-        _redact.install()  # before the client's first call, whose answer botocore would log at DEBUG
-        endpoint = os.environ.get("SECRETS_MANAGER_ENDPOINT") or None
-        _client = boto3.client("secretsmanager", endpoint_url=endpoint)
     secret_id = event.get("SecretId")
+    if _client is None:
+        from ..backends.aws_clients import aws_client, region_of_arn
+
+        # Built like every AWS client of the package (Region: the chain, AWS_REGION, the ARN's own).
+        endpoint = os.environ.get("SECRETS_MANAGER_ENDPOINT") or None
+        _client = aws_client("secretsmanager", endpoint_url=endpoint, what="rotating a secret",
+                             resource_region=region_of_arn(secret_id) if isinstance(secret_id, str) else None)
     if not isinstance(secret_id, str):
         raise RotationError("rotation event lacks 'SecretId'")
     current = read_json_secret(_client, secret_id, stage=CURRENT)

@@ -1,7 +1,7 @@
 """The Secrets Manager Agent's HTTP API as a pure function of (method, target, headers).
 
 No socket here: :class:`AgentApi` turns one request into one :class:`Response`, so the HTTP front end
-(``_http.py``) only moves bytes, and the rules (token, forwarded header, methods, parameters, error
+(uvicorn, ``_asgi.py``) only moves bytes, and the rules (token, forwarded header, methods, parameters, error
 mapping) are written once. A 200 body holds a secret value; nothing else this module builds does.
 """
 
@@ -12,12 +12,14 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import (
     InvalidReferenceError,
+    RegionNotConfiguredError,
     SecretAccessDeniedError,
     SecretCacheError,
     SecretDecryptionError,
@@ -114,6 +116,18 @@ def _aws_message(error: SecretCacheError) -> str:
     return message
 
 
+def _is_configuration_error(error: SecretCacheError) -> bool:
+    """True for a failure of serve's own AWS configuration (no Region, no usable credentials), which no
+    request can avoid: not an answer of AWS (those carry a code), not a refusal of the request."""
+    if isinstance(error, RegionNotConfiguredError):
+        return True
+    return isinstance(error, SecretAccessDeniedError) and error.code is None
+
+
+def _configuration_code(error: SecretCacheError) -> str:
+    return "NoRegionError" if isinstance(error, RegionNotConfiguredError) else "NoCredentialsError"
+
+
 def render(value: SecretValue) -> bytes:
     """The GetSecretValue JSON of ``value``; ``CreatedDate`` as the Agent sends it (epoch seconds in a
     JSON string), ``SecretBinary`` base64."""
@@ -166,6 +180,17 @@ class AgentApi:
         self.path_prefix = path_prefix
         self._bodies: dict[tuple[str, str | None, str | None], tuple[SecretValue, bytes]] = {}
         self._max_bodies = 2 * cache.config.max_size
+        self._config_logged: dict[str, float] = {}  # configuration error kind -> when last logged
+
+    def _log_configuration_error(self, error: SecretCacheError) -> None:
+        """ERROR once a minute per kind of configuration error (every request fails the same way)."""
+        kind = _configuration_code(error)
+        now = time.monotonic()
+        if now - self._config_logged.get(kind, -1e9) >= 60.0:
+            self._config_logged[kind] = now
+            log.error("serve: requests fail: %s", error)
+        else:
+            log.debug("serve: %s", error)
 
     def handle(self, method: str, target: str, headers: Callable[[str], str | None], *,
                fresh_only: bool = False) -> Response | None:
@@ -178,7 +203,10 @@ class AgentApi:
             return _text(400, "Forwarded")
         if method != "GET":
             return _text(405, "Not allowed")
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # e.g. "//[::1/": an authority that does not parse
+            return _text(400, "Bad Request")
         path = parts.path
         if path == "/ping":
             return _text(200, "healthy")
@@ -297,6 +325,12 @@ class AgentApi:
             else:
                 value = self.cache.get_secret_value(secret_id, version_id=version_id, version_stage=stage)
         except SecretCacheError as e:
+            if _is_configuration_error(e):
+                # serve's own configuration is wrong (no Region, no credentials): every request fails
+                # alike, and only the operator can fix it. Said once at ERROR, in the error's own words
+                # (ids, AWS's text and advice; never a value), and answered as the Agent's JSON error.
+                self._log_configuration_error(e)
+                return _aws_error(500, _configuration_code(e), _aws_message(e))
             status, code = error_status(e)
             log.debug("serve: %s reading secret %r -> %d %s", type(e).__name__, secret_id, status, code)
             if not code:  # refused before reaching AWS (botocore's parameter validation): plain text,

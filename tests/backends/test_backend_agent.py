@@ -25,7 +25,7 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 TOKEN = "agent-token-1"
 NOT_FOUND = (400, {"__type": "ResourceNotFoundException", "message": "Secrets Manager can't find it."})
@@ -352,7 +352,7 @@ def _malformed(kind: str) -> Any:
 def test_a_malformed_answer_is_transient_names_the_secret_and_holds_no_value(agent: AgentStub, kind: str) -> None:
     import traceback
 
-    from tests.canary_checks import leaking_locals
+    from tests.fixtures.fix_canary_checks import leaking_locals
 
     agent.script.append((200, _malformed(kind)))
     with pytest.raises(SecretCacheError) as info:

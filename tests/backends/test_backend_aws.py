@@ -13,6 +13,7 @@ import pytest
 from devtools.moto_helpers import count_calls, inject, moto_server_fixture
 from secretcache.backends.aws import AwsBackend
 from secretcache.errors import (
+    RegionNotConfiguredError,
     SecretAccessDeniedError,
     SecretCacheError,
     SecretDecryptionError,
@@ -21,7 +22,7 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 EAST, WEST, CENTRAL = "us-east-1", "us-west-2", "eu-central-1"
 
@@ -369,7 +370,7 @@ def botocore_error(name: str) -> Exception:
     (botocore_error("NoCredentialsError"), SecretAccessDeniedError, None),
     (botocore_error("PartialCredentialsError"), SecretAccessDeniedError, None),
     (botocore_error("UnauthorizedSSOTokenError"), SecretAccessDeniedError, None),
-    (botocore_error("NoRegionError"), SecretCacheError, None),
+    (botocore_error("NoRegionError"), RegionNotConfiguredError, None),
     (botocore_error("ParamValidationError"), SecretCacheError, None),
 ], ids=lambda p: p if isinstance(p, str) else None)
 def test_each_botocore_failure_maps_to_its_typed_error_chained(
@@ -408,9 +409,35 @@ def test_a_missing_region_says_what_to_configure(monkeypatch: pytest.MonkeyPatch
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    with pytest.raises(SecretCacheError, match="region_name=") as info:
+    with pytest.raises(RegionNotConfiguredError, match="region_name=") as info:
         AwsBackend().get_secret_value("prod/db")
-    assert type(info.value) is SecretCacheError
+    assert info.value.secret_id == "prod/db"
+    for place in ("AWS_REGION", "AWS_DEFAULT_REGION", "~/.aws/config", "full ARN"):
+        assert place in str(info.value)
+
+
+def test_aws_region_alone_is_enough(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, aws: Any) -> None:
+    """boto3 ignores AWS_REGION (Lambda and the other SDKs set it); our clients read it after the chain."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_REGION", WEST)
+    backend = AwsBackend()
+    with pytest.raises(SecretNotFoundError):  # asked in WEST: the secret lives only in EAST
+        backend.get_secret_value("region/only-east")
+    assert backend.client.meta.region_name == WEST
+    monkeypatch.setenv("AWS_DEFAULT_REGION", EAST)  # the botocore chain comes first
+    assert AwsBackend().client.meta.region_name == EAST
+
+
+def test_with_no_region_anywhere_an_arn_is_read_in_its_own_region(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, aws: Any
+) -> None:
+    arn = aws.create_secret(Name="region/by-arn", SecretString="v")["ARN"]
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert AwsBackend().get_secret_value(arn).name == "region/by-arn"
 
 
 def test_no_error_message_carries_the_secret_value(aws: Any) -> None:
@@ -452,7 +479,7 @@ def assert_clean(error: BaseException) -> None:
     every frame's locals (as error trackers capture them); and formatting it does not fail."""
     import traceback
 
-    from tests.canary_checks import leaking_locals
+    from tests.fixtures.fix_canary_checks import leaking_locals
 
     assert CANARY not in str(error)
     assert leaking_locals(error) == []

@@ -20,7 +20,7 @@ import pytest
 from devtools.moto_helpers import moto_server
 from secretcache.backends.agent import AgentBackend
 from secretcache.backends.aws import AwsBackend
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 REGION = "us-east-1"
 WAIT = 60.0

@@ -22,7 +22,7 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 REGION = "us-east-1"
 THREADS = 32
@@ -475,7 +475,7 @@ def test_with_secrets_prefetches_parameters_with_one_get_parameters_call(aws: tu
 
 
 def test_a_forked_child_builds_its_own_ssm_client_and_reads(ssm: Any) -> None:
-    from tests.backends.test_backend_fork import in_child
+    from tests.fixtures.forking import fork_child, reap
 
     ssm.put_parameter(Name="/fork/a", Value="a", Type="String")
     b = backend()
@@ -488,4 +488,4 @@ def test_a_forked_child_builds_its_own_ssm_client_and_reads(ssm: Any) -> None:
                     "cached": cache.peek("ssm:/fork/a") is not None,
                     "read": b.get_secret_value("ssm:/fork/a").secret_string}
 
-        assert in_child(check) == {"own_client": True, "cached": True, "read": "a"}
+        assert reap(*fork_child(check)) == {"own_client": True, "cached": True, "read": "a"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import secretcache.testing
+import secretcache.backends.memory
 from secretcache import SecretCache
 from secretcache.errors import (
     SecretAccessDeniedError,
@@ -29,7 +29,7 @@ from secretcache.testing import (
     InMemoryBackend,
     patch_moto_staging_labels,
 )
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 
 def stages(backend: InMemoryBackend, name: str) -> dict[str, tuple[str, ...]]:
@@ -280,7 +280,7 @@ def test_latency_is_slept_outside_the_lock(monkeypatch: pytest.MonkeyPatch) -> N
         backend._lock.release()
         slept.append(seconds)
 
-    monkeypatch.setattr(secretcache.testing.time, "sleep", sleep)
+    monkeypatch.setattr(secretcache.backends.memory.time, "sleep", sleep)
     backend.get_secret_value("s")
     backend.batch_get_secret_values(["s"])
     assert slept == [0.25, 0.25]
@@ -377,7 +377,7 @@ def test_the_call_log_counts_by_secret_and_active_reads_are_waited_for() -> None
 def test_describe_secret_is_a_read_and_failures_take_the_failure_latency(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = InMemoryBackend({"s": "v1"}, latency=0.25, failure_latency=0.01)
     slept: list[float] = []
-    monkeypatch.setattr(secretcache.testing.time, "sleep", slept.append)
+    monkeypatch.setattr(secretcache.backends.memory.time, "sleep", slept.append)
     version = backend.get_secret_value("s").version_id
     described = backend.describe_secret(backend.arn("s"))
     assert (described["Name"], described["VersionIdsToStages"]) == ("s", {version: ["AWSCURRENT"]})

@@ -21,7 +21,7 @@ from secretcache import SecretFormatError
 from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.db import asyncpg as sc_asyncpg
 from secretcache.demo.localdb import DbAccount, DbServer, admin_connect, set_password
-from tests.db.conftest import MakeSetup, Setup
+from tests.fixtures.fix_db import MakeSetup, Setup
 
 SECRET = "app/asyncpg"
 

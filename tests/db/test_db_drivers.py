@@ -13,7 +13,7 @@ import pytest
 
 from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.demo.localdb import set_password
-from tests.db.conftest import Driver
+from tests.fixtures.fix_db import Driver
 
 
 def test_connect_takes_everything_from_the_secret(db_driver: Driver) -> None:

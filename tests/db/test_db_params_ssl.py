@@ -21,7 +21,7 @@ from secretcache.db._params import (
     ssl_setting,
 )
 from secretcache.model import SecretValue
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 SECRET = "app/db"
 

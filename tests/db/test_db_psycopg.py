@@ -18,7 +18,7 @@ from secretcache import SecretFormatError
 from secretcache.db import auth_stats, is_auth_failure
 from secretcache.db import psycopg as sc_psycopg
 from secretcache.demo.localdb import DbAccount, DbServer
-from tests.db.conftest import MakeSetup, Setup
+from tests.fixtures.fix_db import MakeSetup, Setup
 
 SECRET = "app/pg"
 

@@ -13,7 +13,7 @@ import pytest
 from secretcache.db import is_auth_failure
 from secretcache.db import pymysql as sc_pymysql
 from secretcache.demo.localdb import DbAccount, DbServer
-from tests.db.conftest import MakeSetup, Setup
+from tests.fixtures.fix_db import MakeSetup, Setup
 
 SECRET = "app/mysql"
 

@@ -21,7 +21,7 @@ from secretcache.config import CacheConfig
 from secretcache.db import AuthStats, auth_stats, is_auth_failure
 from secretcache.db.sqlalchemy import attach, create_async_engine, create_engine
 from secretcache.demo.localdb import DbAccount, DbServer, set_password
-from tests.db.conftest import MakeSetup, Setup
+from tests.fixtures.fix_db import MakeSetup, Setup
 
 SECRET = "app/sa"
 DRIVER = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}

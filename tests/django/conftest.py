@@ -22,7 +22,7 @@ from secretcache.demo.localdb import DbAccount, DbServer, admin_connect, set_pas
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "examples" / "django_app"
-DRILL = Path(__file__).with_name("drill.py")
+DRILL = Path(__file__).resolve().parents[1] / "programs" / "django_drill.py"
 TIMEOUT = 300  # a hung subprocess fails the test instead of hanging the run; never a timing assertion
 
 moto_endpoint = moto_server_fixture("session")

@@ -151,6 +151,32 @@ def test_our_options_never_reach_the_driver_and_settings_win() -> None:
     assert done.stdout.splitlines() == ["[]", "db.example 5 shop False", "True"]
 
 
+def test_the_test_database_is_named_after_the_secrets_database() -> None:
+    """NAME left to the secret: ``test_`` + the secret's dbname (not ``test_``); TEST NAME and NAME still win;
+    a secret without a dbname says to set TEST NAME."""
+    code = (
+        "import json, django\nfrom django.conf import settings\n"
+        "from secretcache import SecretCache\nfrom secretcache.testing import InMemoryBackend\n"
+        "base = {'username': 'u', 'password': 'p', 'host': 'h'}\n"
+        "cache = SecretCache(InMemoryBackend({'a/db': json.dumps({**base, 'dbname': 'shop'}),"
+        " 'a/nodb': json.dumps(base)}))\n"
+        "def db(engine, secret, **extra):\n"
+        "    return {'ENGINE': f'secretcache.django.{engine}', 'OPTIONS': {'secret_id': secret, 'cache': cache},"
+        " **extra}\n"
+        "settings.configure(DATABASES={'default': db('postgresql', 'a/db'), 'my': db('mysql', 'a/db'),"
+        " 'named': db('postgresql', 'a/db', NAME='given'), 'explicit': db('mysql', 'a/db', TEST={'NAME': 'mine'}),"
+        " 'nodb': db('postgresql', 'a/nodb')})\n"
+        "django.setup()\nfrom django.db import connections\n"
+        "for alias in ('default', 'my', 'named', 'explicit'):\n"
+        "    print(connections[alias].creation._get_test_db_name())\n"
+        "try:\n    connections['nodb'].creation._get_test_db_name()\n"
+        "except Exception as e:\n    print(type(e).__name__, \"TEST\" in str(e))\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["test_shop", "test_shop", "test_given", "mine", "ImproperlyConfigured True"]
+
+
 def test_import_secretcache_imports_no_django() -> None:
     done = _python("import sys, secretcache, secretcache.django\nprint('django' in sys.modules)")
     assert done.returncode == 0, done.stderr

@@ -19,8 +19,8 @@ from secretcache.credentials import auth_stats
 from secretcache.errors import SecretFormatError
 from secretcache.http import SecretAuth
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
-from tests.http.rotating_server import SECRET, TokenAPI, basic, run_rotations, token_api
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.programs.rotating_server import SECRET, TokenAPI, basic, run_rotations, token_api
 
 LONG = CacheConfig(ttl=3600)
 ROTATIONS = 10
@@ -297,6 +297,43 @@ def test_a_reference_naming_a_stage_is_sent_without_retry(api: TokenAPI) -> None
 def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         SecretAuth(SECRET, **kwargs)
+
+
+@pytest.mark.parametrize("statuses", [401, "401", None])
+def test_retry_statuses_that_are_no_tuple_say_so(statuses: Any) -> None:
+    with pytest.raises(TypeError, match=r"retry_statuses must be a tuple of HTTP status codes, e\.g\. \(401,\)"):
+        SecretAuth(SECRET, retry_statuses=statuses)
+
+
+def test_a_give_up_logs_under_the_http_logger_without_prefix(api: TokenAPI, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="secretcache")
+    with SecretCache(api.backend, config=LONG) as cache:
+        api.accepted = "a-token-secrets-manager-does-not-have"
+        with httpx.Client(base_url=api.url, auth=SecretAuth(SECRET, cache=cache)) as client:
+            assert client.get("/give-up-log").status_code == 401
+    gave_up = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert gave_up
+    assert {r.name for r in gave_up} == {"secretcache.http"}
+    assert not [r for r in caplog.records if r.name == "secretcache.db"]
+    assert not gave_up[-1].getMessage().startswith("secretcache:")
+
+
+def test_a_generic_login_give_up_logs_under_the_credentials_logger(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from secretcache.credentials import login
+
+    caplog.set_level(logging.INFO, logger="secretcache")
+
+    def refuse(_: Any) -> None:
+        raise PermissionError("refused")
+
+    with SecretCache(InMemoryBackend({"svc/login": "pw"})) as cache, pytest.raises(PermissionError):
+        login("svc/login", refuse, is_auth_failure=lambda e: isinstance(e, PermissionError), cache=cache)
+    names = {r.name for r in caplog.records if "refused" in r.getMessage()}
+    assert names == {"secretcache.credentials"}
 
 
 def test_import_secretcache_loads_no_http_client_or_pydantic() -> None:

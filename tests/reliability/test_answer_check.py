@@ -24,7 +24,7 @@ from secretcache.config import CacheConfig
 from secretcache.errors import SecretCacheError, SecretUnavailableError
 from secretcache.model import SecretValue
 from secretcache.testing import InMemoryBackend
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 moto_url = moto_server_fixture("module")
 

@@ -20,7 +20,7 @@ from devtools.moto_helpers import inject, moto_server
 from secretcache.backends import _redact
 from secretcache.backends.aws import AwsBackend
 from secretcache.rotation import PostgresSingleUser, RotationHandler
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 REGION = "us-east-1"
 PREFIXES = ("botocore", "boto3", "urllib3")

@@ -1,7 +1,8 @@
 """The secret-leak canary, beyond log records: reprs of public objects, pytest's ``--showlocals`` tracebacks,
-and the CLI's error paths under faults. (Log records are scanned for the whole suite by ``tests/canary.py``;
-exception messages, traceback locals and test reports by ``tests/canary_checks.py``; the demo's output
-by ``tests/surface/test_demo.py``, whose passwords all carry the canary.)
+and the CLI's error paths under faults. (Log records are scanned for the whole suite by
+``tests/fixtures/fix_canary.py``; exception messages, traceback locals and test reports by
+``tests/fixtures/fix_canary_checks.py``; the demo's output
+by ``tests/cli/test_demo.py``, whose passwords all carry the canary.)
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from secretcache import (
 )
 from secretcache.config import CacheConfig
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
-from tests.canary_checks import leaking_locals
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.fixtures.fix_canary_checks import leaking_locals
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,10 +49,11 @@ def _shown(obj: object) -> str:
 def test_the_exception_and_traceback_canary_checks_are_loaded_in_this_session(
     pytestconfig: pytest.Config,
 ) -> None:
-    """CI proves nothing unless tests/canary_checks.py is a plugin of the run (conftest's pytest_plugins)."""
-    assert pytestconfig.pluginmanager.has_plugin("tests.canary_checks"), (
-        "add 'tests.canary_checks' to pytest_plugins in tests/conftest.py")
-    assert pytest.raises.__module__ == "tests.canary_checks"
+    """CI proves nothing unless tests/fixtures/fix_canary_checks.py is a plugin of the run (conftest's
+    pytest_plugins)."""
+    assert pytestconfig.pluginmanager.has_plugin("tests.fixtures.fix_canary_checks"), (
+        "add 'tests.fixtures.fix_canary_checks' to pytest_plugins in tests/conftest.py")
+    assert pytest.raises.__module__ == "tests.fixtures.fix_canary_checks"
 
 
 def test_the_locals_check_finds_a_secret_held_by_a_package_frame_and_follows_the_chain(
@@ -80,7 +82,7 @@ def test_the_locals_check_finds_a_secret_held_by_a_package_frame_and_follows_the
     try:
         import secretcache_probe as probe  # type: ignore[import-not-found]
 
-        import tests.canary_checks as checks
+        import tests.fixtures.fix_canary_checks as checks
 
         secret = canary_value("probe")
         with pytest.MonkeyPatch.context() as mp:
@@ -169,7 +171,7 @@ def test_reprs_of_backends_decorators_and_the_compat_layer_never_show_a_value_or
 
 
 def test_reprs_of_the_database_and_rotation_objects_never_show_a_password() -> None:
-    from secretcache.db._auth import AuthPolicy, Credentials, Login
+    from secretcache.credentials import AuthPolicy, Credentials, Login
     from secretcache.rotation import PasswordPolicy, PostgresSingleUser
     from secretcache.rotation.protocol import RotationHandler
 

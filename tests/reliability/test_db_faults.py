@@ -46,8 +46,8 @@ from secretcache.demo.localdb import (
 )
 from secretcache.rotation import MySQLSingleUser, PostgresSingleUser, rotate_secret_now
 from secretcache.rotation.passwords import PasswordPolicy
-from tests.canary import CANARY, canary_value
-from tests.canary_checks import leaking_locals
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.fixtures.fix_canary_checks import leaking_locals
 
 pytestmark = pytest.mark.integration
 

@@ -36,8 +36,8 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
-from tests.canary import CANARY, canary_value
-from tests.fakes import FakeClock, wait_until
+from tests.fixtures.fakes import FakeClock, wait_until
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from secretcache.backends.aws import AwsBackend
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretUnavailableError
 from secretcache.testing import InMemoryBackend
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 FETCH_TIMEOUT = 1.0
 MARGIN = 6.0  # generous for a loaded machine; the trickle lasts ~20 s, so a wait bounded by it fails

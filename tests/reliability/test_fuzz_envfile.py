@@ -17,8 +17,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from secretcache._envfile import EnvFileError, _parse_with_dotenv, parse_env, read_env_file
-from tests.canary import CANARY
-from tests.fuzzing import counted, examples, outcome, report_fixture
+from tests.fixtures.fix_canary import CANARY
+from tests.fixtures.fuzzing import counted, examples, outcome, report_fixture
 
 _report = report_fixture("test_fuzz_envfile")
 

@@ -22,7 +22,7 @@ from secretcache import AsyncSecretCache, SecretCache
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretCacheError
 from secretcache.testing import InMemoryBackend
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_BOUND = 60.0  # seconds: "must not hang", far above the ~2 s the script needs

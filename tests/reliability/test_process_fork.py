@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import random
 import select
@@ -28,7 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,8 @@ from secretcache import SecretCache
 from secretcache.backends.aws import AwsBackend
 from secretcache.config import CacheConfig
 from secretcache.errors import SecretCacheError
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
+from tests.fixtures.forking import CHILD_BOUND, fork_child, leave_pytests_log_handlers, reap
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,7 +48,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHILD_BOUND = 30.0  # seconds a child may take before it counts as hung ("must not hang", not a timing)
 READS = ("fork/alpha", "fork/beta", "fork/gamma", "fork/delta")
 
 
@@ -120,72 +119,6 @@ def make_cache(aws: Aws, **config: Any) -> SecretCache:
 
 
 # -- forking with a bound ------------------------------------------------------------------------------
-
-
-def leave_pytests_log_handlers() -> None:
-    """In a forked child: stop writing into the parent's pytest log handlers.
-
-    pytest always keeps a FileHandler (to /dev/null) on the root logger. Its buffered stream has a lock of
-    its own that logging's at-fork hook does not renew, so a parent thread logging at DEBUG at the instant
-    of the fork leaves it held for good and the child's first log record blocks. That is CPython's hazard
-    for any process that forks while threads write to a buffered file, not the cache's; the children here
-    test the cache, so they log nowhere.
-    """
-    logging.getLogger().handlers.clear()
-
-
-def fork_child(work: Callable[[], dict[str, Any]]) -> tuple[int, int]:
-    """Fork; the child runs ``work`` and writes its JSON report to a pipe, then ``os._exit``s. Returns
-    ``(pid, read_fd)``. Nothing the child does ever returns into pytest."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 70
-        try:
-            leave_pytests_log_handlers()
-            os.close(read_fd)
-            try:
-                report = work()
-            except BaseException as e:
-                report = {"crash": f"{type(e).__name__}: {e}"}
-            os.write(write_fd, json.dumps(report).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    return pid, read_fd
-
-
-def reap(pid: int, read_fd: int, *, bound: float = CHILD_BOUND) -> dict[str, Any]:
-    """The child's report; a child still running after ``bound`` seconds is killed and reported as hung."""
-    deadline = time.monotonic() + bound
-    chunks: list[bytes] = []
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([read_fd], [], [], max(0.0, left))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return {"hung": f"child {pid} still running after {bound} s: killed"}
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-    while True:  # the report is written: the child is in os._exit (or stuck after it)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return {"hung": f"child {pid} did not exit after its report: killed"}
-        time.sleep(0.01)
-    if not chunks:
-        return {"crash": f"child {pid} exited with status {status} and no report"}
-    return json.loads(b"".join(chunks))  # type: ignore[no-any-return]
 
 
 def read_loop(cache: SecretCache, aws: Aws, names: list[str], rounds: int, rng: random.Random,
@@ -455,7 +388,7 @@ def test_gunicorn_preload_workers_each_answer_with_the_secret_asked(aws: Aws) ->
     with tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--preload", "-w", "4", "-b", f"127.0.0.1:{port}",
-             "--timeout", "25", "--graceful-timeout", "5", "tests.apps.fork_app:app"],
+             "--timeout", "25", "--graceful-timeout", "5", "tests.programs.fork_app:app"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:

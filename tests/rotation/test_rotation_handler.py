@@ -30,7 +30,7 @@ from secretcache.rotation import (
     rotate_secret_now,
     strategy_for,
 )
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 
 class FakeDatabase(RotationStrategy):

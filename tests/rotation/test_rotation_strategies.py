@@ -1,6 +1,6 @@
 """Every rotation strategy against moto (in process) and the real servers, with passwords enforced.
 
-Server fixtures come from tests/servers.py (they mark these tests ``integration`` and fail when a server is
+Server fixtures come from tests/fixtures/fix_servers.py (they mark these tests ``integration`` and fail when a server is
 missing); moto's G1 gap is patched by tests/conftest.py's autouse ``_moto_g1_patch``.
 """
 

@@ -20,7 +20,7 @@ from secretcache.errors import (
 )
 from secretcache.serve import AgentApi, error_status, read_token
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from devtools.faults import FaultProxy
-from tests.canary import canary_value
-from tests.serve._serve import TOKEN, Serve, serve_env, serving
-from tests.serve.conftest import unique
+from tests.fixtures.fix_canary import canary_value
+from tests.fixtures.fix_serve import unique
+from tests.fixtures.serving import TOKEN, Serve, serve_env, serving
 
 pytestmark = pytest.mark.integration
 

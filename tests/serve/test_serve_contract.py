@@ -21,7 +21,7 @@ import pytest
 from devtools.faults import FaultProxy
 from secretcache import CacheConfig, SecretCache
 from secretcache.backends.agent import AgentBackend
-from tests.backends.test_contract import (
+from tests.fixtures.contract import (
     BotoStore,
     test_a_malformed_version_id_is_a_permanent_request_error,
     test_a_stage_not_on_the_given_version_is_not_found,
@@ -35,7 +35,7 @@ from tests.backends.test_contract import (
     test_rotation_moves_awscurrent_and_plain_reads_follow_it,
     test_version_id_and_version_stage_select_versions,
 )
-from tests.serve._serve import TOKEN, Serve, serving
+from tests.fixtures.serving import TOKEN, Serve, serving
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def store(request: pytest.FixtureRequest, moto_url: str, proxy: FaultProxy, cont
 
 def test_access_denied_is_typed_through_serve(store: Any) -> None:
     from secretcache.errors import SecretAccessDeniedError
-    from tests.backends.test_contract import unique
+    from tests.fixtures.contract import unique
 
     name = unique()
     store.create(name, "v1")
@@ -114,7 +114,7 @@ def test_access_denied_is_typed_through_serve(store: Any) -> None:
 
 def test_marked_for_deletion_is_deleted_through_serve(store: Any) -> None:
     from secretcache.errors import SecretDeletedError, SecretNotFoundError
-    from tests.backends.test_contract import unique
+    from tests.fixtures.contract import unique
 
     name, gone = unique(), unique()
     store.create(name, "v1")

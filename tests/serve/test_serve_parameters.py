@@ -18,9 +18,9 @@ from devtools.faults import FaultProxy
 from secretcache import SecretCache
 from secretcache.backends import AgentBackend, AwsBackend
 from secretcache.errors import SecretAccessDeniedError, SecretNotFoundError
-from tests.canary import CANARY, canary_value
-from tests.serve._serve import TOKEN, Serve, serving
-from tests.serve.conftest import unique
+from tests.fixtures.fix_canary import CANARY, canary_value
+from tests.fixtures.fix_serve import unique
+from tests.fixtures.serving import TOKEN, Serve, serving
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import secretcache
 from secretcache import SecretCache
 from secretcache.testing import InMemoryBackend
-from tests.canary import canary_value
+from tests.fixtures.fix_canary import canary_value
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 

@@ -16,7 +16,7 @@ from devtools.moto_helpers import count_calls
 from secretcache import SecretCache
 from secretcache.backends import AwsBackend
 from secretcache.settings import SecretsSettingsSource
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 REGION = "us-east-1"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import traceback
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from secretcache import SecretCache
 from secretcache.settings import SecretsSettingsSource
 from secretcache.testing import InMemoryBackend
-from tests.canary import CANARY, canary_value
+from tests.fixtures.fix_canary import CANARY, canary_value
 
 
 def with_source(cache: SecretCache, model: type[BaseSettings]) -> type[BaseSettings]:
@@ -169,3 +171,124 @@ def test_a_bad_reference_is_a_settings_error() -> None:
     with SecretCache(InMemoryBackend()) as cache, pytest.raises(SettingsError, match='"key"'):
         with_source(cache, Bad)()
 
+
+
+# -- fields set by earlier sources are not fetched; the model secret as a constructor argument ------------
+
+
+def test_no_call_when_earlier_sources_set_every_field(secrets: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = InMemoryBackend(secrets)
+    for name, value in (("APP_API_KEY", "env-key"), ("APP_DB_PASSWORD", "env-pw"), ("APP_DB_PORT", "6543"),
+                        ("APP_WEBHOOK", "env-hook")):
+        monkeypatch.setenv(name, value)
+    with SecretCache(backend) as cache:
+        settings: Any = with_source(cache, PerField)()
+        assert (settings.api_key, settings.db_password, settings.db_port, settings.webhook) == (
+            "env-key", "env-pw", 6543, "env-hook")
+    assert sum(backend.calls.values()) == 0
+
+
+def test_only_the_fields_left_are_fetched(secrets: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The secrets of the fields the environment sets do not even exist: fetching them would fail.
+    backend = InMemoryBackend({"prod/db": secrets["prod/db"]})
+    monkeypatch.setenv("APP_API_KEY", "env-key")
+    monkeypatch.setenv("APP_WEBHOOK", "env-hook")
+    with SecretCache(backend) as cache:
+        settings: Any = with_source(cache, PerField)()
+        assert settings.api_key == "env-key"
+        assert settings.db_port == 5432
+    assert backend.calls["GetSecretValue"] + backend.calls["BatchGetSecretValue"] == 1
+
+
+def test_an_unreachable_aws_does_not_matter_when_the_environment_sets_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.config import Config
+
+    from secretcache.backends import AwsBackend
+
+    for name, value in (("APP_API_KEY", "k"), ("APP_DB_PASSWORD", "p"), ("APP_DB_PORT", "1"), ("APP_WEBHOOK", "w")):
+        monkeypatch.setenv(name, value)
+    dead = AwsBackend(region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                      config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    with SecretCache(dead) as cache:
+        settings: Any = with_source(cache, PerField)()
+    assert settings.db_port == 1
+
+
+class ModelSecret(BaseSettings):
+    api_key: str
+    db_port: int
+
+
+def test_the_model_secret_as_a_constructor_argument() -> None:
+    backend = InMemoryBackend({"prod/app": json.dumps({"api_key": canary_value("app"), "db_port": 5})})
+
+    class Configured(ModelSecret):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, SecretsSettingsSource(settings_cls, cache=cache, secret_id="prod/app")
+
+    with SecretCache(backend) as cache:
+        settings = Configured()
+        assert settings.db_port == 5
+        assert settings.api_key.startswith("sc-canary")
+        assert Configured(api_key="given", db_port=1).db_port == 1  # init wins, and nothing more is read
+    assert sum(backend.calls.values()) == 1
+    with pytest.raises(SettingsError, match="secret_id must be a secret id"):
+        SecretsSettingsSource(ModelSecret, secret_id="")
+
+
+class Typed(BaseSettings):
+    port: int = Field(json_schema_extra={"secret": "prod/db#port"})
+    workers: int = Field(default=1, json_schema_extra={"secret": "prod/workers"}, gt=0)
+
+
+class TypedFromOneSecret(BaseSettings):
+    model_config = SettingsConfigDict(secretcache_secret_id="prod/app")  # type: ignore[typeddict-unknown-key]
+
+    timeout: float = 1.0
+
+
+@pytest.mark.parametrize(("model", "secrets", "field", "secret"), [
+    (Typed, {"prod/db": json.dumps({"port": canary_value("port")}), "prod/workers": "3"}, "port", "prod/db"),
+    (Typed, {"prod/db": json.dumps({"port": 5432}), "prod/workers": canary_value("workers")}, "workers",
+     "prod/workers"),
+    (TypedFromOneSecret, {"prod/app": json.dumps({"timeout": canary_value("timeout")})}, "timeout", "prod/app"),
+])
+def test_a_value_that_fails_validation_is_named_never_shown(
+    model: type[BaseSettings], secrets: dict[str, str], field: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with SecretCache(InMemoryBackend(secrets)) as cache, pytest.raises(Exception) as info:
+        with_source(cache, model)()
+    error = info.value
+    assert isinstance(error, SettingsError)
+    texts = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    for text in texts:
+        assert CANARY not in text
+    assert f'"{field}"' in str(error)
+    assert secret in str(error)
+    assert "valid" in str(error)  # pydantic's message, without the input
+    assert CANARY not in caplog.text
+
+
+def test_a_constraint_failure_is_named_never_shown() -> None:
+    secrets = {"prod/db": json.dumps({"port": 5432}), "prod/workers": "-7"}
+    with SecretCache(InMemoryBackend(secrets)) as cache, pytest.raises(SettingsError) as info:
+        with_source(cache, Typed)()
+    assert "greater than 0" in str(info.value)
+    assert "-7" not in str(info.value)
+    assert '"workers"' in str(info.value)
+
+
+def test_valid_values_still_validate_as_their_types() -> None:
+    secrets = {"prod/db": json.dumps({"port": "5432"}), "prod/workers": "3"}
+    with SecretCache(InMemoryBackend(secrets)) as cache:
+        settings: Any = with_source(cache, Typed)()
+    assert (settings.port, settings.workers) == (5432, 3)

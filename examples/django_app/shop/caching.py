@@ -1,8 +1,9 @@
 """The project's secret cache, named by ``DATABASES[...]["OPTIONS"]["cache"]`` as ``"shop.caching.secrets"``.
 
 The ttl can be long: a rotated password is noticed when the database refuses it (the rotation policy then
-refreshes the secret at once), not when the ttl runs out. Secrets Manager is reached through boto3's usual
-configuration (``AWS_REGION``, credentials, ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` for a local stand-in).
+refreshes the secret at once), not when the ttl runs out. Secrets Manager is reached through the usual AWS
+configuration (``AWS_REGION`` or ``AWS_DEFAULT_REGION``, credentials, ``AWS_ENDPOINT_URL_SECRETS_MANAGER``
+for a local stand-in).
 """
 
 import os

@@ -19,7 +19,7 @@ from django.db.backends.mysql import base as django_base  # type: ignore[import-
 from django.utils.asyncio import async_unsafe  # type: ignore[import-untyped]
 
 from ...db._params import MYSQLDB
-from .._backend import RotatingLoginMixin
+from .._backend import RotatingLoginMixin, test_name_creation
 
 __all__ = ["DatabaseWrapper"]
 
@@ -35,6 +35,7 @@ class DatabaseWrapper(RotatingLoginMixin, django_base.DatabaseWrapper):  # type:
     """
 
     secretcache_names = DJANGO_MYSQL
+    creation_class = test_name_creation(django_base.DatabaseWrapper.creation_class)
 
     @async_unsafe  # type: ignore[untyped-decorator]
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:

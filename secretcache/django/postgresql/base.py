@@ -20,7 +20,7 @@ from django.db.backends.postgresql import base as django_base  # type: ignore[im
 from django.utils.asyncio import async_unsafe  # type: ignore[import-untyped]
 
 from ...db._params import PSYCOPG
-from .._backend import RotatingLoginMixin
+from .._backend import RotatingLoginMixin, test_name_creation
 
 __all__ = ["DatabaseWrapper"]
 
@@ -29,6 +29,7 @@ class DatabaseWrapper(RotatingLoginMixin, django_base.DatabaseWrapper):  # type:
     """``django.db.backends.postgresql``'s wrapper; each new connection logs in through the rotation policy."""
 
     secretcache_names = PSYCOPG
+    creation_class = test_name_creation(django_base.DatabaseWrapper.creation_class)
     secretcache_name_required = True
 
     def get_connection_params(self) -> dict[str, Any]:

@@ -1,1 +1,0 @@
-"""Small applications the process tests run in subprocesses (gunicorn, multiprocessing)."""

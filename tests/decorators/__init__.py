@@ -1,0 +1,1 @@
+"""@inject_secret, environment injection and the Lambda helper."""

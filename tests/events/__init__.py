@@ -1,0 +1,1 @@
+"""secretcache.events"""

@@ -1,0 +1,1 @@
+"""Programs the tests start in processes of their own (servers, apps, drills)."""
