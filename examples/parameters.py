@@ -18,7 +18,7 @@ import json
 import os
 
 from pydantic import BaseModel
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from secretcache import SecretCache
 from secretcache.backends import AwsBackend
@@ -52,8 +52,6 @@ class Database(BaseModel):
 class Settings(BaseSettings):
     """Every field from the parameters under /app/prod/: ``db/host`` fills ``db.host``."""
 
-    model_config = SettingsConfigDict(secretcache_parameter_path="/app/prod/")  # type: ignore[typeddict-unknown-key]
-
     api_url: str
     db: Database
 
@@ -63,7 +61,8 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, SecretsSettingsSource(settings_cls, cache=CACHE)
+        path = SecretsSettingsSource(settings_cls, cache=CACHE, parameter_path="/app/prod/")
+        return init_settings, env_settings, path
 
 
 CACHE = SecretCache(AwsBackend(region_name=REGION))

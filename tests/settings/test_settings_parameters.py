@@ -108,3 +108,29 @@ def test_a_bad_path_or_a_failed_read_is_a_settings_error_without_values(ssm: Any
             model(cache, "/broken/")()
         assert "hosts" in str(broken.value)
         assert CANARY not in str(broken.value)
+
+
+def test_the_parameter_path_keyword_and_fields_set_earlier(ssm: Any) -> None:
+    fill(ssm, "pw")
+    backend = AwsBackend(region_name=REGION)
+    pages = count_calls(backend.ssm_client_for(None), "GetParametersByPath", service="ssm")
+
+    class Small(BaseSettings):
+        api_url: str
+        timeout: int = 5
+
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, SecretsSettingsSource(settings_cls, cache=cache, parameter_path="/app/prod")
+
+    with SecretCache(backend) as cache:
+        assert Small().api_url == "https://api.example"
+        assert len(pages) == 2
+        cache.invalidate()
+        given = Small(api_url="from-init", timeout=1)  # every field set earlier: the path is not read
+        assert given.api_url == "from-init"
+        assert len(pages) == 2
