@@ -187,6 +187,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench.bench_django")
     session.run("python", "-m", "bench.bench_cli")
     session.run("python", "-m", "bench.bench_files")
+    session.run("python", "-m", "bench.bench_parameters")
 
 
 @nox.session(python=PYTHON)

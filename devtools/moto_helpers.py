@@ -48,7 +48,8 @@ def aws_error_response(status: int, code: str, message: str = "injected") -> Any
     return AWSResponse("https://fault.invalid", status, headers, _Raw(body))
 
 
-def inject(client: Any, *plan: Step, op: str = "GetSecretValue", then: Step = None) -> list[Step]:
+def inject(client: Any, *plan: Step, op: str = "GetSecretValue", then: Step = None,
+           service: str = "secrets-manager") -> list[Step]:
     """Give each HTTP attempt of ``op`` on ``client`` the next step of ``plan``, then ``then`` forever.
 
     Returns the list of steps taken (its length is the number of HTTP attempts). Registered first, so
@@ -80,23 +81,24 @@ def inject(client: Any, *plan: Step, op: str = "GetSecretValue", then: Step = No
             raise ValueError(f"unknown fault step {step!r}")
         return None
 
-    uninject(client, op)
-    client.meta.events.register_first(f"before-send.secrets-manager.{op}", hook, unique_id=f"{_UID}-{op}")
+    uninject(client, op, service=service)
+    client.meta.events.register_first(f"before-send.{service}.{op}", hook, unique_id=f"{_UID}-{op}")
     return seen
 
 
-def uninject(client: Any, op: str = "GetSecretValue") -> None:
-    client.meta.events.unregister(f"before-send.secrets-manager.{op}", unique_id=f"{_UID}-{op}")
+def uninject(client: Any, op: str = "GetSecretValue", *, service: str = "secrets-manager") -> None:
+    client.meta.events.unregister(f"before-send.{service}.{op}", unique_id=f"{_UID}-{op}")
 
 
-def count_calls(client: Any, op: str) -> list[dict[str, Any]]:
-    """Record the parameters of every API call (not HTTP attempt) of ``op`` made through ``client``."""
+def count_calls(client: Any, op: str, *, service: str = "secrets-manager") -> list[dict[str, Any]]:
+    """Record the parameters of every API call (not HTTP attempt) of ``op`` made through ``client``
+    (``service="ssm"`` for a Parameter Store client)."""
     calls: list[dict[str, Any]] = []
 
     def hook(params: Any, **_: Any) -> None:
         calls.append(dict(params))
 
-    client.meta.events.register(f"before-parameter-build.secrets-manager.{op}", hook,
+    client.meta.events.register(f"before-parameter-build.{service}.{op}", hook,
                                 unique_id=f"secretcache-count-{op}")
     return calls
 

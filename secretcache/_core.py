@@ -20,6 +20,7 @@ Three invariants hold under ``_lock``:
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
@@ -28,13 +29,15 @@ from time import monotonic
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, cast
 
 from ._flight import Flight
+from ._paths import PATH_MARKS, PathListing, is_path_request
 from ._policy import FETCH, RAISE, SERVE, Entry, Failure, backoff_until, decide, fresh_until, may_serve_stale
 from ._request import Key, Request, check_answer, key_parts, make_request
 from ._worker import Worker
 from .backends.base import BATCH_LIMIT, ForcedReads, SecretsBackend
 from .errors import AssumeRoleError, SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 from .model import SecretValue, validate_secret_id
-from .stats import BackendCall, BackendObserver, CacheEvent, CacheStats, EventHook, EventKind
+from .parameters import PREFIX, is_parameter
+from .stats import BackendCall, BackendMethod, BackendObserver, CacheEvent, CacheStats, EventHook, EventKind
 
 if TYPE_CHECKING:
     from .config import CacheConfig
@@ -298,18 +301,25 @@ class Core:
         try:
             backend = self.backend
             # A forced read must not get a backend's own cached answer (the agent's): tell backends that can hear it.
-            forced = flight.forced and isinstance(backend, ForcedReads)
-            read = backend.refresh_secret_value if forced else backend.get_secret_value  # type: ignore[attr-defined]
-            if self.observers:
-                call = BackendCall("refresh_secret_value" if forced else "get_secret_value", (request.secret_id,),
-                                   request.version_id, request.version_stage, flight.forced, backend)
-                outcome = self._observed(flight, call, lambda: read(
-                    request.secret_id, version_id=request.version_id, version_stage=request.version_stage))
+            read: Callable[[], SecretValue]
+            method: BackendMethod
+            if is_path_request(request):
+                method = "get_parameters_by_path"
+                read = functools.partial(_read_path, backend, request)
             else:
-                outcome = read(request.secret_id, version_id=request.version_id, version_stage=request.version_stage)
-            wrong = check_answer(request, outcome)
-            if wrong is not None:
-                outcome = wrong  # the crossed answer is dropped here: never stored, never returned
+                forced = flight.forced and isinstance(backend, ForcedReads)
+                method = "refresh_secret_value" if forced else "get_secret_value"
+                read = functools.partial(
+                    backend.refresh_secret_value if forced else backend.get_secret_value,  # type: ignore[attr-defined]
+                    request.secret_id, version_id=request.version_id, version_stage=request.version_stage)
+            if self.observers:
+                call = BackendCall(method, (request.secret_id,), request.version_id, request.version_stage,
+                                   flight.forced, backend)
+                value = self._observed(flight, call, read)
+            else:
+                value = read()
+            # A crossed answer is dropped here: never stored, never returned.
+            outcome = check_answer(request, value) or value
         except SecretCacheError as e:
             outcome = e
         except Exception as e:
@@ -355,12 +365,30 @@ class Core:
         self._failures.pop(request.key, None)
         if old is not None:
             self.refreshes += 1
-        if len(self.entries) > config.max_size:
+        if isinstance(value, PathListing):
+            self._store_listed(value, now, until)
+        while len(self.entries) > config.max_size:
             # Exact LRU by last read time. The scan runs only on an insert past capacity (after a
             # backend call), so the hit path can stay a plain dict read with no reordering.
             victim = min(self.entries.items(), key=lambda item: item[1].last_read)[0]
             del self.entries[victim]
         return old is not None
+
+    def _store_listed(self, listing: PathListing, now: float, until: float) -> None:
+        """Store a path's parameters (under the lock) with the path's freshness, so reads of them are hits.
+
+        A parameter with a fetch of its own in flight is left to it, and a cached version is never
+        replaced by an older one (parameter versions are increasing numbers), so versions never go back.
+        """
+        for value in listing.parameters:
+            key = PREFIX + value.name
+            if key in self._flights:
+                continue
+            old = self.entries.get(key)
+            if old is not None and _version_number(old.value) > _version_number(value):
+                continue
+            self.entries[key] = Entry(value, now, until)
+            self._failures.pop(key, None)
 
     def _record_failure(self, request: Request, error: SecretCacheError) -> None:
         previous = self._failures.get(request.key)
@@ -470,10 +498,11 @@ class Core:
         fetch (nothing servable cached, no backoff). The others are read one by one: a hit, a stale value
         while it revalidates, or the backoff's error. Only when the default stage is AWSCURRENT, the one
         stage BatchGetSecretValue returns."""
-        if self.config.version_stage != "AWSCURRENT":
-            return []
+        any_stage = self.config.version_stage == "AWSCURRENT"
         now, chosen = self.timer(), []
         for secret_id in dict.fromkeys(secret_ids):
+            if not any_stage and not is_parameter(secret_id):
+                continue  # (a parameter's default read is its latest version, whatever the default stage)
             request = self.request(secret_id, None, None)
             action, _ = decide(self.entries.get(request.key), self._failures.get(request.key), now, self.config)
             if action is FETCH:
@@ -634,7 +663,8 @@ class Core:
 
     def cached_reads(self) -> list[CachedRead]:
         """Every cached entry, whatever its age, with the read it answers (the key layout stays here)."""
-        return [CachedRead(*key_parts(key), entry.value) for key, entry in list(self.entries.items())]
+        return [CachedRead(*key_parts(key), entry.value) for key, entry in list(self.entries.items())
+                if not isinstance(entry.value, PathListing)]  # a get_path listing is no read of one value
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -652,14 +682,35 @@ class Core:
             logging.getLogger("secretcache").warning("event hook raised on a %r event", kind, exc_info=True)
 
 
+def _read_path(backend: SecretsBackend, request: Request) -> PathListing:
+    """One path read: every parameter under it, from a backend that can list a hierarchy."""
+    read = getattr(backend, "get_parameters_by_path", None)
+    if read is None:
+        raise SecretCacheError(
+            f"{type(backend).__name__} cannot list a Parameter Store path (reading {request.secret_id!r}); "
+            "use AwsBackend", secret_id=request.secret_id)
+    values: list[SecretValue] = read(request.secret_id, recursive=request.version_stage == PATH_MARKS[1])
+    return PathListing(request.secret_id, values)
+
+
+def _version_number(value: SecretValue) -> int:
+    version = value.version_id
+    return int(version) if version is not None and version.isdigit() else -1
+
+
 def _match_batch(ids: list[str], values: list[SecretValue]) -> dict[str, SecretValue]:
     """The batch's values under the ids asked for: by name, full ARN or partial ARN (and checked so)."""
     by_name: dict[str, SecretValue] = {}
     for value in values:
         by_name[value.name] = value
-        if value.arn:
+        if value.arn and ":ssm:" in value.arn[:32]:  # a parameter (GetParameters), asked as ssm:NAME or its ARN
+            by_name[PREFIX + value.name] = value
+            by_name[value.arn] = value
+        elif value.arn:
             by_name[value.arn] = value
             by_name[value.arn[:-7]] = value  # partial ARN: the full one without "-XXXXXX"
+        else:
+            by_name.setdefault(PREFIX + value.name, value)
     matched: dict[str, SecretValue] = {}
     for secret_id in ids:
         found = by_name.get(secret_id)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 from .errors import InvalidReferenceError, SecretUnavailableError
 from .model import validate_secret_id
+from .parameters import LATEST_STAGE, check_selector, is_parameter, names_parameter
 
 if TYPE_CHECKING:
     from .model import SecretValue
@@ -33,6 +34,8 @@ def make_request(secret_id: str, version_id: str | None, version_stage: str | No
     for name, given in (("version_id", version_id), ("version_stage", version_stage)):
         if given is not None and (not isinstance(given, str) or not given):
             raise InvalidReferenceError(f"secret {secret_id!r}: {name} must be a non-empty str", secret_id=secret_id)
+    if is_parameter(secret_id):
+        return _parameter_request(secret_id, version_id, version_stage)
     key: Key
     if version_id is not None:
         key = (secret_id, version_stage, version_id)
@@ -42,6 +45,22 @@ def make_request(secret_id: str, version_id: str | None, version_stage: str | No
         key = (secret_id, version_stage)
     stage = version_stage if version_stage is not None or version_id is not None else default_stage
     return Request(key, secret_id, stage, version_id)
+
+
+def _parameter_request(secret_id: str, version_id: str | None, version_stage: str | None) -> Request:
+    """A parameter's read: no selector (or AWSCURRENT) is the latest version, under the plain id, whatever
+    the configured default stage (a Secrets Manager notion); a label or a version number is keyed apart."""
+    check_selector(secret_id, version_id, version_stage)
+    if version_stage == LATEST_STAGE and version_id is None:
+        version_stage = None
+    key: Key
+    if version_id is not None:
+        key = (secret_id, version_stage, version_id)
+    elif version_stage is None:
+        key = secret_id
+    else:
+        key = (secret_id, version_stage)
+    return Request(key, secret_id, version_stage, version_id)
 
 
 def key_parts(key: Key) -> tuple[str, str | None, str | None]:
@@ -63,7 +82,11 @@ def _without_region(arn: str) -> str:
 
 def names_secret(secret_id: str, value: SecretValue) -> bool:
     """Whether ``value`` is a version of the secret ``secret_id`` names (a name, a full or a partial ARN)."""
-    if value.name == secret_id or not secret_id.startswith("arn:"):
+    if value.name == secret_id:
+        return True
+    if is_parameter(secret_id):
+        return names_parameter(secret_id, value.name)
+    if not secret_id.startswith("arn:"):
         return value.name == secret_id
     arn = value.arn
     if arn:
@@ -83,9 +106,13 @@ def check_answer(request: Request, value: SecretValue) -> SecretUnavailableError
         problem = f"an answer for secret {value.name!r}"
     elif request.version_id is not None and value.version_id != request.version_id:
         problem = f"version {value.version_id!r} where {request.version_id!r} was asked"
+    elif is_parameter(request.secret_id) and request.version_stage is not None \
+            and request.version_stage[:1] != "\0" and request.version_stage not in value.version_stages:
+        problem = f"an answer without the label {request.version_stage!r} that was asked"
     else:
         return None
     return SecretUnavailableError(
-        f"Secrets Manager sent {problem} reading secret {request.secret_id!r}; discarded",
+        f"{'Parameter Store' if is_parameter(request.secret_id) else 'Secrets Manager'} sent {problem} "
+        f"reading secret {request.secret_id!r}; discarded",
         secret_id=request.secret_id,
     )

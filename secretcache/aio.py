@@ -16,6 +16,7 @@ from typing import Any
 
 from ._face import BaseSecretCache, id_list
 from ._flight import Flight
+from ._paths import PathListing, path_request
 from ._request import Request
 from .errors import InvalidReferenceError, SecretCacheError
 from .model import SecretRef, SecretValue
@@ -110,6 +111,17 @@ class AsyncSecretCache(BaseSecretCache):
         """The string a parsed reference points at."""
         value = await self.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
         return value.text(ref.json_key)
+
+    async def get_path(self, path: str, *, recursive: bool = True) -> dict[str, SecretValue]:
+        """Every parameter under a Parameter Store hierarchy, keyed ``"ssm:" + name``: ``get_path("ssm:/app/prod/")``.
+
+        One GetParametersByPath walk (all pages, decrypted) per ttl, shared by concurrent callers and
+        cached like any read (stale-while-revalidate, stale-if-error, backoff); the parameters it finds
+        are cached too, so reading one of them afterwards is a hit. ``recursive=False`` reads one level.
+        """
+        listing = await self._read(path_request(path, recursive))
+        assert isinstance(listing, PathListing)
+        return listing.by_id()
 
     async def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm the cache with BatchGetSecretValue (20 per call); return the failures by id."""

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ._face import AnySecretCache, BaseSecretCache, id_list
+from ._paths import PathListing, path_request
 from ._request import Request
 from .backends.base import SecretsBackend
 from .errors import InvalidReferenceError, SecretCacheError
@@ -128,6 +129,17 @@ class SecretCache(BaseSecretCache):
         """The string a parsed reference points at."""
         value = self.get_secret_value(ref.secret_id, version_id=ref.version_id, version_stage=ref.version_stage)
         return value.text(ref.json_key)
+
+    def get_path(self, path: str, *, recursive: bool = True) -> dict[str, SecretValue]:
+        """Every parameter under a Parameter Store hierarchy, keyed ``"ssm:" + name``: ``get_path("ssm:/app/prod/")``.
+
+        One GetParametersByPath walk (all pages, decrypted) per ttl, shared by concurrent callers and
+        cached like any read (stale-while-revalidate, stale-if-error, backoff); the parameters it finds
+        are cached too, so reading one of them afterwards is a hit. ``recursive=False`` reads one level.
+        """
+        listing = self._read(path_request(path, recursive))
+        assert isinstance(listing, PathListing)
+        return listing.by_id()
 
     # -- control --------------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ PROG = "secretcache"
 OK, NOT_RESOLVED, USAGE = 0, 1, 2
 
 _DESCRIPTION = """\
-Read secrets from AWS Secrets Manager, or run a command with secrets in its environment.
+Read secrets from AWS Secrets Manager (and parameters from Parameter Store), or run a command with
+them in its environment.
 
 References (wherever a secret is named):
   prod/db                      a secret by name (or a full / partial ARN)
@@ -40,14 +41,22 @@ References (wherever a secret is named):
                                the ECS / AWS Batch valueFrom form
   {{resolve:secretsmanager:prod/db:SecretString:password}}
                                the CloudFormation form, also inside a longer value
+  ssm:/app/db-url[:VERSION|:LABEL][#json-key]
+                               a Parameter Store parameter (SecureString decrypted)
+  arn:aws:ssm:REGION:ACCOUNT:parameter/NAME[#json-key]
+                               a parameter by ARN (the ECS valueFrom form)
+  {{resolve:ssm:NAME[:VERSION]}}, {{resolve:ssm-secure:NAME[:VERSION]}}
+                               CloudFormation's parameter forms
 
 Credentials and Region come from the usual AWS chain (environment, ~/.aws, instance role);
-AWS_ENDPOINT_URL_SECRETS_MANAGER points it at another endpoint (a local emulator, say)."""
+AWS_ENDPOINT_URL_SECRETS_MANAGER (AWS_ENDPOINT_URL_SSM for parameters) points it at another endpoint
+(a local emulator, say)."""
 
 _EPILOG = """\
 examples:
   secretcache get prod/db#password
   secretcache run --env DB_PASSWORD=prod/db#password -- python app.py
+  secretcache run --env DB_URL=ssm:/app/prod/db-url -- python app.py
   secretcache run --env-file .env -- ./manage.py migrate
   DB_URL='postgres://app:{{resolve:secretsmanager:prod/db:SecretString:password}}@db/app' \\
       secretcache run -- python app.py
@@ -60,9 +69,11 @@ Run COMMAND with secrets resolved into its environment.
 
 The environment COMMAND gets is this one, plus the variables of each --env-file (in order, later
 files win), plus each --env (which win over files). Values that hold a reference are resolved:
-an ECS valueFrom ARN (arn:aws:secretsmanager:...) or {{resolve:secretsmanager:...}}, also inside a
-longer value. Other values pass through untouched. An --env value is always a reference, in any form
-(prod/db#password too). All referenced secrets are fetched together (BatchGetSecretValue).
+an ECS valueFrom ARN (arn:aws:secretsmanager:... or arn:aws:ssm:...:parameter/...) or
+{{resolve:secretsmanager|ssm|ssm-secure:...}}, also inside a longer value. Other values pass through
+untouched (a bare ssm:NAME value too). An --env value is always a reference, in any form
+(prod/db#password, ssm:/app/db-url too). All referenced secrets are fetched together
+(BatchGetSecretValue; GetParameters for parameters).
 
 If any reference cannot be resolved, COMMAND is not started: exit 1, and the message names the
 variable and the reference (never a value). COMMAND's stdin, stdout and stderr are this process's;

@@ -121,10 +121,14 @@ _PERMANENT: dict[str, type[SecretCacheError]] = {
     "ExpiredTokenException": SecretAccessDeniedError,
     "DecryptionFailure": SecretDecryptionError,
     "KMSAccessDeniedException": SecretDecryptionError,
+    # Parameter Store's codes for the same cases.
+    "ParameterNotFound": SecretNotFoundError,
+    "ParameterVersionNotFound": SecretNotFoundError,
+    "InvalidKeyId": SecretDecryptionError,
 }
 
 # Secrets Manager's own 5xx codes: transient whatever HTTP status an intermediary (the agent) reports.
-_SERVICE_TRANSIENT = ("InternalServiceError", "InternalFailure", "ServiceUnavailable")
+_SERVICE_TRANSIENT = ("InternalServiceError", "InternalFailure", "ServiceUnavailable", "InternalServerError")
 
 # botocore 1.44's throttled and transient codes, for two uses: the codes every process meets are
 # classified without importing botocore's retry machinery (an AgentBackend or InMemoryBackend process
@@ -137,6 +141,7 @@ _FALLBACK_THROTTLED = (
     "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
     "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
     "PriorRequestNotComplete", "EC2ThrottledException",
+    "TooManyUpdates",  # Parameter Store's throttling of writes to one parameter (not in botocore's tables)
 )
 _FALLBACK_TRANSIENT = ("RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete")
 

@@ -7,12 +7,15 @@ Reference forms:
 - the ECS/Batch ``valueFrom`` ARN ``arn:aws:secretsmanager:R:A:secret:NAME:json-key:version-stage:version-id``;
 - the CloudFormation dynamic reference
   ``{{resolve:secretsmanager:SECRET-ID:SecretString:json-key:version-stage:version-id}}``,
-  also embedded in a longer string (see :func:`render_template`).
+  also embedded in a longer string (see :func:`render_template`);
+- a Parameter Store parameter (:mod:`secretcache.parameters`): ``ssm:NAME[:version-or-label][#json-key]``,
+  a parameter ARN ``arn:aws:ssm:R:A:parameter/NAME[#json-key]`` (the ECS ``valueFrom`` form), and
+  CloudFormation's ``{{resolve:ssm:NAME[:VERSION]}}`` / ``{{resolve:ssm-secure:NAME[:VERSION]}}``.
 
 A grammar of its own, apart from the value (:mod:`.model`) and the resolver (:mod:`._resolve`): the cache
 faces, the resolver and every integration parse references here, and this module imports nothing of the
-package but its errors. Messages quote references and keys bounded (:func:`shown_key`), so a pasted blob
-cannot flood a log.
+package but its errors and the parameter ids (:mod:`.parameters`). Messages quote references and keys
+bounded (:func:`shown_key`), so a pasted blob cannot flood a log.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .errors import InvalidReferenceError
+from .parameters import PREFIX, check_selector, is_parameter, validate_parameter_id
 
 __all__ = [
     "SecretRef", "find_references", "is_reference", "is_template", "is_whole", "parse_reference",
@@ -33,7 +37,7 @@ _ARN_RE = re.compile(
     r"arn:(?P<partition>aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):secretsmanager:"
     r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):secret:(?P<rest>.+)"
 )
-_TEMPLATE_RE = re.compile(r"\{\{resolve:secretsmanager:(.*?)\}\}")
+_TEMPLATE_RE = re.compile(r"\{\{resolve:(secretsmanager|ssm|ssm-secure):(.*?)\}\}")
 _MAX_SHOWN = 200
 
 
@@ -83,6 +87,8 @@ def validate_secret_id(secret_id: object, *, reference: str | None = None) -> st
     shown = reference if reference is not None else secret_id
     if not secret_id:
         raise _bad(shown, "the secret id is empty")
+    if is_parameter(secret_id):
+        return validate_parameter_id(secret_id, reference=reference)
     if secret_id.startswith("arn:"):
         m = _ARN_RE.fullmatch(secret_id)
         if m is None or ":" in m["rest"] or not _NAME_RE.fullmatch(m["rest"]):
@@ -117,7 +123,9 @@ def _parse_arn_form(reference: str) -> SecretRef:
     raise _bad(reference, "an ECS valueFrom ARN ends in :json-key:version-stage:version-id (all three, empty allowed)")
 
 
-def _parse_template_body(reference: str, body: str) -> SecretRef:
+def _parse_template_body(reference: str, body: str, service: str = "secretsmanager") -> SecretRef:
+    if service != "secretsmanager":
+        return _parse_template_parameter(reference, body)
     if body.startswith("arn:"):
         pieces = body.split(":")
         secret_id, rest = ":".join(pieces[:7]), pieces[7:]
@@ -132,6 +140,45 @@ def _parse_template_body(reference: str, body: str) -> SecretRef:
     return _versioned(reference, secret_id, key, stage, version)
 
 
+def _parameter_ref(reference: str, secret_id: str, select: str, key: str | None) -> SecretRef:
+    """A parameter's reference with its selector: digits are a version, anything else a label."""
+    validate_parameter_id(secret_id, reference=reference)
+    version = select if select.isdigit() else None
+    label = None if select.isdigit() or not select else select
+    try:
+        check_selector(secret_id, version, label)
+    except InvalidReferenceError as e:
+        raise _bad(reference, str(e)) from None
+    return SecretRef(secret_id, key, label, version)
+
+
+def _parse_parameter(reference: str) -> SecretRef:
+    """``ssm:NAME[:selector][#key]`` or ``arn:...:ssm:...:parameter/NAME[:selector][#key]``."""
+    head, sep, key = reference.partition("#")
+    if sep and not key:
+        raise _bad(reference, "the JSON key after '#' is empty")
+    # The name starts after "ssm:" or ":parameter/"; a ':' after that starts the selector.
+    at = len(PREFIX) if head.startswith(PREFIX) else max(head.find(":parameter/") + 1, 0)
+    name, colon, select = head[at:].partition(":")
+    secret_id = head[:at] + name
+    if colon and not select:
+        raise _bad(reference, "the version or label after ':' is empty")
+    return _parameter_ref(reference, secret_id, select, key or None)
+
+
+def _parse_template_parameter(reference: str, body: str) -> SecretRef:
+    """``{{resolve:ssm:NAME[:VERSION]}}`` and ``{{resolve:ssm-secure:...}}`` (NAME may be an ARN)."""
+    if body.startswith("arn:"):
+        pieces = body.split(":")
+        name, rest = ":".join(pieces[:6]), pieces[6:]
+    else:
+        name, *rest = body.split(":")
+    if len(rest) > 1 or (rest and not rest[0].isdigit()):
+        raise _bad(reference, "expected {{resolve:ssm:NAME[:VERSION]}} with a version number")
+    secret_id = name if name.startswith("arn:") else PREFIX + name
+    return _parameter_ref(reference, secret_id, rest[0] if rest else "", None)
+
+
 def _parse(reference: str) -> SecretRef:
     if not isinstance(reference, str):
         raise InvalidReferenceError(f"a secret reference must be a str, got {type(reference).__name__}")
@@ -141,7 +188,9 @@ def _parse(reference: str) -> SecretRef:
         m = _TEMPLATE_RE.fullmatch(reference)
         if m is None:
             raise _bad(reference, "expected {{resolve:secretsmanager:SECRET-ID[:SecretString[:key[:stage[:id]]]]}}")
-        return _parse_template_body(reference, m[1])
+        return _parse_template_body(reference, m[2], m[1])
+    if is_parameter(reference):
+        return _parse_parameter(reference)
     if reference.startswith("arn:"):
         m = _ARN_RE.fullmatch(reference)
         parts = m["rest"].split(":") if m is not None else []
@@ -172,20 +221,26 @@ def _parse_cached(reference: str) -> SecretRef:
 
 
 def is_reference(value: str) -> bool:
-    """True when an environment value holds a reference we resolve: an ECS ARN or a ``{{resolve:...}}``."""
-    return (value.startswith("arn:aws") and ":secretsmanager:" in value) or "{{resolve:secretsmanager:" in value
+    """True when an environment value holds a reference we resolve: an ECS ARN (a secret's or a parameter's)
+    or a ``{{resolve:secretsmanager|ssm|ssm-secure:...}}``. A bare ``ssm:NAME`` is resolved only where it is
+    given as a reference (``inject_env`` mapping, ``secretcache run --env``): as a value it may be plain text."""
+    if value.startswith("arn:aws"):
+        head = value[:40]
+        if ":secretsmanager:" in head or (":ssm:" in head and ":parameter/" in value):
+            return True
+    return "{{resolve:secretsmanager:" in value or "{{resolve:ssm:" in value or "{{resolve:ssm-secure:" in value
 
 
 def find_references(text: str) -> list[SecretRef]:
     """The ``{{resolve:secretsmanager:...}}`` references embedded in ``text``, in order."""
-    return [_parse_template_body(m[0], m[1]) for m in _TEMPLATE_RE.finditer(text)]
+    return [_parse_template_body(m[0], m[2], m[1]) for m in _TEMPLATE_RE.finditer(text)]
 
 
 def render_template(text: str, resolve: Callable[[SecretRef], str]) -> str:
     """Replace every embedded ``{{resolve:secretsmanager:...}}`` in ``text`` with ``resolve(ref)``."""
     if "{{resolve:" in text and _TEMPLATE_RE.search(text) is None:
         raise _bad(text, "an unterminated or malformed {{resolve:secretsmanager:...}}")
-    return _TEMPLATE_RE.sub(lambda m: resolve(_parse_template_body(m[0], m[1])), text)
+    return _TEMPLATE_RE.sub(lambda m: resolve(_parse_template_body(m[0], m[2], m[1])), text)
 
 
 def parse_reference(reference: object) -> tuple[SecretRef, ...]:

@@ -6,7 +6,11 @@ Two ways to name a field's secret:
   a secret id, ``id#json-key``, an ECS ``valueFrom`` ARN, a ``{{resolve:...}}`` reference);
 - per model: ``SecretsSettingsSource(settings_cls, secret_id="prod/app")`` (or, equivalently,
   ``model_config = SettingsConfigDict(secretcache_secret_id="prod/app")``, which type checkers reject as an
-  unknown key): each field takes the same-named key (or its alias) of that JSON secret, when the secret has it.
+  unknown key): each field takes the same-named key (or its alias) of that JSON secret, when the secret has it;
+- per model, from Parameter Store: ``SecretsSettingsSource(settings_cls, parameter_path="/app/prod/")`` (or
+  ``SettingsConfigDict(secretcache_parameter_path="/app/prod/")``): each field takes the parameter named by
+  the path and the field's name (or alias), ``/`` nesting into sub-models (``/app/prod/db/host`` fills
+  ``db.host``), from one cached GetParametersByPath walk.
 
 Fields that an earlier (higher-priority) source already set are not fetched: with every field given by
 the environment, building the settings makes no AWS call at all (pydantic-settings gives each source the
@@ -47,6 +51,9 @@ __all__ = ["SecretsSettingsSource"]
 CONFIG_KEY = "secretcache_secret_id"
 """The ``model_config`` key naming a JSON secret whose keys fill same-named fields."""
 
+PATH_KEY = "secretcache_parameter_path"
+"""The ``model_config`` key naming a Parameter Store hierarchy whose parameters fill same-named fields."""
+
 _MISSING = object()
 
 
@@ -75,7 +82,7 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
 
     def __init__(
         self, settings_cls: type[BaseSettings], *, cache: AnySecretCache | None = None,
-        secret_id: str | None = None,
+        secret_id: str | None = None, parameter_path: str | None = None,
     ) -> None:
         super().__init__(settings_cls)
         self._cache = None if cache is None else blocking_cache(cache)  # None: the default, at each read
@@ -85,12 +92,16 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             what = "secret_id" if secret_id is not None else CONFIG_KEY
             raise SettingsError(f"{what} must be a secret id (a non-empty str), got {kind}")
         self._model_secret: str | None = model_secret
+        self._parameter_path = _parameter_path(
+            parameter_path if parameter_path is not None else cast("Mapping[str, Any]", self.config).get(PATH_KEY),
+            "parameter_path" if parameter_path is not None else PATH_KEY)
         self._wanted = self._plan()
         self._values: dict[str, Any] | None = None
         self._adapters: dict[str, Any] = {}
 
     def __repr__(self) -> str:
-        return f"SecretsSettingsSource({self.settings_cls.__name__}, secret_id={self._model_secret!r})"
+        return (f"SecretsSettingsSource({self.settings_cls.__name__}, secret_id={self._model_secret!r}, "
+                f"parameter_path={self._parameter_path!r})")
 
     def _plan(self) -> list[_Wanted]:
         wanted: list[_Wanted] = []
@@ -118,6 +129,9 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             if wanted.field == field_name:
                 value = self._load().get(wanted.key)
                 return value, wanted.key, self.field_is_complex(field)
+        if self._parameter_path is not None:
+            key = _output_key(field_name, field)
+            return self._load().get(key), key, self.field_is_complex(field)
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
@@ -130,25 +144,41 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             self._values = self._fetch()
         return self._values
 
-    def _still_wanted(self) -> list[_Wanted]:
-        """The fields no earlier source has set (pydantic-settings >= 2.4 passes the state built so far)."""
+    def _state(self) -> Mapping[str, Any]:
+        """What earlier sources set (pydantic-settings >= 2.4 passes the state built so far)."""
         try:
-            state = self.current_state
+            return cast("Mapping[str, Any]", self.current_state)
         except AttributeError:  # an older pydantic-settings, or called outside a settings build
-            return self._wanted
+            return {}
+
+    def _still_wanted(self) -> list[_Wanted]:
+        """The fields no earlier source has set."""
+        state = self._state()
         return [w for w in self._wanted if w.key not in state and w.field not in state]
+
+    def _path_fields(self) -> list[tuple[str, str]]:
+        """(field, output key) of the fields the parameter path may fill: not named by a secret, not set."""
+        if self._parameter_path is None:
+            return []
+        state, named = self._state(), {w.field for w in self._wanted if w.ref is not None}
+        return [(name, key) for name, field in self.settings_cls.model_fields.items()
+                if name not in named and (key := _output_key(name, field)) not in state and name not in state]
 
     def _fetch(self) -> dict[str, Any]:
         wanted_now = self._still_wanted()
-        if not wanted_now:
+        path_fields = self._path_fields()
+        if not wanted_now and not path_fields:
             return {}  # nothing left to fill: no cache, no AWS call
         cache = blocking_cache(self._cache)
+        from_path = self._from_path(cache, path_fields) if path_fields else {}
+        if not wanted_now:
+            return from_path
         batch = [w.ref.secret_id for w in wanted_now if w.ref is not None and _current(w.ref)]
         if self._model_secret is not None and any(w.ref is None for w in wanted_now):
             batch.append(self._model_secret)
         got = cache.get_many(list(dict.fromkeys(batch)), raise_on_error=False)  # one batch for the lot
         fields = self.settings_cls.model_fields
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = from_path  # secrets named for a field (or the model's) win over the path
         error: SettingsError | None = None
         for wanted in wanted_now:
             secret_id = wanted.ref.secret_id if wanted.ref is not None else self._model_secret
@@ -176,8 +206,64 @@ class SecretsSettingsSource(PydanticBaseSettingsSource):
             values[wanted.key] = found
         if error is not None:
             # Raised with no value left in this frame's locals (a traceback with locals shows them).
-            del values, got
+            values.clear()  # (the same dict as from_path)
+            del values, got, from_path
             found = value = None
+            raise error
+        return values
+
+    def _from_path(self, cache: Any, path_fields: list[tuple[str, str]]) -> dict[str, Any]:
+        """The fields in ``path_fields`` from the parameters under the path: one cached GetParametersByPath
+        walk (``cache.get_path``).
+
+        A parameter's name after the path, split on ``/``, nests: ``db/host`` is ``{"db": {"host": ...}}``,
+        which pydantic validates into a sub-model (or a dict field). A top-level field of a complex type
+        (list, dict, a sub-model) given as one parameter holding JSON is decoded, as an environment
+        variable would be. Each value is checked as the secrets' are, so no validation error shows it.
+        """
+        path = self._parameter_path
+        assert path is not None
+        try:
+            listing = cache.get_path("ssm:" + path, recursive=True)
+        except SecretCacheError as e:
+            raise SettingsError(f"{PATH_KEY} {path!r}: {e}") from e
+        tree: dict[str, Any] = {}
+        for value in listing.values():
+            parts = value.name[len(path):].split("/")
+            node = tree
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):  # both /a and /a/b exist: the deeper one cannot nest
+                    break
+                node = child
+            else:
+                node[parts[-1]] = value.secret_string
+        del listing
+        fields = self.settings_cls.model_fields
+        values: dict[str, Any] = {}
+        found: Any = None
+        error: SettingsError | None = None
+        try:
+            for name, key in path_fields:
+                found = tree.get(key, tree.get(name, _MISSING))
+                if found is _MISSING:
+                    continue
+                parameter = "ssm:" + path + key
+                if isinstance(found, str) and self.field_is_complex(fields[name]):
+                    found = _decode(found, name, parameter)
+                error = self._check(name, parameter, found)
+                if error is not None:
+                    break
+                values[key] = found
+        except BaseException:
+            tree.clear()  # no value stays reachable from this frame's traceback
+            values.clear()
+            found = None
+            raise
+        if error is not None:
+            tree.clear()
+            values.clear()
+            found = None
             raise error
         return values
 
@@ -245,9 +331,23 @@ def _current(ref: SecretRef) -> bool:
     return ref.version_id is None and ref.version_stage is None
 
 
+def _parameter_path(path: object, what: str) -> str | None:
+    """A parameter path as ``/a/b/`` (``ssm:`` and the trailing ``/`` optional), or None."""
+    if path is None:
+        return None
+    text = path[len("ssm:"):] if isinstance(path, str) and path.startswith("ssm:") else path
+    if not isinstance(text, str) or not text.startswith("/"):
+        raise SettingsError(f"{what} must be a Parameter Store path starting with / (e.g. '/app/prod/'), "
+                            f"got {str(path)[:200]!r}")
+    return text.rstrip("/") + "/"
+
+
 def _decode(text: str, field: str, secret_id: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        # From None: the decode error's .doc is the secret text.
-        raise SettingsError(f'field "{field}": secret {secret_id!r}: the value is not valid JSON') from None
+        pass
+    # Raised outside the except block and with the text dropped: the decode error's .doc, and this
+    # frame's locals in a traceback, would both hold the secret text.
+    del text
+    raise SettingsError(f'field "{field}": secret {secret_id!r}: the value is not valid JSON')

@@ -52,7 +52,7 @@ EventHook = Callable[[CacheEvent], None]
 """Called synchronously on the reading (or refreshing) thread; exceptions it raises are logged, not raised."""
 
 
-BackendMethod = Literal["get_secret_value", "refresh_secret_value", "batch_get_secret_values"]
+BackendMethod = Literal["get_secret_value", "refresh_secret_value", "batch_get_secret_values", "get_parameters_by_path"]
 
 
 class BackendCall(NamedTuple):
@@ -81,11 +81,17 @@ Exceptions either raises are logged, never raised: an observer cannot break a re
 def aws_operation(call: BackendCall) -> tuple[str, str]:
     """(service, operation) of the AWS API a backend call stands for, as botocore names them:
     ``("Secrets Manager", "GetSecretValue")``, ``("Secrets Manager", "BatchGetSecretValue")``, or
-    ``("SSM", "GetParameter")`` for a Parameter Store reference (``ssm:NAME`` or a parameter ARN)."""
+    ``("SSM", "GetParameter")`` for a Parameter Store reference (``ssm:NAME`` or a parameter ARN),
+    ``("SSM", "GetParameters")`` for a batch of them and ``("SSM", "GetParametersByPath")`` for a path."""
+    from .parameters import is_parameter
+
+    if call.method == "get_parameters_by_path":
+        return "SSM", "GetParametersByPath"
     if call.method == "batch_get_secret_values":
+        if call.secret_ids and all(is_parameter(i) for i in call.secret_ids):
+            return "SSM", "GetParameters"
         return "Secrets Manager", "BatchGetSecretValue"
-    first = call.secret_ids[0] if call.secret_ids else ""
-    if first.startswith("ssm:") or (first.startswith("arn:") and first.split(":", 3)[2:3] == ["ssm"]):
+    if call.secret_ids and is_parameter(call.secret_ids[0]):
         return "SSM", "GetParameter"
     return "Secrets Manager", "GetSecretValue"
 

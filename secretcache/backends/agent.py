@@ -1,9 +1,11 @@
 """AgentBackend: the AWS Secrets Manager Agent / Parameters and Secrets Lambda Extension HTTP API.
 
 ``GET /secretsmanager/get?secretId=...&versionStage=...&versionId=...`` on the local agent, with the
-SSRF token in ``X-Aws-Parameters-Secrets-Token``. Standard library only (``http.client``), so using the
-agent costs no dependency and no boto3 import. Over TCP (``http://``, ``https://``) or over the Unix
-socket of ``secretcache serve --unix-socket`` (``unix_socket=PATH``, or the endpoint ``unix:///PATH``).
+SSRF token in ``X-Aws-Parameters-Secrets-Token``; parameters (``ssm:NAME``, parameter ARNs) through the
+Lambda extension's ``GET /systemsmanager/parameters/get?name=...&withDecryption=true``. Standard library
+only (``http.client``), so using the agent costs no dependency and no boto3 import. Over TCP (``http://``,
+``https://``) or over the Unix socket of ``secretcache serve --unix-socket`` (``unix_socket=PATH``, or the
+endpoint ``unix:///PATH``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from ..errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError, error_for_code
 from ..model import SecretValue, value_from_answer
-from . import _fork
+from ..parameters import api_name, is_parameter, selector
+from . import _fork, _ssm
 
 __all__ = ["TOKEN_ENV_VARS", "AgentBackend"]
 
@@ -145,13 +148,15 @@ class AgentBackend:
             self._https = False
             self._host = "localhost"
             self._port = 80
-            self._path = "/secretsmanager/get"
+            base = ""
         else:
             self.endpoint = endpoint
             self._https = parts.scheme == "https"
             self._host = parts.hostname or ""
             self._port = parts.port or (443 if self._https else 80)
-            self._path = parts.path.rstrip("/") + "/secretsmanager/get"
+            base = parts.path.rstrip("/")
+        self._path = base + "/secretsmanager/get"
+        self._parameters_path = base + "/systemsmanager/parameters/get"
         self._explicit_token = token
         self._token: str | None = token
         self._lock = threading.Lock()
@@ -195,7 +200,7 @@ class AgentBackend:
 
     # -- HTTP -------------------------------------------------------------------------------------
 
-    def _request(self, query: Mapping[str, str], token: str) -> tuple[int, str, bytes]:
+    def _request(self, query: Mapping[str, str], token: str, path: str | None = None) -> tuple[int, str, bytes]:
         conn: http.client.HTTPConnection
         if self.unix_socket is not None:
             conn = _UnixConnection(self.unix_socket, self.timeout)
@@ -203,7 +208,7 @@ class AgentBackend:
             conn_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             conn = conn_class(self._host, self._port, timeout=self.timeout)
         try:
-            conn.request("GET", f"{self._path}?{urlencode(query)}", headers={TOKEN_HEADER: token})
+            conn.request("GET", f"{path or self._path}?{urlencode(query)}", headers={TOKEN_HEADER: token})
             response = conn.getresponse()
             return response.status, response.reason, response.read()
         finally:
@@ -225,21 +230,30 @@ class AgentBackend:
 
     def _get(self, secret_id: str, version_id: str | None, version_stage: str | None, *,
              refresh_now: bool) -> SecretValue:
-        query = {"secretId": secret_id}
-        if version_id is not None:
-            query["versionId"] = version_id
-        if version_stage is not None:
-            query["versionStage"] = version_stage
-        if refresh_now:
-            query["refreshNow"] = "true"
+        path = None
+        if is_parameter(secret_id):
+            # The extension's parameters endpoint (it has no refreshNow: a forced read of a parameter may
+            # be answered from the agent's cache).
+            path, query = self._parameters_path, {"name": api_name(secret_id), "withDecryption": "true"}
+            chosen = selector(secret_id, version_id, version_stage)
+            if chosen is not None:
+                query["version" if version_id is not None else "label"] = chosen
+        else:
+            query = {"secretId": secret_id}
+            if version_id is not None:
+                query["versionId"] = version_id
+            if version_stage is not None:
+                query["versionStage"] = version_stage
+            if refresh_now:
+                query["refreshNow"] = "true"
         token = self._current_token()
         try:
-            status, reason, body = self._request(query, token)
+            status, reason, body = self._request(query, token, path)
             if status == 403 and self._explicit_token is None:
                 fresh = self._read_token()
                 if fresh != token:
                     self._token = fresh
-                    status, reason, body = self._request(query, fresh)
+                    status, reason, body = self._request(query, fresh, path)
         except (OSError, http.client.HTTPException) as e:  # refused, reset, timeout, bad status line
             raise SecretUnavailableError(
                 f"Secrets Manager Agent at {self.endpoint} unreachable reading secret {secret_id!r} "
@@ -247,6 +261,8 @@ class AgentBackend:
             ) from e
         if status == 200:
             try:
+                if path is not None:
+                    return self._parameter_value(body, secret_id, version_id, version_stage)
                 return self._to_value(body, secret_id)
             finally:
                 del body  # a failed parse must not leave the answer in the traceback's frames
@@ -279,6 +295,25 @@ class AgentBackend:
             return outcome
         raise SecretUnavailableError(f"Secrets Manager Agent sent a malformed answer for secret {secret_id!r}: "
                                      f"{outcome}", secret_id=secret_id)
+
+    def _parameter_value(self, body: bytes, secret_id: str, version_id: str | None,
+                         version_stage: str | None) -> SecretValue:
+        """The value of the parameters endpoint's 200 answer (``{"Parameter": {...}}``, GetParameter's
+        shape); a malformed one is transient, raised once the body is dropped."""
+        try:
+            doc: Any = json.loads(body)
+        except (ValueError, RecursionError):
+            doc = None
+        del body
+        parameter = doc.get("Parameter") if isinstance(doc, dict) else None
+        del doc
+        if isinstance(parameter, dict):
+            parameter["LastModifiedDate"] = _parse_date(parameter.get("LastModifiedDate"))
+        chosen = selector(secret_id, version_id, version_stage)
+        try:
+            return _ssm.to_value(parameter, secret_id, chosen if version_id is None else None, "the agent")
+        finally:
+            del parameter  # a malformed answer raises: this frame must not hold it in the traceback
 
     def batch_get_secret_values(
         self, secret_ids: Sequence[str]

@@ -1,4 +1,8 @@
-"""AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover.
+"""AwsBackend: GetSecretValue and BatchGetSecretValue over boto3, with typed errors and Region failover;
+Parameter Store reads (``ssm:NAME``, parameter ARNs) through an SSM client built beside it (:mod:`._ssm`).
+
+Size: one backend's two services share its session, configuration, Regions, fork handling and error
+mapping (~490 lines); the parameter answers are parsed in :mod:`._ssm`.
 
 boto3 is imported on the first fetch, not when the backend is built, so an ``AwsBackend`` can sit in
 a module-level default cache for free. Every botocore failure becomes one of the errors of
@@ -25,7 +29,9 @@ from ..errors import (
     error_for_code,
 )
 from ..model import SecretValue, value_from_answer
-from . import _fork, _redact
+from ..parameters import REFERENCE_PATH, is_parameter
+from ..parameters import region_of as parameter_region
+from . import _fork, _redact, _ssm
 from ._botocore_errors import COMMAND_LINE_ADVICE, LIBRARY_ADVICE, Advice, map_botocore_error, unreadable_answer
 from .aws_clients import aws_client, region_error, resolve_region
 from .base import BATCH_LIMIT
@@ -171,8 +177,11 @@ def region_of(secret_id: str) -> str | None:
 def _custom_endpoint(client: Any) -> str | None:
     """A given client's endpoint when it is not AWS's own (a local server, a VPC endpoint), else None."""
     url = getattr(getattr(client, "meta", None), "endpoint_url", None)
-    if not isinstance(url, str):
-        return None
+    return _custom_url(url) if isinstance(url, str) else None
+
+
+def _custom_url(url: str) -> str | None:
+    """``url`` when it is not AWS's own endpoint (a local emulator, a proxy), else None."""
     host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
     return None if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")) else url
 
@@ -247,6 +256,11 @@ class AwsBackend:
     ``SecretAccessDeniedError``); throttled or unreachable STS
     :class:`~secretcache.errors.AssumeRoleUnavailableError` (transient). No credential ever reaches a
     log record, a repr or an error.
+
+    Parameters (``ssm:NAME``, ``arn:aws:ssm:...:parameter/NAME``) are read from Parameter Store by an
+    ``ssm`` client built beside the Secrets Manager one (:meth:`ssm_client_for`), or ``ssm_client=`` as
+    given; its endpoint is ``ssm_endpoint_url=``, else a custom ``endpoint_url`` (an emulator serves both),
+    else boto3's. Every read decrypts; parameters do not fail over (they have no replicas).
     """
 
     _advice: ClassVar[Advice] = LIBRARY_ADVICE  # what a configuration error tells its reader to change
@@ -263,6 +277,8 @@ class AwsBackend:
         role_arn: str | None = None,
         external_id: str | None = None,
         role_session_name: str = "secretcache",
+        ssm_client: Any = None,
+        ssm_endpoint_url: str | None = None,
     ) -> None:
         if isinstance(failover_regions, str):
             raise TypeError("failover_regions must be a sequence of Region names, not a str")
@@ -282,6 +298,12 @@ class AwsBackend:
         if client is not None:
             _redact.install()  # botocore logs bodies at DEBUG: filter them before this client's first call
             self._clients[None] = client
+        self._given_ssm_client = ssm_client
+        self._ssm_endpoint_url = ssm_endpoint_url
+        self._ssm_clients: dict[str | None, Any] = {}
+        if ssm_client is not None:
+            _redact.install()
+            self._ssm_clients[None] = ssm_client
         self._lock = threading.Lock()
         _fork.track(self, AwsBackend._after_fork_in_child)
 
@@ -297,6 +319,7 @@ class AwsBackend:
         """
         self._lock = threading.Lock()
         self._clients = {}
+        self._ssm_clients = {}
         if self._own_session:
             self._session = None
         given = self._given_client
@@ -308,6 +331,12 @@ class AwsBackend:
             if callable(close):
                 close()
             self._clients[None] = given
+        given_ssm = self._given_ssm_client
+        if given_ssm is not None:
+            close = getattr(getattr(getattr(given_ssm, "_endpoint", None), "http_session", None), "close", None)
+            if callable(close):
+                close()
+            self._ssm_clients[None] = given_ssm
 
     def __repr__(self) -> str:
         region = self._region_name
@@ -376,6 +405,38 @@ class AwsBackend:
             "secretsmanager", session=session, region_name=region, endpoint_url=endpoint_url, config=config)
         return replica
 
+    def ssm_client_for(self, region: str | None = None) -> Any:
+        """The boto3 ``ssm`` client for ``region`` (``None``: the primary Region), created on first use, once."""
+        try:
+            return self._ssm_clients[region]
+        except KeyError:
+            pass
+        with self._lock:
+            if region not in self._ssm_clients:
+                self._ssm_clients[region] = self._new_ssm_client(region)
+            return self._ssm_clients[region]
+
+    def _new_ssm_client(self, region: str | None) -> Any:
+        """The SSM client, built as the Secrets Manager one is (:func:`.aws_clients.aws_client`: the same
+        session, Region rule and configuration, the primary client's merged in when one was given).
+
+        Its endpoint is ``ssm_endpoint_url=``, else the Secrets Manager endpoint when that is not AWS's
+        own (a local emulator serves both), else botocore's (which honours ``AWS_ENDPOINT_URL_SSM``).
+        """
+        session = self._client_session()  # the role's, with role_arn: parameters are read as the role too
+        config = self._config
+        primary = self._clients.get(None)
+        if primary is not None:
+            config = primary.meta.config if config is None else config.merge(primary.meta.config)
+        endpoint_url = self._ssm_endpoint_url
+        if endpoint_url is None:
+            endpoint_url = _custom_url(self._endpoint_url) if self._endpoint_url is not None \
+                else _custom_endpoint(primary)
+        if region is None:
+            region = self._region_name or getattr(getattr(primary, "meta", None), "region_name", None)
+        return aws_client("ssm", session=session, region_name=region, endpoint_url=endpoint_url,
+                          config=config, what="for Parameter Store", region_advice=self._advice.region)
+
     def _primary_region(self) -> str | None:
         if self._region_name is not None:
             return self._region_name
@@ -394,20 +455,20 @@ class AwsBackend:
         return region
 
     def _call(
-        self, secret_id: str | None, ids: Sequence[str], call: Callable[[SecretsManagerClient, list[str]], _T],
-        home: str | None = None,
+        self, secret_id: str | None, ids: Sequence[str], call: Callable[[Any, list[str]], _T],
+        home: str | None = None, *, ssm: bool = False,
     ) -> _T:
         """Run ``call(client, ids)`` in ``home`` (None: the primary Region), then in each failover Region on
-        transient errors.
+        transient errors (Parameter Store reads, ``ssm=True``, do not fail over: parameters have no replicas).
 
         ``ids`` are rewritten for each failover Region; ``secret_id`` names the secret in error messages.
         """
-        regions: list[str | None] = [home, *(r for r in self.failover_regions if r != home)]
+        regions: list[str | None] = [home] if ssm else [home, *(r for r in self.failover_regions if r != home)]
         for attempt, region in enumerate(regions):
             last = attempt == len(regions) - 1
             try:
                 try:
-                    client = self.client_for(region)
+                    client = self.ssm_client_for(region) if ssm else self.client_for(region)
                 except RegionNotConfiguredError:
                     what = f"reading secret {secret_id!r}" if secret_id is not None else "reading secrets"
                     raise region_error(what, self._advice.region, secret_id=secret_id) from None
@@ -442,7 +503,13 @@ class AwsBackend:
     def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
     ) -> SecretValue:
-        """One GetSecretValue call (failing over to replicas on transient errors)."""
+        """One GetSecretValue call (failing over to replicas on transient errors); for a parameter, one
+        GetParameter call (decrypted, with the version or label as SSM's selector)."""
+        if is_parameter(secret_id):
+            return self._call(secret_id, [secret_id],
+                              lambda client, ids: _ssm.get_parameter(client, ids[0], version_id, version_stage),
+                              self._parameter_home(secret_id), ssm=True)
+
         def call(client: SecretsManagerClient, ids: list[str]) -> SecretValue:
             request: GetSecretValueRequestTypeDef = {"SecretId": ids[0]}
             if version_id is not None:
@@ -452,6 +519,22 @@ class AwsBackend:
             return _to_value(client.get_secret_value(**request), secret_id)
 
         return self._call(secret_id, [secret_id], call, self._home_of(secret_id))
+
+    def _parameter_home(self, secret_id: str) -> str | None:
+        region = parameter_region(secret_id)
+        if region is None or region == self._region_name:
+            return None
+        try:
+            primary = self.ssm_client_for(None)
+        except RegionNotConfiguredError:
+            return region  # no Region anywhere: the ARN's own (the last fallback)
+        return None if region == getattr(getattr(primary, "meta", None), "region_name", None) else region
+
+    def get_parameters_by_path(self, path: str, *, recursive: bool = True) -> list[SecretValue]:
+        """Every parameter under ``path`` (``ssm:/app/prod/``): GetParametersByPath, decrypted, all pages."""
+        hierarchy = path[len("ssm:"):]
+        return self._call(path, [path], lambda client, ids: _ssm.get_parameters_by_path(
+            client, path, hierarchy, recursive), ssm=True)
 
     def _home_of(self, secret_id: str) -> str | None:
         # Only an ARN needs the primary Region looked up (which may build the primary client).
@@ -468,8 +551,25 @@ class AwsBackend:
         values: list[SecretValue] = []
         errors: dict[str, SecretCacheError] = {}
         by_region: dict[str | None, list[str]] = {}
+        parameters: dict[str | None, list[str]] = {}
         for secret_id in dict.fromkeys(secret_ids):  # ARNs of other Regions are asked there
-            by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
+            if not is_parameter(secret_id):
+                by_region.setdefault(self._home_of(secret_id), []).append(secret_id)
+            elif REFERENCE_PATH in secret_id or secret_id.startswith("arn:"):
+                # Read alone: only a single read reports a referenced secret's version, and an ARN (maybe
+                # another account's shared parameter) is not in every GetParameters implementation's reach.
+                try:
+                    values.append(self.get_secret_value(secret_id))
+                except SecretCacheError as e:
+                    errors[secret_id] = e
+            else:
+                parameters.setdefault(self._parameter_home(secret_id), []).append(secret_id)
+        for home, names in parameters.items():
+            # GetParameters, 10 names per call; a name SSM reports invalid fails alone.
+            found, failed = self._call(None, names, lambda client, ids: _ssm.get_parameters(client, ids), home,
+                                       ssm=True)
+            values += found
+            errors.update(failed)
         for home, unique in by_region.items():
             for start in range(0, len(unique), BATCH_LIMIT):
                 chunk = unique[start:start + BATCH_LIMIT]

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import (
     AssumeRoleError,
+    InvalidReferenceError,
     RegionNotConfiguredError,
     SecretAccessDeniedError,
     SecretCacheError,
@@ -29,6 +30,7 @@ from ..errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
+from ..parameters import is_parameter
 
 if TYPE_CHECKING:
     from ..cache import SecretCache
@@ -43,6 +45,8 @@ TOKEN_HEADERS = ("x-aws-parameters-secrets-token", "x-vault-token")
 
 _PARAMS = frozenset({"secretId", "versionId", "versionStage", "refreshNow", "roleArn"})
 _BAD_ROLE = "invalid roleArn format, expected arn:<partition>:iam::<account>:role/<name>"  # the Agent's words
+PARAMETERS_PATH = "/systemsmanager/parameters/get"
+_PARAMETER_PARAMS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"})
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -139,6 +143,30 @@ def render(value: SecretValue) -> bytes:
     if value.created_date is not None:
         doc["CreatedDate"] = f"{value.created_date.timestamp():.3f}"
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def render_parameter(value: SecretValue, chosen: str | None) -> bytes:
+    """GetParameter's JSON of ``value`` as the extension sends it: ``{"Parameter": {...}, "ResultMetadata": {}}``.
+
+    ``Type`` and ``DataType`` are what the backend reported (``String`` / ``text`` when it could not say);
+    ``Version`` a number; ``LastModifiedDate`` epoch seconds; ``Selector`` the version or label asked for.
+    """
+    version: object = value.version_id
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    doc: dict[str, object] = {
+        "Name": value.name,
+        "Type": getattr(value, "parameter_type", None) or "String",
+        "Value": value.secret_string if value.secret_string is not None else
+        base64.b64encode(value.secret_binary or b"").decode("ascii"),
+        "Version": version,
+        "Selector": f":{chosen}" if chosen else None,
+        "LastModifiedDate": value.created_date.timestamp() if value.created_date is not None else None,
+        "ARN": value.arn,
+        "DataType": getattr(value, "data_type", None) or "text",
+    }
+    shown = {k: v for k, v in doc.items() if v is not None}  # as GetParameter: absent rather than null
+    return json.dumps({"Parameter": shown, "ResultMetadata": {}}, separators=(",", ":")).encode()
 
 
 class AgentApi:
@@ -247,6 +275,8 @@ class AgentApi:
             return _text(200, "healthy")
         if not self._token_ok(headers):
             return _text(403, "Bad Token")
+        if path == PARAMETERS_PATH:
+            return self._parameter(parts.query, fresh_only)
         if path == "/secretsmanager/get":
             secret_id = None
         elif path.startswith(self.path_prefix) and len(path) > len(self.path_prefix):
@@ -279,6 +309,71 @@ class AgentApi:
                 return None
             return None if value is None else self._body(role, secret_id, version_id, stage, value)
         return self._read(cache, role, secret_id, version_id, stage, refresh)
+
+    def _parameter(self, raw_query: str, fresh_only: bool) -> Response | None:
+        """``GET /systemsmanager/parameters/get?name=NAME[&version=V|&label=L][&withDecryption=true]``, as the
+        Parameters and Secrets Lambda Extension answers it (``{"Parameter": {...}}``, GetParameter's body).
+        Values are always decrypted (the cache holds them so); ``withDecryption`` is accepted either way."""
+        query: dict[str, str] = {}
+        for key, val in parse_qsl(raw_query, keep_blank_values=True):
+            if key not in _PARAMETER_PARAMS:
+                return _text(400, f"unknown parameter: {key}"[:200])
+            query[key] = val
+        name = query.get("name")
+        if not name:
+            return _text(400, "missing parameter name")
+        if _BOOLS.get(query.get("withDecryption", "true").lower()) is None:
+            return _text(400, "invalid parameter: withDecryption")
+        refresh = _BOOLS.get(query.get("refreshNow", "false").lower())
+        if refresh is None:
+            return _text(400, "invalid parameter: refreshNow")
+        from ..model import SecretRef
+
+        try:
+            ref = SecretRef.parse(name if name.startswith("arn:") else "ssm:" + name)
+            if not is_parameter(ref.secret_id) or ref.json_key is not None:
+                raise InvalidReferenceError(f"not a parameter name: {name[:200]!r}")
+        except InvalidReferenceError as e:
+            return _aws_error(400, "ValidationException", str(e)[:500])
+        version_id = query.get("version") or ref.version_id
+        label = query.get("label") or ref.version_stage
+        if version_id is not None and label is not None:
+            return _aws_error(400, "ValidationException", "give a version or a label, not both")
+        if fresh_only:
+            if refresh:
+                return None
+            try:
+                value = self.cache.peek(ref.secret_id, version_id=version_id, version_stage=label)
+            except Exception:  # a bad request: the full path answers it
+                return None
+            return None if value is None else self._parameter_body(ref.secret_id, version_id, label, value)
+        try:
+            if refresh and version_id is None:
+                value = self.cache.refresh(ref.secret_id, version_stage=label)
+            else:
+                value = self.cache.get_secret_value(ref.secret_id, version_id=version_id, version_stage=label)
+        except SecretCacheError as e:
+            status, code = error_status(e)
+            if isinstance(e, SecretNotFoundError) and not code.startswith("Parameter"):
+                code = "ParameterNotFound"  # e.g. a backend that says ResourceNotFoundException
+            log.debug("serve: %s reading parameter %r -> %d %s", type(e).__name__, ref.secret_id, status, code)
+            return _aws_error(status, code or "ValidationException", _aws_message(e))
+        except Exception as e:  # not ours: its text was not written with secrets in mind
+            log.error("serve: unexpected %s reading parameter %r", type(e).__name__, ref.secret_id)
+            return _aws_error(500, "InternalFailure", f"unexpected {type(e).__name__}")
+        return self._parameter_body(ref.secret_id, version_id, label, value)
+
+    def _parameter_body(self, secret_id: str, version_id: str | None, label: str | None,
+                        value: SecretValue) -> Response:
+        key = (None, "\0" + secret_id, version_id, label)  # no role; apart from the secret route's bodies
+        known = self._bodies.get(key)
+        if known is not None and known[0] is value:
+            return Response(200, known[1], _JSON)
+        body = render_parameter(value, version_id or label)
+        if len(self._bodies) >= self._max_bodies:
+            self._bodies.clear()
+        self._bodies[key] = (value, body)
+        return Response(200, body, _JSON)
 
     def _token_ok(self, headers: Callable[[str], str | None]) -> bool:
         for name in TOKEN_HEADERS:

@@ -185,7 +185,7 @@ BAD_REFERENCES: list[Any] = [
     "{{resolve:secretsmanager:app/db:SecretBinary}}",
     "{{resolve:secretsmanager:app/db:SecretString:k:AWSCURRENT:v1:extra}}",
     "{{resolve:secretsmanager:app/db:SecretString:k:AWSCURRENT:vid}}",
-    "{{resolve:ssm:param}}",
+    "{{resolve:ssm:/param:not-a-version}}",
     "prefix {{resolve:secretsmanager:app/db",
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db:key",
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db:key:AWSCURRENT:vid",

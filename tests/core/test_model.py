@@ -305,7 +305,7 @@ def test_every_reference_form_parses(reference: str, expected: SecretRef) -> Non
     f"{ARN}:password:AWSCURRENT:v-1", "{{resolve:secretsmanager:}}",
     "{{resolve:secretsmanager:prod/db:SecretBinary}}",
     "{{resolve:secretsmanager:prod/db:SecretString:k:AWSCURRENT:v-1}}",
-    "{{resolve:secretsmanager:prod/db:SecretString:k:s:v:extra}}", "{{resolve:ssm:x}}",
+    "{{resolve:secretsmanager:prod/db:SecretString:k:s:v:extra}}", "{{resolve:ssm:x:label}}", "{{resolve:ssm-secure:}}",
     "{{resolve:secretsmanager:a",
     "bad id#key",
 ])

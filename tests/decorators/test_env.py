@@ -85,7 +85,7 @@ def test_resolve_env_resolves_ecs_and_cloudformation_references_and_leaves_the_r
         "PLAIN": "hello",
         "LOOKS_LIKE_A_NAME": "app/token",  # a plain value, not a reference form: untouched
         "OTHER_ARN": "arn:aws:s3:::bucket",
-        "SSM": "{{resolve:ssm:/param}}",
+        "OTHER_SERVICE": "{{resolve:s3:bucket/key}}",
     }
     before = dict(environ)
     resolved = resolve_env(environ, cache=cache)
@@ -93,7 +93,7 @@ def test_resolve_env_resolves_ecs_and_cloudformation_references_and_leaves_the_r
         "TOKEN": token, "DB_PASSWORD": password, "DB_USER": "app",
         "DB_URL": f"postgres://app:{password}@db:5432/app",
         "PLAIN": "hello", "LOOKS_LIKE_A_NAME": "app/token", "OTHER_ARN": "arn:aws:s3:::bucket",
-        "SSM": "{{resolve:ssm:/param}}",
+        "OTHER_SERVICE": "{{resolve:s3:bucket/key}}",
     }
     assert environ == before  # a copy: the input is not changed
 

@@ -21,7 +21,7 @@ from tests.fixtures.fix_canary import canary_value
 
 def test_every_example_is_tested() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
-        "fastapi_async.py", "flask_wsgi.py", "lambda_handler.py", "migrate_from_official.py",
+        "fastapi_async.py", "flask_wsgi.py", "lambda_handler.py", "migrate_from_official.py", "parameters.py",
     ]
 
 
@@ -97,3 +97,22 @@ def test_migration_example_runs() -> None:
         "no AWSPENDING version: SecretNotFoundError",
     ]
     assert out[6].startswith("cache stats: CacheStats(")
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+
+def test_parameters_example_runs() -> None:
+    out = run_example("parameters.py").splitlines()
+    assert out[:8] == [
+        "api url: https://api.example.com",
+        "api key: 15 chars",
+        "checkout now: false",
+        "checkout in version 1: true",
+        "resolved: https://api.example.com/v1/orders",
+        "under /app/prod/: ['ssm:/app/prod/api_url', 'ssm:/app/prod/db/host', 'ssm:/app/prod/db/password', "
+        "'ssm:/app/prod/db/port', 'ssm:/app/prod/feature']",
+        "calls for a listed parameter: 0",
+        "settings: https://api.example.com db.internal 5432 <16 chars>",
+    ]
+    assert "example-password" not in "\n".join(out)

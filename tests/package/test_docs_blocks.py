@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 FRAGMENT = "<!-- fragment -->"
 # Pages whose python blocks another test runs, and how.
-RUN_ELSEWHERE = {"testing.md": "tests/docs/test_docs_snippets.py (pytest files, run with pytester)"}
+RUN_ELSEWHERE = {"testing.md": "tests/docs/test_docs_snippets.py (pytest files, run with pytester)",
+                 "parameters.md": "tests/docs/test_docs_parameters.py (moto holding the page's parameters)"}
 # Pages whose runnable blocks talk to a real server (redis.md's "Try it" run: Redis on 127.0.0.1:6379).
 NEEDS_SERVERS = {"redis.md"}
 # Pages that create their own secrets (try-without-aws.md shows how).

@@ -277,6 +277,38 @@ def test_injected_function_that_fails():
         raise RuntimeError("the handler failed")
     handler()
 
+class GarbledSsm:
+    """An ssm client whose answers hold the value but are malformed (a Name that is not a str)."""
+    meta = None
+    def get_parameter(self, **kwargs):
+        return {"Parameter": {"Name": 7, "Value": os.environ["SC_INNER_CANARY"], "Version": 1}}
+    def get_parameters_by_path(self, **kwargs):
+        return {"Parameters": [{"Name": 7, "Value": os.environ["SC_INNER_CANARY"]}]}
+
+
+def _parameters():
+    backend = InMemoryBackend()
+    backend.put_secret("ssm:/app/json", json.dumps({"password": os.environ["SC_INNER_CANARY"]}))
+    backend.put_secret("ssm:/app/text", os.environ["SC_INNER_CANARY"] + " is not json")
+    return backend
+
+def test_parameter_missing_json_key():
+    SecretCache(_parameters()).get("ssm:/app/json#nope")
+
+def test_parameter_json_of_plain_text():
+    SecretCache(_parameters()).get_secret_json("ssm:/app/text")
+
+def test_parameter_template_with_one_good_and_one_missing_reference():
+    SecretCache(_parameters()).get("u={{resolve:ssm:/app/json}} p={{resolve:ssm:/app/missing}}")
+
+def test_garbled_parameter_answer():
+    from secretcache.backends import AwsBackend
+    SecretCache(AwsBackend(ssm_client=GarbledSsm(), region_name="us-east-1")).get("ssm:/app/x")
+
+def test_garbled_parameter_path_page():
+    from secretcache.backends import AwsBackend
+    SecretCache(AwsBackend(ssm_client=GarbledSsm(), region_name="us-east-1")).get_path("ssm:/app/")
+
 def test_inject_secret_with_a_missing_key():
     @inject_secret("app/json", fields={"pw": "password", "other": "nope"}, cache=SecretCache(_backend()))
     def handler(pw, other):
@@ -309,7 +341,7 @@ def test_pytest_showlocals_tracebacks_through_the_package_show_no_value(tmp_path
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     output = proc.stdout + proc.stderr
-    assert "11 failed" in output, output[-3000:]
+    assert "16 failed" in output, output[-3000:]
     assert "self       = SecretValue(" in output or "cache      = <SecretCache" in output, "locals not shown"
     leaks = sorted({f"{location.rpartition('/')[2]}: {name}" for location, text in _entries(output)
                     if "/secretcache/" in location
