@@ -3,6 +3,10 @@
 No socket here: :class:`AgentApi` turns one request into one :class:`Response`, so the HTTP front end
 (uvicorn, ``_asgi.py``) only moves bytes, and the rules (token, forwarded header, methods, parameters, error
 mapping) are written once. A 200 body holds a secret value; nothing else this module builds does.
+
+Size: the Agent's two read routes (secrets, and the extension's parameters) with the rules they share
+(token, forwarded header, methods, roles, error mapping, the rendered-body memo), ~460 lines: split by
+route, every rule would be imported back into both halves.
 """
 
 from __future__ import annotations
