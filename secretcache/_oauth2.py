@@ -45,6 +45,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
+from ._auth_base import AuthBase
 from ._redirects import guard_httpx, strip_on_cross_origin_redirect, url_origin
 from .credentials import AuthPolicy, Login, drive
 from .errors import OAuth2Error, SecretFormatError
@@ -65,35 +66,6 @@ log = logging.getLogger("secretcache.http")
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 _Library = Literal["httpx", "requests"]
 
-
-def _bases() -> tuple[type, ...]:
-    bases: list[type] = []
-    try:
-        import httpx
-    except ImportError:
-        pass
-    else:
-        bases.append(httpx.Auth)
-    try:
-        import requests.auth
-    except ImportError:
-        pass
-    else:
-        bases.append(requests.auth.AuthBase)
-    if not bases:
-        raise ImportError(
-            "secretcache.http needs httpx or requests: pip install 'secretcache[httpx]' or 'secretcache[requests]'"
-        )
-    return tuple(bases)
-
-
-if TYPE_CHECKING:
-
-    class _Base(httpx.Auth, requests.auth.AuthBase):
-        pass
-
-else:
-    _Base = type("_Base", _bases(), {})
 
 
 class _Client:
@@ -130,7 +102,7 @@ def _is_refused_client(error: BaseException) -> bool:
     return isinstance(error, OAuth2Error) and error.code == "invalid_client"
 
 
-class OAuth2ClientCredentials(_Base):
+class OAuth2ClientCredentials(AuthBase):
     """OAuth 2 client credentials from a secret, for ``httpx.Client(auth=...)``,
     ``httpx.AsyncClient(auth=...)`` and ``requests.get(url, auth=...)``.
 

@@ -25,6 +25,7 @@ import base64
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
+from ._auth_base import AuthBase
 from ._oauth2 import OAuth2ClientCredentials
 from ._redirects import guard_httpx, strip_on_cross_origin_redirect
 from .cache import blocking_cache
@@ -43,35 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["OAuth2ClientCredentials", "SecretAuth"]
 
 
-def _bases() -> tuple[type, ...]:
-    bases: list[type] = []
-    try:
-        import httpx
-    except ImportError:
-        pass
-    else:
-        bases.append(httpx.Auth)
-    try:
-        import requests.auth
-    except ImportError:
-        pass
-    else:
-        bases.append(requests.auth.AuthBase)
-    if not bases:
-        raise ImportError(
-            "secretcache.http needs httpx or requests: pip install 'secretcache[httpx]' or 'secretcache[requests]'"
-        )
-    return tuple(bases)
-
-
-if TYPE_CHECKING:
-
-    class _Base(httpx.Auth, requests.auth.AuthBase):
-        pass
-
-else:
-    _Base = type("_Base", _bases(), {})
-
 
 class _Send(NamedTuple):
     """Step of an exchange: send the request with this header value; reply with the response."""
@@ -82,7 +54,7 @@ class _Send(NamedTuple):
 Exchange: TypeAlias = Generator["Read | _Send", Any, None]
 
 
-class SecretAuth(_Base):
+class SecretAuth(AuthBase):
     """Authentication from a secret, for ``httpx.Client(auth=...)``, ``httpx.AsyncClient(auth=...)`` and
     ``requests.get(url, auth=...)``.
 
