@@ -31,7 +31,7 @@ class PathListing(SecretValue):
     parameters: tuple[SecretValue, ...]
 
     def __init__(self, path: str, parameters: Iterable[SecretValue]) -> None:
-        super().__init__(path, secret_string="")
+        super().__init__(path, secret_string="")  # a listing holds no value of its own, not a password  # nosec B106
         object.__setattr__(self, "parameters", tuple(parameters))
 
     def __reduce__(self) -> tuple[Any, ...]:
