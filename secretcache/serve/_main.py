@@ -23,8 +23,9 @@ DEFAULT_PORT = 2773
 
 _DESCRIPTION = """\
 Serve the AWS Secrets Manager Agent's HTTP API from one cache, so every process on this host shares it:
-GET /secretsmanager/get?secretId=ID[&versionId=V|&versionStage=S][&refreshNow=true][&roleArn=ARN], path
-style GET /v1/ID?..., GET /ping; roleArn reads through an assumed role (cached apart per role).
+GET /secretsmanager/get?secretId=ID (and versionId=V or versionStage=S, refreshNow=true, roleArn=ARN),
+path style GET /v1/ID?..., GET /systemsmanager/parameters/get?name=NAME (and version=V or label=L) for
+Parameter Store, GET /ping; roleArn reads through an assumed role (cached apart per role).
 Requests carry the token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token): --token-file, else the
 first set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH reads it from
 a file). Loopback only unless --host names another address, and then only

@@ -21,7 +21,8 @@ from tests.fixtures.fix_canary import canary_value
 
 def test_every_example_is_tested() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
-        "fastapi_async.py", "flask_wsgi.py", "lambda_handler.py", "migrate_from_official.py", "parameters.py",
+        "fastapi_async.py", "flask_wsgi.py", "lambda_handler.py", "migrate_from_official.py", "mounted_files.py",
+        "parameters.py",
     ]
 
 
