@@ -32,6 +32,7 @@ from secretcache.errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
+from tests.fixtures import fakes
 from tests.fixtures.fix_canary import CANARY, canary_value
 
 EAST, WEST = "us-east-1", "us-west-2"
@@ -64,23 +65,7 @@ def create_in_other_account(name: str, value: str, region: str = EAST) -> str:
 
 def run_threads(n: int, work: Callable[[int], Any]) -> list[Any]:
     """``work(i)`` in ``n`` threads released together; their results (an exception counts as a result)."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait(10)
-        try:
-            results[i] = work(i)
-        except Exception as e:
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-        assert not t.is_alive(), "a reader never finished"
-    return results
+    return fakes.run_threads(n, work, together=True)
 
 
 # -- reading another account's secret ---------------------------------------------------------------

@@ -22,6 +22,7 @@ from secretcache.errors import (
     SecretThrottledError,
     SecretUnavailableError,
 )
+from tests.fixtures import fakes
 from tests.fixtures.fix_canary import CANARY, canary_value
 
 REGION = "us-east-1"
@@ -69,23 +70,7 @@ def ssm_calls(b: AwsBackend, op: str) -> list[dict[str, Any]]:
 
 def herd(read: Any, n: int = THREADS) -> list[Any]:
     """``read()`` on ``n`` threads released together; every result (or exception), in thread order."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait(10)
-        try:
-            results[i] = read()
-        except Exception as e:
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-        assert not t.is_alive(), "a reader hung"
-    return results
+    return fakes.run_threads(n, lambda _: read(), timeout=20, together=True)
 
 
 # -- reads ------------------------------------------------------------------------------------------
