@@ -274,19 +274,20 @@ class Login:
         """The newest value of ``stage``: the last shared fetch when it will do, else a fetch now.
 
         The last fetch will do when it began after this connect did (it is as new as anything this
-        connect could learn; a herd of failing connects shares one fetch this way), or when it finished
+        connect could learn; a herd of failing connects shares one fetch this way), or when it began
         less than ``min_refresh_interval`` ago and nothing has happened since that it did not know: its
         answer was an error, a version nobody has refused, or one refused before that fetch began (the
         rate limit for credentials that stay wrong). A version refused only after the last fetch is
-        news (a new rotation): that always fetches. Fetches of a stage are serialised per secret, so
-        waiters share the one in flight.
+        news (a new rotation): that always fetches. The interval counts from the fetch's start, since its
+        answer is only as new as that: a change made after it shows within the interval, however long the
+        fetch took. Fetches of a stage are serialised per secret, so waiters share the one in flight.
         """
         cache, state = self._cache_and_state()
         with state.fetch_locks[stage]:
             last = state.fetches.get(stage)
             if last is not None and (
                 last.started >= attempts.started
-                or (monotonic() - last.finished < self.policy.min_refresh_interval and not self._overtaken(last))
+                or (monotonic() - last.started < self.policy.min_refresh_interval and not self._overtaken(last))
             ):
                 if stage == CURRENT and isinstance(last.outcome, SecretValue):
                     # As new as the shared fetch, or newer.
@@ -299,7 +300,7 @@ class Login:
                 outcome = cache.refresh(self.secret_id, version_stage=stage)
             except SecretCacheError as e:
                 outcome = e
-            state.fetches[stage] = Fetch(started, monotonic(), outcome)
+            state.fetches[stage] = Fetch(started, outcome)
             self._log.debug("secret %r: forced fetch of %s (%s)", self.secret_id, stage, type(outcome).__name__)
             return outcome
 

@@ -48,10 +48,9 @@ Counter = Literal["auth_failures", "refreshes", "pending_fetches", "pending_logi
 
 
 class Fetch(NamedTuple):
-    """One forced fetch of a stage: when it ran and what it brought."""
+    """One forced fetch of a stage: when it began (its answer is as new as that) and what it brought."""
 
     started: float
-    finished: float
     outcome: SecretValue | SecretCacheError
 
 

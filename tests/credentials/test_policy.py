@@ -481,6 +481,31 @@ def test_repeated_wrong_password_connects_are_rate_limited(world: World) -> None
     assert world.calls == calls + 2
 
 
+def test_the_rate_limit_counts_from_a_slow_fetchs_start_so_a_change_during_it_shows_within_the_interval(
+    world: World,
+) -> None:
+    old = world.cache.get_secret_value(SECRET)
+    world.connect()
+    new_password = world.new_password("pw1")
+    world.server.set_password("app", new_password)  # setSecret: the cached password dies
+
+    def slow_read_of_the_old_version(_secret_id: str) -> object:
+        # The fetch read AWSCURRENT before the new value was put (a file swapped, a PutSecretValue), then
+        # took 0.8 s to come back.
+        world.clock.advance(0.8)
+        world.backend.put_secret(SECRET, rds("app", new_password))
+        return old
+
+    world.backend.script(SECRET, slow_read_of_the_old_version)
+    with pytest.raises(PgOperationalError):  # the refresh brought the refused version; no AWSPENDING
+        world.connect()
+    calls = world.calls
+
+    world.clock.advance(0.4)  # 1.2 s after that fetch began, 0.4 s after it finished
+    assert world.connect()._password == new_password  # a fresh fetch, not the slow fetch's stale answer
+    assert world.calls == calls + 1
+
+
 def test_a_non_auth_error_is_raised_at_once_without_refresh(world: World) -> None:
     world.connect()
     world.server.down = True
