@@ -77,12 +77,14 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _wrk(port: int, path: str, duration: float, connections: int) -> dict[str, float]:
+def _wrk(port: int, path: str, duration: float, connections: int, *, cpu: int | None = None) -> dict[str, float]:
+    """wrk's figures for ``duration`` seconds of GETs on ``path``: two threads, or one pinned to ``cpu``."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    pinned = ["taskset", "-c", str(cpu), wrk, "-t1"] if cpu is not None else [wrk, "-t2"]
     out = subprocess.run(  # nosec B603
-        [wrk, "-t2", f"-c{connections}", f"-d{duration:g}s", "--latency", "-H",
+        [*pinned, f"-c{connections}", f"-d{duration:g}s", "--latency", "-H",
          f"X-Aws-Parameters-Secrets-Token: {TOKEN}", f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True, timeout=duration + 60,
     ).stdout

@@ -6,9 +6,10 @@ calls by operation and outcome and their duration. Labels are bounded: a route i
 (``/v1/{secretId}``), never a secret id; no value is ever seen here.
 
 The cache's counters are read when Prometheus scrapes (a collector), so a hit pays nothing for them.
-serve's own request counts and latency buckets are kept in plain dicts under one lock and handed to
-prometheus-client's metric families at scrape time: a request pays about half a microsecond, where
-prometheus-client's ``Counter.inc`` and ``Histogram.observe`` (three locks, more Python) cost five times that.
+serve's own request counts and latency buckets are kept in plain dicts, one per thread (each written by its
+own thread only), and summed into prometheus-client's metric families at scrape time: a request takes no
+lock. Measured in serve under load (bench/bench_otel.py), one uncontended lock per request cost more than
+all the rest of the counting; prometheus-client's ``Counter.inc`` and ``Histogram.observe`` take three.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 waits for Secrets Manager (tens of milliseconds, up to ``fetch_timeout``)."""
 BACKEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
-_ROUTES = frozenset({"/secretsmanager/get", "/systemsmanager/parameters/get", "/ping", METRICS_PATH})
+_GET = "/secretsmanager/get"
+_GET_QUERY = _GET + "?"
+_GET_QUERY_LEN = len(_GET_QUERY)  # a slice and ==: cheaper than str.startswith's argument parsing
+_ROUTES = {route: route for route in (_GET, "/systemsmanager/parameters/get", "/ping", METRICS_PATH)}
+"""Each known path to one canonical string, so a route is found in a table by identity."""
 _NOT_READS = frozenset({"/ping", METRICS_PATH})
+_FIRST_BOUND = REQUEST_BUCKETS[0]
 _agent_handle = AgentApi.handle  # called as a function: no super() lookup per request
 
 
@@ -54,8 +60,9 @@ def route_of(target: str, path_prefix: str = "/v1/") -> str:
     """The route label of a request target: a known path, ``/v1/{secretId}`` for path-style reads, else
     ``other`` (whatever was asked: a label never holds what a client typed)."""
     path = target.partition("?")[0]
-    if path in _ROUTES:
-        return path
+    route = _ROUTES.get(path)
+    if route is not None:
+        return route
     if path.startswith(path_prefix):
         return path_prefix + "{secretId}"
     return "other"
@@ -87,17 +94,72 @@ class _CacheCollector:
         yield GaugeMetricFamily("secretcache_entries", "Values cached right now", value=self.cache.size)
 
 
-class _Requests:
-    """serve's requests by (route, status) with their handling time, for the collector.
+Row = list[float]
+"""``[seconds, bucket 0, ..., +Inf]``: a (route, status) pair's total handling time and its histogram
+buckets (counts, not cumulative; their sum is the pair's request count)."""
+Table = dict[str, dict[int, Row]]
+"""Rows by route, then status."""
 
-    One row per (route, status): ``[count, seconds, bucket 0, ..., +Inf]`` (buckets not cumulative), so
-    a request is one dict read and three list updates under one lock (in ``MeteredAgentApi.handle``).
+
+class _Requests:
+    """serve's requests by route and status, and whether ``peek`` answered them, with their handling time.
+
+    Each thread counts into tables of its own (one for requests answered by ``peek``, one for the rest),
+    so a request is two dict reads (by identity: routes are canonical strings, statuses small ints) and
+    two list updates, with no lock and no allocation: only the thread that owns a table writes it. A
+    scrape sums copies of every table (``dict.copy`` and a slice are each atomic under the GIL), so a row
+    is never read half-added; a scrape racing a request may see its bucket without its seconds, or the
+    reverse, and the next scrape agrees.
     """
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.lock = threading.Lock()
-        self.rows: dict[tuple[str, int], list[float]] = {}
+        self.width = len(bounds) + 2
+        self.local = threading.local()
+        """``local.tables``: the calling thread's ``(others, peeked)``, once :meth:`tables` has made them."""
+        self._tables: list[tuple[Table, Table]] = []  # every thread's, kept when a thread ends
+        self._tables_lock = threading.Lock()
+
+    def tables(self) -> tuple[Table, Table]:
+        """This thread's tables (made on its first request: the only time a request takes the lock)."""
+        try:
+            return self.local.tables  # type: ignore[no-any-return]
+        except AttributeError:
+            tables: tuple[Table, Table] = ({}, {})
+            with self._tables_lock:
+                self._tables.append(tables)
+            self.local.tables = tables
+            return tables
+
+    def new_row(self) -> Row:
+        return [0.0] * self.width
+
+    def row(self, route: str, status: int, peeked: bool) -> Row:
+        """The calling thread's row for a (route, status, answered by ``peek``), made if missing."""
+        rows = self.tables()[peeked].setdefault(route, {})
+        row = rows.get(status)
+        if row is None:
+            row = rows[status] = self.new_row()
+        return row
+
+    def totals(self) -> dict[tuple[str, int, bool], Row]:
+        """Every thread's rows, summed by (route, status, answered by ``peek``)."""
+        with self._tables_lock:
+            tables = list(self._tables)
+        totals: dict[tuple[str, int, bool], Row] = {}
+        for pair in tables:
+            for peeked, table in enumerate(pair):
+                for route, rows in table.copy().items():
+                    for status, row in rows.copy().items():
+                        total = totals.setdefault((route, status, bool(peeked)), self.new_row())
+                        for i, value in enumerate(row[:]):
+                            total[i] += value
+        return totals
+
+    def peek_hits(self) -> int:
+        """Reads answered 200 by ``peek`` on the event loop: cache hits the cache itself did not count."""
+        return int(sum(sum(row[1:]) for (route, status, peeked), row in self.totals().items()
+                       if peeked and status == 200 and route not in _NOT_READS))
 
     def describe(self) -> list[Metric]:
         return []
@@ -105,15 +167,18 @@ class _Requests:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-        with self.lock:
-            rows = {key: list(row) for key, row in self.rows.items()}
+        rows: dict[tuple[str, int], Row] = {}
+        for (route, status, _), row in self.totals().items():
+            total = rows.setdefault((route, status), self.new_row())
+            for i, value in enumerate(row):
+                total[i] += value
         requests = CounterMetricFamily("secretcache_serve_requests",
                                        "Requests serve answered, by route and HTTP status code",
                                        labels=["route", "status_code"])
-        by_route: dict[str, list[float]] = {}
+        by_route: dict[str, Row] = {}
         for (route, status), row in sorted(rows.items()):
-            requests.add_metric([route, str(status)], row[0])
-            total = by_route.setdefault(route, [0.0] * len(row))
+            requests.add_metric([route, str(status)], sum(row[1:]))
+            total = by_route.setdefault(route, self.new_row())
             for i, value in enumerate(row):
                 total[i] += value
         yield requests
@@ -124,10 +189,10 @@ class _Requests:
         edges = [repr(float(bound)) for bound in self.bounds] + ["+Inf"]
         for route, total in by_route.items():
             cumulative, running = [], 0.0
-            for edge, count in zip(edges, total[2:], strict=True):
+            for edge, count in zip(edges, total[1:], strict=True):
                 running += count
                 cumulative.append((edge, running))
-            latency.add_metric([route], cumulative, total[1])
+            latency.add_metric([route], cumulative, total[0])
         yield latency
 
 
@@ -143,10 +208,9 @@ class MeteredAgentApi(AgentApi):
         process_collector.ProcessCollector(registry=registry)
         platform_collector.PlatformCollector(registry=registry)
         gc_collector.GCCollector(registry=registry)
-        self._peek_hits = 0  # only the event loop's thread answers with fresh_only: no lock needed
-        registry.register(_CacheCollector(cache, lambda: self._peek_hits))
         self._requests = _Requests(REQUEST_BUCKETS)
-        self._path_route = self.path_prefix + "{secretId}"
+        self._local = self._requests.local
+        registry.register(_CacheCollector(cache, self._requests.peek_hits))
         registry.register(self._requests)
         self._backend_calls = prom.Counter(
             "secretcache_backend_calls", "Calls the cache made to its backend, by operation and outcome",
@@ -160,31 +224,25 @@ class MeteredAgentApi(AgentApi):
 
     def handle(self, method: str, target: str, headers: Callable[[str], str | None], *,
                fresh_only: bool = False) -> Response | None:
-        # Every request pays what is below: written out (no helper calls), it costs about 1 us.
+        # Every request pays what is below, so it is written out: no helper call on a read by query, no
+        # lock, no dict or list made once a thread has its rows. In serve under load (bench/bench_otel.py)
+        # each operation here costs several times what a microbenchmark shows; keep it this short.
         started = perf_counter()
-        path = target.partition("?")[0]
+        route = _GET if target[:_GET_QUERY_LEN] == _GET_QUERY else route_of(target, self.path_prefix)
         response: Response | None
-        if path == METRICS_PATH:
+        if route == METRICS_PATH:
             response = self._metrics(method, headers)
         else:
             response = _agent_handle(self, method, target, headers, fresh_only=fresh_only)
             if response is None:
                 return None  # asked again where blocking is fine: counted then
         elapsed = perf_counter() - started
-        # the route label, as route_of() computes it
-        route = path if path in _ROUTES else self._path_route if path.startswith(self.path_prefix) else "other"
-        status = response.status
-        if fresh_only and status == 200 and route not in _NOT_READS:
-            self._peek_hits += 1  # answered from the cache by peek: a hit the cache did not count
-        slot = bisect_left(REQUEST_BUCKETS, elapsed) + 2
-        table = self._requests
-        with table.lock:
-            row = table.rows.get((route, status))
-            if row is None:
-                row = table.rows[(route, status)] = [0.0] * (len(REQUEST_BUCKETS) + 3)
-            row[0] += 1
-            row[1] += elapsed
-            row[slot] += 1
+        try:  # subscripts, not .get(): the interpreter specialises them, and a row is missing once
+            row = (self._local.tables[1] if fresh_only else self._local.tables[0])[route][response[0]]
+        except (AttributeError, KeyError):
+            row = self._requests.row(route, response[0], fresh_only)
+        row[0] += elapsed
+        row[1 if elapsed <= _FIRST_BOUND else bisect_left(REQUEST_BUCKETS, elapsed) + 1] += 1
         return response
 
     def _metrics(self, method: str, headers: Callable[[str], str | None]) -> Response:

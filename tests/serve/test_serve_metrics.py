@@ -4,6 +4,7 @@ own parser; in process (the API), then end to end, scraped while serve is under 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import threading
 from typing import Any
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from secretcache import CacheConfig, SecretCache
 from secretcache.serve._metrics import MeteredAgentApi, route_of
 from secretcache.testing import InMemoryBackend
+from tests.fixtures.fakes import run_threads
 from tests.fixtures.fix_canary import CANARY, canary_value
 from tests.fixtures.fix_serve import unique
 from tests.fixtures.serving import TOKEN, serving
@@ -106,6 +108,50 @@ def test_hits_answered_by_peek_count_as_hits() -> None:
         assert sample(parsed, "secretcache_requests", "secretcache_requests_total", result="miss") == 1
         count = "secretcache_serve_requests"
         assert sample(parsed, count, f"{count}_total", route="/v1/{secretId}") == 6  # counted once each
+
+
+def test_requests_counted_on_many_threads_without_a_lock_are_all_counted_and_scrapes_never_go_back() -> None:
+    """Each thread counts into its own table: nothing is lost to a race, and a scrape racing the
+    counting sees every counter only grow."""
+    threads, each = 8, 400
+    backend = InMemoryBackend({"a": canary_value("a")})
+    with SecretCache(backend) as cache:
+        api = MeteredAgentApi(cache, token=None)
+        token = headers(X_Vault_Token="any")
+        assert api.handle("GET", "/v1/a", token).status == 200  # the miss: cached from here on
+        scrapes: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def scrape() -> None:
+            while not stop.is_set():
+                parsed = samples(api.handle("GET", "/metrics", headers()).body.decode())
+                scrapes.append((
+                    sample(parsed, "secretcache_requests", "secretcache_requests_total", result="hit"),
+                    sample(parsed, "secretcache_serve_requests", "secretcache_serve_requests_total",
+                           route="/v1/{secretId}"),
+                ))
+
+        def reads(i: int) -> int:
+            fresh = i % 2 == 0  # half as the event loop asks (peek), half as the thread pool does
+            return sum(api.handle("GET", "/v1/a", token, fresh_only=fresh).status == 200 for _ in range(each))
+
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+        try:
+            assert run_threads(threads, reads, together=True) == [each] * threads
+        finally:
+            stop.set()
+            scraper.join(30)
+        parsed = samples(api.handle("GET", "/metrics", headers()).body.decode())
+        count = "secretcache_serve_requests"
+        assert sample(parsed, count, f"{count}_total", route="/v1/{secretId}", status_code="200") == 1 + threads * each
+        latency = "secretcache_serve_request_duration_seconds"
+        assert sample(parsed, latency, f"{latency}_count", route="/v1/{secretId}") == 1 + threads * each
+        assert sample(parsed, "secretcache_requests", "secretcache_requests_total", result="hit") == threads * each
+        assert scrapes, "no scrape ran while the threads read"
+        for earlier, later in itertools.pairwise(scrapes):
+            assert later[0] >= earlier[0]
+            assert later[1] >= earlier[1]
 
 
 def test_route_labels_never_hold_what_a_client_typed() -> None:
