@@ -1,11 +1,12 @@
 """The base class of every auth object of :mod:`secretcache.http`: httpx's ``Auth`` and requests' ``AuthBase``
-at once, over whichever of the two libraries is installed, so one object serves both clients."""
+at once, over whichever of the two libraries is installed, so one object serves both clients; and whether a
+request can be sent a second time (a retry after a 401 needs its body again)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["AuthBase"]
+__all__ = ["AuthBase", "httpx_replayable", "requests_replayable"]
 
 
 def _bases() -> tuple[type, ...]:
@@ -31,6 +32,7 @@ def _bases() -> tuple[type, ...]:
 
 if TYPE_CHECKING:
     import httpx
+    import requests
     import requests.auth
 
     class AuthBase(httpx.Auth, requests.auth.AuthBase):
@@ -38,3 +40,19 @@ if TYPE_CHECKING:
 
 else:
     AuthBase = type("AuthBase", _bases(), {})
+
+
+def httpx_replayable(request: httpx.Request) -> bool:
+    """Whether httpx can send ``request`` again: false for a streamed body, which can be sent once."""
+    import httpx
+
+    try:
+        request.content  # noqa: B018  (raises for a body not read: a stream that can be sent once)
+    except httpx.RequestNotRead:
+        return False
+    return True
+
+
+def requests_replayable(r: requests.PreparedRequest) -> bool:
+    """Whether requests can send ``r`` again: false for a generator or file body."""
+    return r.body is None or isinstance(r.body, (bytes, str))

@@ -1,6 +1,6 @@
 """OAuth 2 client credentials whose client secret lives in Secrets Manager and may rotate.
 
-Size: one auth scheme for httpx (sync, async) and requests plus its token-endpoint exchange (~430 lines),
+Size: one auth scheme for httpx (sync, async) and requests plus its token-endpoint exchange (~400 lines),
 read top to bottom; split apart, the token's lifetime rules would sit away from the flows that use them.
 
 ``OAuth2ClientCredentials("prod/api-client", "https://auth.example.com/oauth2/token")`` exchanges the
@@ -45,7 +45,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from ._auth_base import AuthBase
+from ._auth_base import AuthBase, httpx_replayable, requests_replayable
 from ._redirects import guard_httpx, strip_on_cross_origin_redirect, url_origin
 from .credentials import AuthPolicy, Login, drive
 from .errors import OAuth2Error, SecretFormatError
@@ -235,7 +235,7 @@ class OAuth2ClientCredentials(AuthBase):
         request.headers["Authorization"] = token.header()
         response = yield request
         if not self._refused(request, response.status_code, str(response.request.url)) \
-                or not _httpx_replayable(request):
+                or not httpx_replayable(request):
             return
         token = self._new_token("httpx", token)
         request.headers["Authorization"] = token.header()
@@ -251,7 +251,7 @@ class OAuth2ClientCredentials(AuthBase):
         request.headers["Authorization"] = token.header()
         response = yield request
         if not self._refused(request, response.status_code, str(response.request.url)) \
-                or not _httpx_replayable(request):
+                or not httpx_replayable(request):
             return
         token = await asyncio.to_thread(self._new_token, "httpx", token)
         request.headers["Authorization"] = token.header()
@@ -266,7 +266,7 @@ class OAuth2ClientCredentials(AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self._fresh() or self._new_token("requests", None)
         r.headers["Authorization"] = token.header()
-        r.register_hook("response", _RequestsRetry(self._new_token, token, str(r.url), _requests_replayable(r)))
+        r.register_hook("response", _RequestsRetry(self._new_token, token, str(r.url), requests_replayable(r)))
         return r
 
 
@@ -395,16 +395,3 @@ def _error_code(doc: dict[str, Any] | None, status: int) -> str:
         return error
     return "invalid_client" if status == 401 else f"http_{status}"
 
-
-def _httpx_replayable(request: httpx.Request) -> bool:
-    import httpx
-
-    try:
-        request.content  # noqa: B018  (raises for a body not read: a stream that can be sent once)
-    except httpx.RequestNotRead:
-        return False
-    return True
-
-
-def _requests_replayable(r: requests.PreparedRequest) -> bool:
-    return r.body is None or isinstance(r.body, (bytes, str))

@@ -25,7 +25,7 @@ import base64
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from ._auth_base import AuthBase
+from ._auth_base import AuthBase, httpx_replayable, requests_replayable
 from ._oauth2 import OAuth2ClientCredentials
 from ._redirects import guard_httpx, strip_on_cross_origin_redirect
 from .cache import blocking_cache
@@ -166,7 +166,7 @@ class SecretAuth(AuthBase):
     # -- the two drivers for httpx -------------------------------------------------------------------------
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        steps = self._exchange(replayable=_httpx_replayable(request))
+        steps = self._exchange(replayable=httpx_replayable(request))
         guard_httpx(request, self.header, is_async=False)
         reply: Any = None
         try:
@@ -183,7 +183,7 @@ class SecretAuth(AuthBase):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         import asyncio
 
-        steps = self._exchange(replayable=_httpx_replayable(request), on_event_loop=True)
+        steps = self._exchange(replayable=httpx_replayable(request), on_event_loop=True)
         guard_httpx(request, self.header, is_async=True)
         reply: Any = None
         try:
@@ -200,7 +200,7 @@ class SecretAuth(AuthBase):
     # -- requests ------------------------------------------------------------------------------------------
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        steps = self._exchange(replayable=_requests_replayable(r))
+        steps = self._exchange(replayable=requests_replayable(r))
         step = next(steps)
         while isinstance(step, Read):
             step = steps.send(step.fn())
@@ -268,16 +268,3 @@ def _username_password(value: SecretValue) -> tuple[str, str] | None:
         return username, password
     return None
 
-
-def _httpx_replayable(request: httpx.Request) -> bool:
-    import httpx
-
-    try:
-        request.content  # noqa: B018  (raises for a body not read: a stream that can be sent once)
-    except httpx.RequestNotRead:
-        return False
-    return True
-
-
-def _requests_replayable(r: requests.PreparedRequest) -> bool:
-    return r.body is None or isinstance(r.body, (bytes, str))

@@ -1,6 +1,6 @@
 """The environment every test runs in (fake AWS credentials, moto's G1 fix) and the fixture plugins, one
 ``tests/fixtures/fix_*.py`` per concern: the secret-leak canary, the database servers, the cache, the
-database factories, serve's moto server and fault proxy. Helpers tests import live beside them in
+database factories, serve's moto server and fault proxy, Redis. Helpers tests import live beside them in
 ``tests/fixtures/``; programs the tests start in ``tests/programs/``. No test imports another test module
 or a conftest."""
 
@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.fix_cache",
     "tests.fixtures.fix_db",
     "tests.fixtures.fix_serve",
+    "tests.fixtures.fix_redis",
 ]
 
 # No test may reach real AWS: fake credentials and a fixed Region for every boto3 client.

@@ -38,38 +38,29 @@ from secretcache.redis import (
 )
 from secretcache.testing import InMemoryBackend
 from tests.fixtures.fix_canary import canary_value
+from tests.fixtures.fix_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 GET = "GetSecretValue"
-URL = os.environ.get("SECRETCACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WORKERS = 8
 ROTATIONS = 10
 OPS_PER_PHASE = 3  # operations every worker completes in each phase of a rotation (counted, not timed)
 
 
-@pytest.fixture
-def admin() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(URL, decode_responses=True)
-    try:
-        conn.ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis is required at {URL} (no password for the default user): {e}", pytrace=False)
-    yield conn
-    conn.close()
 
 
 class Account:
     """One ACL user, its secret in an InMemoryBackend, a cache whose ttl outlives the test."""
 
-    def __init__(self, admin: redis.Redis, **extra: Any) -> None:
-        self.admin = admin
+    def __init__(self, redis_admin: redis.Redis, **extra: Any) -> None:
+        self.redis_admin = redis_admin
         self.username = f"sc-test-{secrets.token_hex(4)}"
         self.secret_id = f"redis/{self.username}"
         self.passwords = [canary_value("redis")]
-        admin.execute_command("ACL", "SETUSER", self.username, "on", "resetpass", f">{self.passwords[0]}",
+        redis_admin.execute_command("ACL", "SETUSER", self.username, "on", "resetpass", f">{self.passwords[0]}",
                               "~*", "+@all")
-        kwargs = admin.connection_pool.connection_kwargs
+        kwargs = redis_admin.connection_pool.connection_kwargs
         self.fields = {"host": kwargs["host"], "port": kwargs["port"], **extra}
         self.backend = InMemoryBackend()
         self.current = self.backend.put_secret(self.secret_id, self.secret(self.passwords[0]))
@@ -83,7 +74,7 @@ class Account:
         return self.backend.calls[GET]
 
     def set_password(self, *passwords: str) -> None:
-        self.admin.execute_command("ACL", "SETUSER", self.username, "resetpass", *(f">{p}" for p in passwords))
+        self.redis_admin.execute_command("ACL", "SETUSER", self.username, "resetpass", *(f">{p}" for p in passwords))
 
     def begin_rotation(self) -> str:
         """createSecret + setSecret (single user): AWSPENDING and Redis have the new password, AWSCURRENT not."""
@@ -100,7 +91,7 @@ class Account:
 
     def auth_attempts(self) -> int:
         """Refused AUTHs of this user, from the server's ACL LOG (entries of one kind are grouped with a count)."""
-        entries = self.admin.execute_command("ACL", "LOG", "128")
+        entries = self.redis_admin.execute_command("ACL", "LOG", "128")
         total = 0
         for entry in entries:
             fields = dict(zip(entry[::2], entry[1::2], strict=True)) if isinstance(entry, list) else entry
@@ -114,13 +105,13 @@ class Account:
                 assert password not in text
 
     def close(self) -> None:
-        self.admin.execute_command("ACL", "DELUSER", self.username)
+        self.redis_admin.execute_command("ACL", "DELUSER", self.username)
         self.cache.close()
 
 
 @pytest.fixture
-def account(admin: redis.Redis) -> Iterator[Account]:
-    made = Account(admin)
+def account(redis_admin: redis.Redis) -> Iterator[Account]:
+    made = Account(redis_admin)
     yield made
     made.close()
 
@@ -312,8 +303,8 @@ async def test_a_wrong_password_fails_the_async_client_after_at_most_three_auth_
     await r.aclose()
 
 
-def test_noperm_is_not_a_login_failure_and_refreshes_nothing(account: Account, admin: redis.Redis) -> None:
-    admin.execute_command("ACL", "SETUSER", account.username, "-get")
+def test_noperm_is_not_a_login_failure_and_refreshes_nothing(account: Account, redis_admin: redis.Redis) -> None:
+    redis_admin.execute_command("ACL", "SETUSER", account.username, "-get")
     r = client(account.secret_id, cache=account.cache)
     calls = account.calls
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -359,7 +350,7 @@ def test_is_login_failure_reads_redis_py_own_exceptions(reply: str, refused: boo
 
 def test_credential_provider_works_with_a_plain_redis_client(account: Account) -> None:
     provider = CredentialProvider(account.secret_id, cache=account.cache)
-    r = redis.Redis.from_url(URL, credential_provider=provider)
+    r = redis.Redis.from_url(REDIS_URL, credential_provider=provider)
     assert r.ping()
     assert _text(r.acl_whoami()) == account.username
     account.assert_no_password(repr(provider), repr(r), repr(r.connection_pool))
@@ -368,7 +359,7 @@ def test_credential_provider_works_with_a_plain_redis_client(account: Account) -
 
 async def test_credential_provider_works_with_an_asyncio_client(account: Account) -> None:
     provider = CredentialProvider(account.secret_id, cache=account.cache)
-    r = redis.asyncio.Redis.from_url(URL, credential_provider=provider)
+    r = redis.asyncio.Redis.from_url(REDIS_URL, credential_provider=provider)
     assert await r.ping()
     assert await provider.get_credentials_async() == provider.get_credentials()
     await r.aclose()
@@ -393,8 +384,8 @@ def test_a_secret_without_username_logs_in_as_the_default_user() -> None:
 # -- the secret's fields and the factories' arguments --------------------------------------------------
 
 
-def test_keys_rename_the_secret_fields(admin: redis.Redis) -> None:
-    made = Account(admin)
+def test_keys_rename_the_secret_fields(redis_admin: redis.Redis) -> None:
+    made = Account(redis_admin)
     try:
         made.backend.put_secret(made.secret_id, json.dumps(
             {"user": made.username, "pass": made.passwords[0], "endpoint": made.fields["host"]}))
@@ -482,7 +473,7 @@ def test_import_secretcache_does_not_import_redis_and_a_missing_redis_names_the_
     assert "pip install 'secretcache[redis]'" in out.stdout
 
 
-def test_the_docs_local_example_runs_as_written(admin: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_docs_local_example_runs_as_written(redis_admin: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
     page = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "redis.md")
     with open(page, encoding="utf-8") as f:
         text = f.read()
@@ -491,7 +482,7 @@ def test_the_docs_local_example_runs_as_written(admin: redis.Redis, capsys: pyte
     try:
         exec(compile(code, "docs/redis.md", "exec"), {"__name__": "docs_redis"})
     finally:
-        admin.execute_command("ACL", "DELUSER", "docs-app")
+        redis_admin.execute_command("ACL", "DELUSER", "docs-app")
     out = capsys.readouterr().out.splitlines()
     assert out[:2] == ["docs-app", "True"]
     assert "pending_logins=1" in out[2]

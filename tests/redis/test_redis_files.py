@@ -4,9 +4,7 @@ connection's refused AUTH re-reads the file (a forced read) and logs in; the cac
 from __future__ import annotations
 
 import json
-import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,23 +20,15 @@ from secretcache.redis import client
 
 pytestmark = pytest.mark.integration
 
-URL = os.environ.get("SECRETCACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture
-def admin() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(URL, decode_responses=True)
-    try:
-        conn.ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis is required at {URL} (no password for the default user): {e}", pytrace=False)
-    yield conn
-    conn.close()
 
 
-def test_a_new_connection_after_the_swap_logs_in_with_the_new_password(admin: redis.Redis, tmp_path: Path) -> None:
+def test_a_new_connection_after_the_swap_logs_in_with_the_new_password(
+    redis_admin: redis.Redis, tmp_path: Path
+) -> None:
     username = f"sc-test-{secrets.token_hex(4)}"
-    kwargs = admin.connection_pool.connection_kwargs
+    kwargs = redis_admin.connection_pool.connection_kwargs
     writer = AtomicWriter(tmp_path)
 
     def mount(password: str) -> None:
@@ -46,7 +36,7 @@ def test_a_new_connection_after_the_swap_logs_in_with_the_new_password(admin: re
                                                        "host": kwargs["host"], "port": kwargs["port"]})})
 
     first = canary_value("redis")
-    admin.execute_command("ACL", "SETUSER", username, "on", "resetpass", f">{first}", "~*", "+@all")
+    redis_admin.execute_command("ACL", "SETUSER", username, "on", "resetpass", f">{first}", "~*", "+@all")
     mount(first)
     cache = SecretCache(FileBackend(tmp_path, check_interval=3600), config=CacheConfig(ttl=3600))
     app = client(f"redis/{username}", cache=cache)
@@ -54,7 +44,7 @@ def test_a_new_connection_after_the_swap_logs_in_with_the_new_password(admin: re
         assert app.ping()
         for _ in range(3):
             password = canary_value("redis")
-            admin.execute_command("ACL", "SETUSER", username, "resetpass", f">{password}")  # the old one dies
+            redis_admin.execute_command("ACL", "SETUSER", username, "resetpass", f">{password}")  # the old one dies
             mount(password)  # the CSI driver's swap
             app.connection_pool.disconnect()  # the next command needs a new connection, so a new AUTH
             assert app.set("k", "v")
@@ -66,4 +56,4 @@ def test_a_new_connection_after_the_swap_logs_in_with_the_new_password(admin: re
     finally:
         app.close()
         cache.close()
-        admin.execute_command("ACL", "DELUSER", username)
+        redis_admin.execute_command("ACL", "DELUSER", username)
