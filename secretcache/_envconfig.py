@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from .errors import SecretCacheError
+from .errors import SecretCacheError, bounded
 
 if TYPE_CHECKING:
     from .backends.base import SecretsBackend
@@ -33,7 +33,7 @@ _SHOWN = 120
 
 
 def _shown(value: str) -> str:
-    return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "...")
+    return repr(bounded(value, _SHOWN))
 
 
 def _bad(variable: str, value: str, why: str) -> SecretCacheError:

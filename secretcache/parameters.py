@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidReferenceError
+from .errors import InvalidReferenceError, bounded
 
 __all__ = [
     "LATEST_STAGE",
@@ -56,7 +56,6 @@ _ARN_RE = re.compile(
     r"parameter/(?P<name>[^:#]+)"
 )
 _LABEL_RE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-_MAX_SHOWN = 200
 
 
 def is_parameter(secret_id: object) -> bool:
@@ -67,8 +66,7 @@ def is_parameter(secret_id: object) -> bool:
 
 
 def _bad(shown: str, why: str) -> InvalidReferenceError:
-    text = shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "..."
-    return InvalidReferenceError(f"invalid parameter reference {text!r}: {why}", reference=shown)
+    return InvalidReferenceError(f"invalid parameter reference {bounded(shown)!r}: {why}", reference=shown)
 
 
 def _valid_name(name: str) -> bool:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .errors import InvalidReferenceError
+from .errors import InvalidReferenceError, bounded
 from .parameters import PREFIX, check_selector, is_parameter, validate_parameter_id
 
 __all__ = [
@@ -38,22 +38,16 @@ _ARN_RE = re.compile(
     r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):secret:(?P<rest>.+)"
 )
 _TEMPLATE_RE = re.compile(r"\{\{resolve:(secretsmanager|ssm|ssm-secure):(.*?)\}\}")
-_MAX_SHOWN = 200
-
-
-def _shown(reference: str) -> str:
-    """The reference as it appears in an error message: bounded, so a pasted blob cannot flood logs."""
-    return reference if len(reference) <= _MAX_SHOWN else reference[:_MAX_SHOWN] + "..."
 
 
 def shown_key(key: object) -> str:
     """A JSON key as it appears in an error message: quoted and bounded like a reference (a key is data
     from the secret or the caller, and a 10,000-character one must not make a 10,000-character message)."""
-    return repr(_shown(key if isinstance(key, str) else repr(key)))
+    return repr(bounded(key if isinstance(key, str) else repr(key)))
 
 
 def _bad(reference: str, why: str) -> InvalidReferenceError:
-    return InvalidReferenceError(f"invalid secret reference {_shown(reference)!r}: {why}", reference=reference)
+    return InvalidReferenceError(f"invalid secret reference {bounded(reference)!r}: {why}", reference=reference)
 
 
 class SecretRef(NamedTuple):
