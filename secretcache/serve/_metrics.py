@@ -106,10 +106,11 @@ class _Requests:
 
     Each thread counts into tables of its own (one for requests answered by ``peek``, one for the rest),
     so a request is two dict reads (by identity: routes are canonical strings, statuses small ints) and
-    two list updates, with no lock and no allocation: only the thread that owns a table writes it. A
-    scrape sums copies of every table (``dict.copy`` and a slice are each atomic under the GIL), so a row
-    is never read half-added; a scrape racing a request may see its bucket without its seconds, or the
-    reverse, and the next scrape agrees.
+    two list updates, with no lock, and no dict or list made after the thread's first request: only the
+    thread that owns a table writes it. A scrape sums copies of every table (``dict.copy`` and a slice are
+    each atomic under the GIL), so a row is never read half-added; a scrape racing a request may see its
+    bucket without its seconds, or the reverse, and the next scrape agrees. An ended thread's counts are
+    folded into one table at the next scrape, so memory follows the threads alive, not every thread seen.
     """
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -117,7 +118,8 @@ class _Requests:
         self.width = len(bounds) + 2
         self.local = threading.local()
         """``local.tables``: the calling thread's ``(others, peeked)``, once :meth:`tables` has made them."""
-        self._tables: list[tuple[Table, Table]] = []  # every thread's, kept when a thread ends
+        self._tables: list[tuple[threading.Thread, tuple[Table, Table]]] = []
+        self._ended: tuple[Table, Table] = ({}, {})  # the counts of threads that have ended
         self._tables_lock = threading.Lock()
 
     def tables(self) -> tuple[Table, Table]:
@@ -127,7 +129,7 @@ class _Requests:
         except AttributeError:
             tables: tuple[Table, Table] = ({}, {})
             with self._tables_lock:
-                self._tables.append(tables)
+                self._tables.append((threading.current_thread(), tables))
             self.local.tables = tables
             return tables
 
@@ -144,16 +146,31 @@ class _Requests:
 
     def totals(self) -> dict[tuple[str, int, bool], Row]:
         """Every thread's rows, summed by (route, status, answered by ``peek``)."""
-        with self._tables_lock:
-            tables = list(self._tables)
         totals: dict[tuple[str, int, bool], Row] = {}
-        for pair in tables:
+
+        def add(pair: tuple[Table, Table]) -> None:
             for peeked, table in enumerate(pair):
                 for route, rows in table.copy().items():
                     for status, row in rows.copy().items():
                         total = totals.setdefault((route, status, bool(peeked)), self.new_row())
                         for i, value in enumerate(row[:]):
                             total[i] += value
+
+        with self._tables_lock:  # scrapes only (and a thread's first request): never a request's wait
+            alive: list[tuple[threading.Thread, tuple[Table, Table]]] = []
+            for thread, pair in self._tables:
+                if thread.is_alive():
+                    alive.append((thread, pair))
+                    add(pair)
+                    continue
+                for peeked, table in enumerate(pair):  # an ended thread writes no more: fold it in
+                    for route, rows in table.items():
+                        for status, row in rows.items():
+                            into = self._ended[peeked].setdefault(route, {}).setdefault(status, self.new_row())
+                            for i, value in enumerate(row):
+                                into[i] += value
+            self._tables = alive
+            add(self._ended)
         return totals
 
     def peek_hits(self) -> int:

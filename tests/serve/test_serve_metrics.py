@@ -154,6 +154,20 @@ def test_requests_counted_on_many_threads_without_a_lock_are_all_counted_and_scr
             assert later[1] >= earlier[1]
 
 
+def test_the_counts_of_threads_that_ended_are_kept_in_one_table() -> None:
+    """A thread per request (an embedder's threading server) must not grow serve's tables forever."""
+    backend = InMemoryBackend({"a": canary_value("a")})
+    with SecretCache(backend) as cache:
+        api = MeteredAgentApi(cache, token=None)
+        token = headers(X_Vault_Token="any")
+        count = "secretcache_serve_requests"
+        for batch in range(3):
+            run_threads(10, lambda _: [api.handle("GET", "/v1/a", token) for _ in range(5)])  # threads end
+            parsed = samples(api.handle("GET", "/metrics", headers()).body.decode())
+            assert sample(parsed, count, f"{count}_total", route="/v1/{secretId}") == 50 * (batch + 1)
+            assert len(api._requests._tables) <= 1  # only the scraping thread's own: the ended are folded
+
+
 def test_route_labels_never_hold_what_a_client_typed() -> None:
     assert route_of("/v1/prod/db?versionStage=AWSPREVIOUS") == "/v1/{secretId}"
     assert route_of("/secretsmanager/get?secretId=prod/db") == "/secretsmanager/get"
