@@ -8,8 +8,8 @@ calls by operation and outcome and their duration. Labels are bounded: a route i
 The cache's counters are read when Prometheus scrapes (a collector), so a hit pays nothing for them.
 serve's own request counts and latency buckets are kept in plain dicts, one per thread (each written by its
 own thread only), and summed into prometheus-client's metric families at scrape time: a request takes no
-lock. Measured in serve under load (bench/bench_otel.py), one uncontended lock per request cost more than
-all the rest of the counting; prometheus-client's ``Counter.inc`` and ``Histogram.observe`` take three.
+lock. Measured in serve under load, one uncontended lock per request was the largest single cost of the
+counting; prometheus-client's ``Counter.inc`` and ``Histogram.observe`` take three.
 """
 
 from __future__ import annotations
