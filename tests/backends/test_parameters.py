@@ -226,6 +226,8 @@ def test_at_expiry_one_call_runs_and_nobody_blocks(ssm: Any) -> None:
         try:
             results = herd(lambda: cache.get("ssm:/app/expiry"))  # returns while the refresh is held
             assert results == ["old"] * THREADS
+            # The refresh runs on the cache's worker: the readers may return before it reaches the call.
+            fakes.wait_until(lambda: len(calls) >= 2, what="the background refresh's GetParameter")
             assert len(calls) == 2  # the first read and one refresh
         finally:
             gate.set()
