@@ -114,7 +114,9 @@ def test_a_herd_of_32_threads_makes_one_backend_call_and_one_span(telemetry: Tel
 
 def test_an_outage_with_a_cached_value_is_counted_as_stale(telemetry: Telemetry) -> None:
     backend = InMemoryBackend({"app/key": canary_value("stale")})
-    config = CacheConfig(ttl=0, stale_while_revalidate=0, backoff_base=0, backoff_max=0)
+    # A backoff long enough that the third read really is served from it (with none, that read would
+    # start a background retry, and the counts below would depend on the worker thread's progress).
+    config = CacheConfig(ttl=0, stale_while_revalidate=0, backoff_base=60, backoff_max=60)
     with SecretCache(backend, config=config) as cache:
         telemetry.instrument(cache)
         first = cache.get_secret_string("app/key")
