@@ -15,7 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from .errors import SecretCacheError, bounded
+from ._messages import bounded
+from .errors import SecretCacheError
 
 if TYPE_CHECKING:
     from .backends.base import SecretsBackend

@@ -112,12 +112,6 @@ class InvalidReferenceError(SecretCacheError, ValueError):
         return InvalidReferenceError(str(self), reference=self.reference, secret_id=self.secret_id)
 
 
-def bounded(text: str, limit: int = 200) -> str:
-    """Text a caller gave (a reference, a key, a setting) as an error message shows it: at most ``limit``
-    characters and "...", so a pasted blob cannot flood a log. Never pass a value here."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 _PERMANENT: dict[str, type[SecretCacheError]] = {
     "ResourceNotFoundException": SecretNotFoundError,
     "AccessDeniedException": SecretAccessDeniedError,

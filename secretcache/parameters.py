@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidReferenceError, bounded
+from ._messages import bounded
+from .errors import InvalidReferenceError
 
 __all__ = [
     "LATEST_STAGE",

@@ -24,7 +24,8 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .errors import InvalidReferenceError, bounded
+from ._messages import bounded
+from .errors import InvalidReferenceError
 from .parameters import PREFIX, check_selector, is_parameter, validate_parameter_id
 
 __all__ = [
