@@ -100,8 +100,12 @@ class Trickle:
     def backend(self) -> AwsBackend:
         from botocore.config import Config
 
-        return AwsBackend(endpoint_url=self.proxy.url, region_name="us-east-1", config=Config(
+        backend = AwsBackend(endpoint_url=self.proxy.url, region_name="us-east-1", config=Config(
             retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=READ_TIMEOUT))
+        # Built now: loading botocore's models can take over FETCH_TIMEOUT on a loaded machine, and the
+        # reads under test are about the answer trickling in, not about starting a client.
+        backend.client_for(None)
+        return backend
 
     def trickle(self, name: str) -> None:
         self.proxy.targets = {name}
