@@ -99,6 +99,22 @@ Row = list[float]
 buckets (counts, not cumulative; their sum is the pair's request count)."""
 Table = dict[str, dict[int, Row]]
 """Rows by route, then status."""
+Key = tuple[str, int, bool]
+"""(route, status, answered by ``peek``)."""
+
+
+def _rows_of(pair: tuple[Table, Table]) -> Iterator[tuple[Key, Row]]:
+    """A thread's rows by key, each copied (``dict.copy`` and a slice are atomic under the GIL), since
+    the thread may be counting into them."""
+    for peeked, table in enumerate(pair):
+        for route, rows in table.copy().items():
+            for status, row in rows.copy().items():
+                yield (route, status, bool(peeked)), row[:]
+
+
+def _add(total: Row, row: Row) -> None:
+    for i, value in enumerate(row):
+        total[i] += value
 
 
 class _Requests:
@@ -119,7 +135,7 @@ class _Requests:
         self.local = threading.local()
         """``local.tables``: the calling thread's ``(others, peeked)``, once :meth:`tables` has made them."""
         self._tables: list[tuple[threading.Thread, tuple[Table, Table]]] = []
-        self._ended: tuple[Table, Table] = ({}, {})  # the counts of threads that have ended
+        self._ended: dict[Key, Row] = {}  # the counts of threads that have ended
         self._tables_lock = threading.Lock()
 
     def tables(self) -> tuple[Table, Table]:
@@ -144,33 +160,22 @@ class _Requests:
             row = rows[status] = self.new_row()
         return row
 
-    def totals(self) -> dict[tuple[str, int, bool], Row]:
+    def totals(self) -> dict[Key, Row]:
         """Every thread's rows, summed by (route, status, answered by ``peek``)."""
-        totals: dict[tuple[str, int, bool], Row] = {}
-
-        def add(pair: tuple[Table, Table]) -> None:
-            for peeked, table in enumerate(pair):
-                for route, rows in table.copy().items():
-                    for status, row in rows.copy().items():
-                        total = totals.setdefault((route, status, bool(peeked)), self.new_row())
-                        for i, value in enumerate(row[:]):
-                            total[i] += value
-
+        totals: dict[Key, Row] = {}
         with self._tables_lock:  # scrapes only (and a thread's first request): never a request's wait
             alive: list[tuple[threading.Thread, tuple[Table, Table]]] = []
             for thread, pair in self._tables:
                 if thread.is_alive():
                     alive.append((thread, pair))
-                    add(pair)
-                    continue
-                for peeked, table in enumerate(pair):  # an ended thread writes no more: fold it in
-                    for route, rows in table.items():
-                        for status, row in rows.items():
-                            into = self._ended[peeked].setdefault(route, {}).setdefault(status, self.new_row())
-                            for i, value in enumerate(row):
-                                into[i] += value
+                    into = totals
+                else:
+                    into = self._ended  # an ended thread writes no more: its counts move there, once
+                for key, row in _rows_of(pair):
+                    _add(into.setdefault(key, self.new_row()), row)
             self._tables = alive
-            add(self._ended)
+            for key, row in self._ended.items():
+                _add(totals.setdefault(key, self.new_row()), row)
         return totals
 
     def peek_hits(self) -> int:
@@ -186,18 +191,14 @@ class _Requests:
 
         rows: dict[tuple[str, int], Row] = {}
         for (route, status, _), row in self.totals().items():
-            total = rows.setdefault((route, status), self.new_row())
-            for i, value in enumerate(row):
-                total[i] += value
+            _add(rows.setdefault((route, status), self.new_row()), row)
         requests = CounterMetricFamily("secretcache_serve_requests",
                                        "Requests serve answered, by route and HTTP status code",
                                        labels=["route", "status_code"])
         by_route: dict[str, Row] = {}
         for (route, status), row in sorted(rows.items()):
             requests.add_metric([route, str(status)], sum(row[1:]))
-            total = by_route.setdefault(route, self.new_row())
-            for i, value in enumerate(row):
-                total[i] += value
+            _add(by_route.setdefault(route, self.new_row()), row)
         yield requests
         latency = HistogramMetricFamily(
             "secretcache_serve_request_duration_seconds",
